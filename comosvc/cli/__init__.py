@@ -1,0 +1,38 @@
+"""Command line: ``python -m comosvc COMMAND ...``.
+
+Each command lives in its own module of this package and defines
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable
+taking the parsed ``argparse.Namespace`` and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module that implements it
+COMMANDS = {
+    "convert": "comosvc.cli.convert",
+    "singers": "comosvc.cli.singers",
+    "bench": "comosvc.cli.bench",
+    "evaluate": "comosvc.cli.evaluate",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m comosvc", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Typed configuration for every stage of ComoSVC.
+
+One config system serves the library, the training scripts and the app. A config
+is a tree of dataclasses; ``configs/comosvc.yaml`` holds the defaults of
+``DESIGN.md`` and ``configs/tiny.yaml`` the same structure with tiny sizes for
+tests and CPU smoke runs.
+
+Loading is strict: an unknown key, or a value of the wrong type, raises
+:class:`ConfigError` naming the dotted key (``model.prior_layers``) and the file,
+so a typo never silently falls back to a default.
+
+    >>> cfg = load_config("configs/comosvc.yaml", overrides=["train.lr=1e-4"])
+    >>> cfg.audio.hop_length
+    256
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class AudioConfig:
+    """Audio and the BigVGAN mel (DESIGN.md "Audio and mel")."""
+
+    sample_rate: int = 24000  # Hz
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 256  # samples; 93.75 frames/s at 24 kHz
+    n_mels: int = 100
+    fmin: float = 0.0  # Hz
+    fmax: float = 12000.0  # Hz
+    max_duration: float = 1200.0  # seconds; longer files are refused by the loader
+
+
+@dataclass
+class ContentConfig:
+    """Content encoders (Whisper and ContentVec) loaded from a Hub id or a folder."""
+
+    whisper: str = "openai/whisper-medium"
+    whisper_dim: int = 1024
+    whisper_mode: Literal["padded", "unpadded"] = "padded"  # padded = reference (30 s)
+    contentvec: str = "lengyue233/content-vec-best"
+    contentvec_dim: int = 256
+    contentvec_layer: int = 12  # hidden state index fed to final_proj
+    sample_rate: int = 16000  # Hz, both encoders
+    frame_hop: int = 320  # samples at 16 kHz (20 ms)
+    batch_size: int = 8
+    half_on_cuda: bool = True
+
+
+@dataclass
+class F0Config:
+    """F0 extraction and its coarse embedding bins (DESIGN.md "Features")."""
+
+    method: Literal["parselmouth", "fcpe", "crepe", "harvest", "dio"] = "parselmouth"
+    f0_min: float = 50.0  # Hz
+    f0_max: float = 1100.0  # Hz
+    voicing_threshold: float = 0.6  # Praat
+    n_bins: int = 256
+
+
+@dataclass
+class EnergyConfig:
+    """Frame energy from the log mel, bucketised into log-spaced bins."""
+
+    n_bins: int = 256
+    min: float = 1e-30
+    max: float = 1.5
+
+
+@dataclass
+class ModelConfig:
+    """Acoustic model sizes and the EDM / consistency constants (DESIGN.md "Model")."""
+
+    hidden: int = 384
+    n_speakers: int = 512
+    # prior: Glow-TTS style relative-position transformer encoder
+    prior_layers: int = 6
+    prior_heads: int = 2
+    prior_window: int = 4
+    prior_ffn: int = 512
+    prior_kernel: int = 3
+    prior_dropout: float = 0.1
+    # denoiser: BiDilConv (non-causal WaveNet)
+    denoiser_channels: int = 384
+    denoiser_layers: int = 20
+    denoiser_kernel: int = 3
+    denoiser_dilation_cycle: int = 4  # dilation 2^(i mod cycle)
+    step_embed_dim: int = 128
+    # EDM
+    sigma_data: float = 0.5
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    noise_prior_mean: bool = True  # reference: x_T = mu + sigma * eps (Grad-TTS prior)
+    prior_loss: Literal["mse", "nll"] = "mse"
+    ssim_loss: bool = True
+    # sampling
+    teacher_steps: int = 40
+    teacher_solver: Literal["euler", "heun"] = "euler"
+    # consistency distillation
+    cd_steps: int = 40  # N Karras sigmas in the distillation grid
+    ema_decay: float = 0.95
+
+
+@dataclass
+class DataConfig:
+    """Preprocessing: slicing long recordings and the validation split."""
+
+    max_utterance_seconds: float = 15.0
+    min_utterance_seconds: float = 0.5
+    silence_db: float = -40.0  # dBFS threshold for silence slicing
+    min_silence_seconds: float = 0.3
+    validation_per_singer: int = 2  # utterances held out per singer (at most)
+    validation_fraction: float = 0.02  # or this share, whichever is larger
+    num_proc: int = 1
+    batch_size: int = 8  # examples per datasets.map batch
+    seed: int = 1234
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation for teacher training and distillation (DESIGN.md "Training defaults")."""
+
+    lr: float = 4e-4
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    crop_frames: int = 512
+    grad_clip: float = 1.0
+    plateau_factor: float = 0.8
+    plateau_patience: int = 10  # validations without improvement
+    min_lr: float = 1e-4
+    max_steps: int = 400000
+    gradient_accumulation_steps: int = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    validate_every: int = 2500
+    log_every: int = 50
+    max_nonfinite_steps: int = 10  # consecutive non-finite losses before stopping
+    num_workers: int = 2
+    seed: int = 1234
+    log_with: str = "tensorboard"
+
+
+@dataclass
+class InferenceConfig:
+    """Conversion defaults (DESIGN.md "Inference")."""
+
+    max_chunk_seconds: float = 10.0
+    silence_db: float = -40.0
+    min_silence_seconds: float = 0.3
+    crossfade_seconds: float = 0.05
+    batch_size: int = 4  # chunks per acoustic-model batch
+    teacher_steps: int = 40
+    student_steps: int = 1
+    loudness_match: bool = False
+    vocoder: str = "nvidia/bigvgan_v2_24khz_100band_256x"  # "griffinlim" for the fallback
+
+
+@dataclass
+class ComoSVCConfig:
+    """The whole configuration of one ComoSVC setup."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    f0: F0Config = field(default_factory=F0Config)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "ComoSVCConfig":
+        return _build(cls, data, prefix="", source=source)
+
+    def save(self, path: str | Path) -> None:
+        """Write as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+        path = Path(path)
+        text = (
+            yaml.safe_dump(self.to_dict(), sort_keys=False)
+            if path.suffix in (".yaml", ".yml")
+            else json.dumps(self.to_dict(), indent=2)
+        )
+        path.write_text(text)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ComoSVCConfig:
+    """Load a config file (YAML or JSON) and apply ``section.key=value`` overrides.
+
+    ``path=None`` gives the built-in defaults. Keys missing from the file keep their
+    defaults; unknown keys and wrong types raise :class:`ConfigError`.
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"Config file not found: {path}. Pass one of the files in configs/ "
+                "(configs/comosvc.yaml for the defaults, configs/tiny.yaml for a smoke run)."
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML/JSON: {err}") from err
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    for item in overrides or []:
+        _apply_override(data, item)
+    return _build(ComoSVCConfig, data, prefix="", source=source)
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"Override {item!r} must look like section.key=value, e.g. train.lr=1e-4")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"Override {item!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown config key {prefix + unknown[0]!r}"
+            f" (valid keys in {where}: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=f"{key}.", source=source)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{source}: {key} must have {len(args)} items, got {value!r}")
+            return tuple(_coerce(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        out = [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{source}: {key} has an unsupported type {tp!r}")  # pragma: no cover
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+__all__ = [
+    "AudioConfig",
+    "ComoSVCConfig",
+    "ConfigError",
+    "ContentConfig",
+    "DataConfig",
+    "EnergyConfig",
+    "F0Config",
+    "InferenceConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "load_config",
+]
