@@ -1,0 +1,61 @@
+"""Key shift of the conditioning F0: fixed semitones or "auto" (move the source to the target's range).
+
+F0 tracks are in Hz at the mel frame rate with 0 for unvoiced frames; a shift only
+ever scales voiced frames, so unvoiced frames stay exactly 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
+    """Scale voiced F0 by ``2 ** (semitones / 12)``; ``(T,)`` Hz in, ``(T,)`` Hz out, unvoiced stays 0."""
+    f0 = np.asarray(f0, dtype=np.float32)
+    if semitones == 0:
+        return f0.copy()
+    factor = np.float32(2.0 ** (semitones / 12.0))
+    return np.where(f0 > 0, f0 * factor, np.float32(0.0)).astype(np.float32)
+
+
+def voiced_median(f0: np.ndarray) -> float | None:
+    """Median of the voiced frames (F0 > 0) in Hz, or ``None`` when nothing is voiced."""
+    f0 = np.asarray(f0)
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if voiced.size else None
+
+
+def auto_key(source_f0: np.ndarray, target_median_hz: float) -> float | None:
+    """Semitones that move the source's voiced median F0 onto ``target_median_hz``.
+
+    ``12 * log2(target_median / source_median)``: multiplying F0 by the ratio of the
+    medians moves the median exactly (the median commutes with scaling). Returns
+    ``None`` when the source has no voiced frame.
+    """
+    source_median = voiced_median(source_f0)
+    if source_median is None:
+        return None
+    return 12.0 * math.log2(target_median_hz / source_median)
+
+
+def parse_key(key: float | int | str) -> float | str:
+    """``"auto"`` or a number of semitones (``"-3"``, ``"+12"``, ``2.5``) -> ``"auto"`` or float."""
+    if isinstance(key, str):
+        text = key.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(
+                f"Key {key!r} is neither a number of semitones (e.g. -3, +12, 2.5) nor 'auto'."
+            ) from None
+    value = float(key)
+    if not math.isfinite(value):
+        raise ValueError(f"Key {key!r} must be a finite number of semitones or 'auto'.")
+    return value
+
+
+__all__ = ["auto_key", "parse_key", "shift_f0", "voiced_median"]
