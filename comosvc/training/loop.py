@@ -1,0 +1,376 @@
+"""The training loop shared by teacher training and consistency distillation.
+
+The loop knows nothing about ComoSVC: it optimises any module whose ``forward(batch)``
+returns a dict of scalar tensors with a ``"loss"`` entry (wrap a model method with
+:class:`Objective`). Per optimiser step it does, in order:
+
+1. forward on ``gradient_accumulation_steps`` micro-batches, backward each finite loss;
+2. if any loss (on any process) was non-finite: skip the update with a warning;
+   ``max_nonfinite_steps`` skips in a row save a checkpoint and stop with
+   :class:`NonFiniteLossError`;
+3. otherwise clip the gradient norm (``grad_clip``), AdamW step, ``after_update(step)``
+   (the EMA of distillation: training steps only);
+4. every ``log_every`` steps log losses, learning rate and steps/s to the trackers;
+   every ``validate_every`` steps compute the validation loss (``model.eval()``, no
+   gradients, a fixed seed, no EMA update), step ``ReduceLROnPlateau`` with it and call
+   ``on_validate`` (mel images, audio); every ``checkpoint_every`` steps save a
+   crash-safe checkpoint (:mod:`comosvc.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from comosvc.config import TrainConfig
+from comosvc.training.checkpoint import (
+    TrainerState,
+    find_latest_complete,
+    list_complete_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+LOGS = "logs"  # tracker folder under OUT: `tensorboard --logdir OUT/logs`
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped after ``max_nonfinite_steps`` non-finite losses in a row."""
+
+
+class Objective(nn.Module):
+    """Expose one loss method of a model as ``forward`` so DDP synchronises its gradients.
+
+    ``Objective(model, "teacher_loss")(batch)`` is ``model.teacher_loss(batch)``;
+    the wrapped model is ``objective.model``.
+    """
+
+    def __init__(self, model: nn.Module, method: str):
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return getattr(self.model, self.method)(batch)
+
+
+@dataclass
+class TrainSummary:
+    """What a call of :func:`train_loop` did."""
+
+    state: TrainerState
+    steps_run: int  # optimiser updates in this call (after a resume: the remaining ones)
+    train_seconds: float  # wall time in training steps, without validation and checkpoints
+    checkpoint: Path | None  # the last checkpoint written
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_run / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def resolve_mixed_precision(cli_value: str | None, tc: TrainConfig) -> str:
+    """``--mixed_precision`` of the script, else ``accelerate launch --mixed_precision``, else the config."""
+    return cli_value or os.environ.get("ACCELERATE_MIXED_PRECISION") or tc.mixed_precision
+
+
+def make_accelerator(tc: TrainConfig, out: str | Path) -> Accelerator:
+    """An Accelerator with trackers writing to ``OUT/logs`` (``tc.log_with``; "none" disables)."""
+    out = Path(out)
+    trackers = [name.strip() for name in tc.log_with.split(",") if name.strip()]
+    trackers = [name for name in trackers if name.lower() != "none"]
+    return Accelerator(
+        mixed_precision=tc.mixed_precision,
+        gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / LOGS)),
+    )
+
+
+def build_optimizer(parameters, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the learning rate, betas and weight decay of the config."""
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        raise ValueError("Nothing to train: every parameter has requires_grad=False.")
+    return torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay)
+
+
+def build_plateau(optimizer: torch.optim.Optimizer, tc: TrainConfig):
+    """ReduceLROnPlateau on the validation loss (factor, patience in validations, min lr).
+
+    Not passed to ``accelerator.prepare`` (that would step it once per process);
+    register it with ``accelerator.register_for_checkpointing`` instead.
+    """
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=tc.plateau_factor, patience=tc.plateau_patience, min_lr=tc.min_lr
+    )
+
+
+def resume_or_start(accelerator: Accelerator, out: str | Path, resume: bool, seed: int) -> TrainerState:
+    """Load the newest complete checkpoint (``resume``) or start at step 0.
+
+    Call after ``accelerator.prepare`` and ``register_for_checkpointing``. Starting
+    fresh in a folder that already holds checkpoints is refused, so a run is never
+    overwritten by accident.
+    """
+    latest = find_latest_complete(out)
+    if not resume:
+        if latest is not None:
+            raise FileExistsError(
+                f"{out} already holds checkpoints (newest: {latest.name}). Pass --resume to "
+                "continue that run, or choose another --out for a new one."
+            )
+        set_seed(seed, device_specific=True)  # processes draw different noise; weights were seeded alike
+        return TrainerState()
+    if latest is None:
+        logger.warning("--resume: no complete checkpoint in %s; starting from step 0.", Path(out) / "checkpoints")
+        set_seed(seed, device_specific=True)
+        return TrainerState()
+    state = load_checkpoint(accelerator, latest)
+    if accelerator.is_main_process:
+        logger.info("Resumed from %s at step %d", latest, state.step)
+    return state
+
+
+def check_can_start(out: str | Path, resume: bool) -> None:
+    """Fail early (before loading data and models) if ``OUT`` holds a run and ``--resume`` is missing."""
+    if not resume and list_complete_checkpoints(out):
+        raise FileExistsError(
+            f"{out} already holds checkpoints. Pass --resume to continue that run, "
+            "or choose another --out for a new one."
+        )
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def train_loop(
+    accelerator: Accelerator,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    plateau,
+    train_loader,
+    val_loader,
+    tc: TrainConfig,
+    out: str | Path,
+    state: TrainerState,
+    *,
+    after_update: Callable[[int], None] | None = None,
+    on_validate: Callable[[int], None] | None = None,
+    desc: str = "train",
+) -> TrainSummary:
+    """Optimise ``model`` (prepared; ``forward(batch) -> {"loss": ..., ...}``) up to ``tc.max_steps``.
+
+    ``state`` comes from :func:`resume_or_start` and is updated in place.
+    ``after_update(step)`` runs after each optimiser update, ``on_validate(step)``
+    on the main process after each validation (it must not use collectives).
+    Raises :class:`NonFiniteLossError` after ``tc.max_nonfinite_steps`` skipped
+    steps in a row, having saved a checkpoint first.
+    """
+    out = Path(out)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    batches = _forever(train_loader)
+    bar = tqdm(
+        total=tc.max_steps, initial=state.step, desc=desc, unit="step",
+        disable=not accelerator.is_main_process, dynamic_ncols=True,
+    )
+    sums: dict[str, float] = {}  # loss terms summed over the steps since the last log
+    window: dict[str, float] = {}  # loss terms of the current accumulation window
+    window_ok = True  # no non-finite loss in the current accumulation window
+    logged_steps, seconds_at_log = 0, 0.0
+    train_seconds, steps_run, last_checkpoint = 0.0, 0, None
+    step_start = time.perf_counter()
+    model.train()
+    while state.step < tc.max_steps:
+        batch = next(batches)
+        with accelerator.accumulate(model):
+            terms = model(batch)
+            loss = terms["loss"]
+            if _all_finite(accelerator, loss):
+                accelerator.backward(loss)
+                for name, value in terms.items():
+                    window[name] = window.get(name, 0.0) + _scalar(value) / tc.gradient_accumulation_steps
+            else:
+                window_ok = False
+            if not accelerator.sync_gradients:
+                continue  # more micro-batches in this accumulation window
+            grad_norm = None
+            if window_ok:
+                grad_norm = accelerator.clip_grad_norm_(params, tc.grad_clip)
+                if accelerator.mixed_precision != "fp16" and not torch.isfinite(grad_norm).all():
+                    window_ok = False  # (fp16: the grad scaler skips inf gradients itself)
+            if window_ok:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        if not window_ok:  # skip this update
+            window, window_ok = {}, True
+            state.nonfinite_in_a_row += 1
+            state.nonfinite_total += 1
+            logger.warning(
+                "Step %d: non-finite loss or gradient (loss %s); skipped the update (%d in a row, stop at %d).",
+                state.step + 1, _scalar(loss), state.nonfinite_in_a_row, tc.max_nonfinite_steps,
+            )
+            if state.nonfinite_in_a_row >= tc.max_nonfinite_steps:
+                checkpoint = save_checkpoint(accelerator, out, state, tc.keep_checkpoints)
+                bar.close()
+                accelerator.end_training()
+                raise NonFiniteLossError(
+                    f"Stopped: {state.nonfinite_in_a_row} non-finite losses in a row at step {state.step}. "
+                    f"The last good state is saved in {checkpoint}. Lower the learning rate (--lr), "
+                    "use --mixed_precision bf16 or no instead of fp16, or check the data for NaN/inf "
+                    "features; then continue with --resume."
+                )
+            continue
+
+        state.step += 1
+        state.nonfinite_in_a_row = 0
+        steps_run += 1
+        for name, value in window.items():
+            sums[name] = sums.get(name, 0.0) + value
+        window = {}
+        logged_steps += 1
+        if after_update is not None:
+            after_update(state.step)
+        train_seconds += time.perf_counter() - step_start
+        bar.update(1)
+
+        if state.step % tc.log_every == 0 or state.step == tc.max_steps:
+            means = _reduce_means(accelerator, {k: v / logged_steps for k, v in sums.items()})
+            seconds = train_seconds - seconds_at_log
+            steps_per_second = logged_steps / seconds if seconds > 0 else float("nan")
+            values = {f"train/{name}": value for name, value in means.items()}
+            values["train/lr"] = optimizer.param_groups[0]["lr"]
+            values["train/steps_per_second"] = steps_per_second
+            if grad_norm is not None:
+                values["train/grad_norm"] = float(grad_norm)
+            accelerator.log(values, step=state.step)
+            bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4f}", steps_s=f"{steps_per_second:.2f}")
+            sums, logged_steps, seconds_at_log = {}, 0, train_seconds
+
+        if state.step % tc.validate_every == 0 or state.step == tc.max_steps:
+            val = evaluate(accelerator, model, val_loader, seed=tc.seed)
+            if val:
+                plateau.step(val["loss"])
+                if state.best_val_loss is None or val["loss"] < state.best_val_loss:
+                    state.best_val_loss = val["loss"]
+                accelerator.log({f"val/{name}": value for name, value in val.items()}, step=state.step)
+                if accelerator.is_main_process:
+                    bar.write(f"step {state.step}: validation loss {val['loss']:.4f}")
+            if on_validate is not None and accelerator.is_main_process:
+                on_validate(state.step)
+            model.train()
+            accelerator.wait_for_everyone()
+
+        if state.step % tc.checkpoint_every == 0 or state.step == tc.max_steps:
+            last_checkpoint = save_checkpoint(accelerator, out, state, tc.keep_checkpoints)
+
+        step_start = time.perf_counter()  # validation and checkpoints do not count as training time
+
+    bar.close()
+    return TrainSummary(state, steps_run, train_seconds, last_checkpoint)
+
+
+@torch.no_grad()
+def evaluate(
+    accelerator: Accelerator, model: nn.Module, loader, seed: int, max_batches: int | None = None
+) -> dict[str, float]:
+    """Mean of each loss term over the validation loader, averaged over processes.
+
+    Runs in ``eval()`` mode without gradients and under a fixed seed (the noise levels
+    drawn by the loss are then the same at every validation, so the curve is
+    comparable), restoring the training RNG afterwards. Empty loader: ``{}``.
+    """
+    if loader is None:
+        return {}
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for index, batch in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                break
+            terms = model(batch)
+            for name, value in terms.items():
+                value = torch.as_tensor(value, device=accelerator.device, dtype=torch.float32).detach()
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+    if count == 0:
+        return {}
+    return _reduce_means(accelerator, {name: value / count for name, value in sums.items()})
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _forever(loader) -> Iterator[Any]:
+    """Iterate a data loader endlessly, one epoch after another (reseeding the sampler per epoch)."""
+    epoch = 0
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("The training data loader is empty: is the train split of --data empty?")
+        epoch += 1
+
+
+def _scalar(value) -> float:
+    return float(value.detach()) if torch.is_tensor(value) else float(value)
+
+
+def _all_finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
+    """True when the loss is finite on every process (so all processes skip or step together)."""
+    flag = torch.isfinite(loss.detach()).all().float().reshape(1).to(accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.gather(flag).min()
+    return bool(flag.item() > 0)
+
+
+def _reduce_means(accelerator: Accelerator, values: dict[str, Any]) -> dict[str, float]:
+    """Average scalar values over processes; returns Python floats."""
+    if not values:
+        return {}
+    names = sorted(values)
+    stacked = torch.stack(
+        [torch.as_tensor(values[name], dtype=torch.float32, device=accelerator.device) for name in names]
+    )
+    if accelerator.num_processes > 1:
+        stacked = accelerator.reduce(stacked, reduction="mean")
+    return {name: float(value) for name, value in zip(names, stacked.tolist())}
+
+
+__all__ = [
+    "LOGS",
+    "NonFiniteLossError",
+    "Objective",
+    "TrainSummary",
+    "build_optimizer",
+    "build_plateau",
+    "check_can_start",
+    "evaluate",
+    "make_accelerator",
+    "resolve_mixed_precision",
+    "resume_or_start",
+    "train_loop",
+]
