@@ -134,6 +134,8 @@ class DataConfig:
     num_proc: int = 1
     batch_size: int = 8  # examples per datasets.map batch
     seed: int = 1234
+    content_dtype: Literal["float16", "float32"] = "float16"  # storage of whisper/contentvec
+    cache_shards: int = 32  # per dataset; a changed file re-extracts only its shard
 
 
 @dataclass
