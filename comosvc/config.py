@@ -103,6 +103,7 @@ class ModelConfig:
     denoiser_kernel: int = 3
     denoiser_dilation_cycle: int = 4  # dilation 2^(i mod cycle)
     step_embed_dim: int = 128
+    step_mlp_hidden: int = 512  # step MLP: Linear(embed, hidden) SiLU Linear(hidden, hidden) SiLU Linear(hidden, C)
     # EDM
     sigma_data: float = 0.5
     sigma_min: float = 0.002
