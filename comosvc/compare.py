@@ -1,0 +1,269 @@
+"""Teacher against student on the same clip: one call, a timing table, mel pictures.
+
+The app's "convert" button and the ``bench`` command both need the same thing:
+convert one clip with the diffusion teacher and with the consistency student
+(same singer, key and seed), then report what each cost. This module does that
+without any UI:
+
+    >>> result = compare(pipe, wav, "opensinger_0", teacher_steps=40, student_steps=1)
+    >>> print(format_timing_table(timing_rows(result)))
+
+:func:`mel_image` renders a log mel as an RGB picture (matplotlib, Agg backend),
+used by the app and handy in notebooks and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+# progress(fraction of the whole comparison in [0, 1], what is happening)
+ProgressFn = Callable[[float, str], None]
+
+# Share of the progress bar given to the teacher run: it does ~40x the network
+# evaluations but shares content, F0 and vocoder costs with the student.
+TEACHER_SHARE = 0.75
+
+
+@dataclass
+class Comparison:
+    """The same clip converted by the teacher and the student.
+
+    ``source`` is the input at ``sample_rate`` Hz, ``(N,)`` float32; ``source_mel``
+    its log mel ``(N // hop, n_mels)``; ``teacher`` and ``student`` are the
+    pipeline's ``ConversionResult`` objects (``.audio``, ``.mel``, ``.nfe``, ``.timings``).
+    """
+
+    source: np.ndarray
+    sample_rate: int
+    source_mel: np.ndarray
+    teacher: Any
+    student: Any
+    teacher_steps: int
+    student_steps: int
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the source clip in seconds."""
+        return len(self.source) / self.sample_rate
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings of both runs, each once, in order."""
+        seen: list[str] = []
+        for result in (self.teacher, self.student):
+            for message in getattr(result, "warnings", None) or []:
+                if message not in seen:
+                    seen.append(message)
+        return seen
+
+
+def _scaled(progress: ProgressFn | None, start: float, end: float, label: str):
+    """A pipeline progress callback that maps the run's own [0, 1] onto [start, end]."""
+    if progress is None:
+        return None
+
+    def report(fraction: float, desc: str | None = None) -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        progress(start + (end - start) * fraction, f"{label}: {desc}" if desc else label)
+
+    return report
+
+
+def compare(
+    pipe,
+    audio: np.ndarray,
+    singer: str,
+    *,
+    teacher_steps: int = 40,
+    student_steps: int = 1,
+    key: float | str = 0,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> Comparison:
+    """Convert ``audio`` ((N,) float32 at the pipeline's rate) with the teacher, then the student.
+
+    Both runs use the same singer, key and seed. ``progress(fraction, desc)`` is
+    called as the work advances. Returns a :class:`Comparison`.
+    """
+    from comosvc.features.mel import log_mel
+
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    sample_rate = int(getattr(pipe, "sample_rate", None) or pipe.config.audio.sample_rate)
+    common = dict(key=key, seed=seed)
+    teacher = pipe(
+        audio,
+        singer,
+        sampler="teacher",
+        steps=int(teacher_steps),
+        progress=_scaled(progress, 0.0, TEACHER_SHARE, f"teacher, {teacher_steps} steps"),
+        **common,
+    )
+    student = pipe(
+        audio,
+        singer,
+        sampler="student",
+        steps=int(student_steps),
+        progress=_scaled(progress, TEACHER_SHARE, 1.0, f"student, {student_steps} step(s)"),
+        **common,
+    )
+    if progress is not None:
+        progress(1.0, "done")
+    return Comparison(
+        source=audio,
+        sample_rate=sample_rate,
+        source_mel=log_mel(audio, pipe.config.audio),
+        teacher=teacher,
+        student=student,
+        teacher_steps=int(teacher_steps),
+        student_steps=int(student_steps),
+    )
+
+
+# --------------------------------------------------------------------------- timing table
+
+
+@dataclass(frozen=True)
+class TimingRow:
+    """One line of the comparison table: a cost for the teacher and for the student.
+
+    ``unit`` is ``""`` (a count), ``"s"`` (seconds) or ``"rtf"`` (seconds of compute
+    per second of audio). ``compared`` is False for costs that do not depend on
+    the sampler (content features, vocoder): no speed-up is reported for them.
+    """
+
+    name: str
+    teacher: float
+    student: float
+    unit: str = "s"
+    compared: bool = True
+
+    @property
+    def speedup(self) -> float:
+        """Teacher cost over student cost (how many times cheaper the student is)."""
+        return self.teacher / self.student if self.student > 0 else float("inf")
+
+
+# Row names, in table order (the app's test checks these).
+ROW_NFE = "network evaluations"
+ROW_FEATURES = "content + F0 features (s)"
+ROW_ACOUSTIC = "acoustic model (s)"
+ROW_VOCODER = "vocoder (s)"
+ROW_TOTAL = "end to end (s)"
+ROW_RTF_ACOUSTIC = "real-time factor, acoustic model"
+ROW_RTF_TOTAL = "real-time factor, end to end"
+ROW_NAMES = (ROW_NFE, ROW_FEATURES, ROW_ACOUSTIC, ROW_VOCODER, ROW_TOTAL, ROW_RTF_ACOUSTIC, ROW_RTF_TOTAL)
+
+
+def timing_rows(comparison: Comparison) -> list[TimingRow]:
+    """The costs of both runs: NFE, stage times (s) and real-time factors, in :data:`ROW_NAMES` order."""
+    t, s = comparison.teacher.timings, comparison.student.timings
+    seconds = max(comparison.seconds, 1e-9)
+
+    def stage(timings: dict, *names: str) -> float:
+        return float(sum(timings.get(name, 0.0) for name in names))
+
+    return [
+        TimingRow(ROW_NFE, float(comparison.teacher.nfe), float(comparison.student.nfe), unit=""),
+        TimingRow(ROW_FEATURES, stage(t, "content", "f0"), stage(s, "content", "f0"), compared=False),
+        TimingRow(ROW_ACOUSTIC, stage(t, "acoustic"), stage(s, "acoustic")),
+        TimingRow(ROW_VOCODER, stage(t, "vocoder"), stage(s, "vocoder"), compared=False),
+        TimingRow(ROW_TOTAL, stage(t, "total"), stage(s, "total")),
+        TimingRow(ROW_RTF_ACOUSTIC, stage(t, "acoustic") / seconds, stage(s, "acoustic") / seconds, unit="rtf"),
+        TimingRow(ROW_RTF_TOTAL, stage(t, "total") / seconds, stage(s, "total") / seconds, unit="rtf"),
+    ]
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "":
+        return f"{value:.0f}"
+    if unit == "rtf":
+        return f"{value:.4f}" if value < 0.01 else f"{value:.3f}"
+    return f"{value:.3f}"
+
+
+def timing_table(rows: list[TimingRow], teacher_label: str = "teacher", student_label: str = "student"):
+    """``(headers, cells)``: the rows as strings, with a "student speed-up" column."""
+    headers = ["", teacher_label, student_label, "student speed-up"]
+    cells = [
+        [row.name, _fmt(row.teacher, row.unit), _fmt(row.student, row.unit), f"{row.speedup:.1f}x" if row.compared else ""]
+        for row in rows
+    ]
+    return headers, cells
+
+
+def format_timing_table(rows: list[TimingRow], teacher_label: str = "teacher", student_label: str = "student") -> str:
+    """The timing table as Markdown (for the terminal, logs and reports)."""
+    headers, cells = timing_table(rows, teacher_label, student_label)
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(line) + " |" for line in cells]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def mel_range(*mels: np.ndarray) -> tuple[float, float]:
+    """A shared colour range (vmin, vmax) for several log mels, so their pictures compare."""
+    values = np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1) for m in mels if np.size(m)])
+    if values.size == 0:
+        return -11.5, 2.0
+    return float(np.percentile(values, 1)), float(values.max())
+
+
+def mel_image(
+    mel: np.ndarray,
+    title: str = "",
+    sample_rate: int = 24000,
+    hop_length: int = 256,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    size: tuple[float, float] = (4.2, 2.4),
+    dpi: int = 100,
+) -> np.ndarray:
+    """Render a log mel ``(T, n_mels)`` as an RGB picture ``(H, W, 3)`` uint8 (time in seconds on x)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    mel = np.asarray(mel, dtype=np.float32)
+    fig = Figure(figsize=size, dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    seconds = mel.shape[0] * hop_length / sample_rate
+    ax.imshow(
+        mel.T,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        cmap="magma",
+        vmin=vmin,
+        vmax=vmax,
+        extent=(0.0, seconds, 0, mel.shape[1]),
+    )
+    ax.set_xlabel("time (s)", fontsize=8)
+    ax.set_ylabel("mel bin", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout(pad=0.4)
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return image
+
+
+__all__ = [
+    "Comparison",
+    "ROW_NAMES",
+    "TimingRow",
+    "compare",
+    "format_timing_table",
+    "mel_image",
+    "mel_range",
+    "timing_rows",
+    "timing_table",
+]
