@@ -167,34 +167,58 @@ def mel_cepstrum(
     return spectrum_to_mel_cepstrum(envelope, order, alpha)
 
 
-def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dynamic time warping on a cost matrix ``(N, M)``; returns index arrays ``(i, j)`` of the path.
+DTW_RADIUS = 300  # frames either side of the diagonal searched by DTW (3.2 s at 93.75 frames/s)
 
-    Steps (1, 0), (0, 1) and (1, 1), unit weights, from (0, 0) to (N-1, M-1). Each
-    row of the accumulated cost is computed at once: entering row ``i`` from row
-    ``i - 1`` (down or diagonal), then any run of steps right along the row, which
-    is a running minimum over prefix sums.
+
+def dtw_path(x: np.ndarray, y: np.ndarray, radius: int | None = DTW_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic time warping of ``x`` (N, D) and ``y`` (M, D) with Euclidean frame distance.
+
+    Returns index arrays ``(i, j)`` of the cheapest path from (0, 0) to (N-1, M-1)
+    with steps (1, 0), (0, 1) and (1, 1) and unit weights. Row ``i`` of ``x`` may
+    only pair with columns within ``radius`` of the straight line from corner to
+    corner (a Sakoe-Chiba band, which keeps memory at ``N * (2 radius + 1)`` for
+    whole songs); ``radius=None`` searches the full matrix.
+
+    Each row of the accumulated cost is computed at once: enter row ``i`` from row
+    ``i - 1`` (down or diagonal), then take any run of steps along the row, which
+    is a running minimum over prefix sums of the row's costs.
     """
-    cost = np.asarray(cost, dtype=np.float64)
-    n, m = cost.shape
-    acc = np.empty((n, m))
-    acc[0] = np.cumsum(cost[0])
-    for i in range(1, n):
-        diagonal = np.concatenate([[np.inf], acc[i - 1, :-1]])
-        entry = np.minimum(acc[i - 1], diagonal) + cost[i]
-        prefix = np.cumsum(cost[i])
-        acc[i] = prefix + np.minimum.accumulate(entry - prefix)
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    n, m = len(x), len(y)
+    r = max(n, m) if radius is None else max(int(radius), 1)
+    centre = np.round(np.arange(n) * (m - 1) / max(n - 1, 1)).astype(int)
+    hi = np.minimum(centre + r, m - 1)
+    hi[-1] = m - 1  # the path ends at (N-1, M-1), even for N = 1
+    lo = np.maximum(centre - r, 0)
+    lo = np.minimum(lo, np.concatenate([[0], hi[:-1] + 1]))  # consecutive rows always connect
+    acc: list[np.ndarray] = []  # acc[i][k] = accumulated cost of cell (i, lo[i] + k)
+
+    def accumulated(i: int, cols: np.ndarray) -> np.ndarray:  # inf outside the band
+        out = np.full(len(cols), np.inf)
+        inside = (cols >= lo[i]) & (cols <= hi[i])
+        out[inside] = acc[i][cols[inside] - lo[i]]
+        return out
+
+    def cell(i: int, j: int) -> float:
+        return float(acc[i][j - lo[i]]) if i >= 0 and lo[i] <= j <= hi[i] else np.inf
+
+    for i in range(n):
+        cols = np.arange(lo[i], hi[i] + 1)
+        cost = np.sqrt(((y[cols] - x[i]) ** 2).sum(-1))
+        if i == 0:
+            entry = np.full(len(cols), np.inf)
+            entry[0] = cost[0]  # the path starts at (0, 0)
+        else:
+            entry = np.minimum(accumulated(i - 1, cols), accumulated(i - 1, cols - 1)) + cost
+        prefix = np.cumsum(cost)
+        acc.append(prefix + np.minimum.accumulate(entry - prefix))
+
     # backtrack from the end, preferring the diagonal on ties
     i, j = n - 1, m - 1
     path = [(i, j)]
     while i > 0 or j > 0:
-        if i == 0:
-            j -= 1
-        elif j == 0:
-            i -= 1
-        else:
-            steps = ((i - 1, j - 1), (i - 1, j), (i, j - 1))
-            i, j = min(steps, key=lambda s: acc[s])
+        i, j = min([(i - 1, j - 1), (i - 1, j), (i, j - 1)], key=lambda step: cell(*step))
         path.append((i, j))
     path.reverse()
     rows, cols = np.array(path).T
@@ -204,19 +228,21 @@ def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)  # dB per unit of cepstral Euclidean distance
 
 
-def mel_cepstral_distortion(mcep_ref: np.ndarray, mcep_conv: np.ndarray, align: bool = True) -> float:
+def mel_cepstral_distortion(
+    mcep_ref: np.ndarray, mcep_conv: np.ndarray, align: bool = True, radius: int | None = DTW_RADIUS
+) -> float:
     """Mel-cepstral distortion in dB between two mel-cepstra ``(T, order + 1)``.
 
     ``MCD = 10 / ln 10 * sqrt(2 * sum_{d=1}^{order} (c_d - c'_d)^2)`` per frame pair,
     ``c0`` (energy) excluded, averaged over the frame pairs of the DTW path
-    (Euclidean cost on the same coefficients; ``align=False`` pairs frames by index
-    over the shorter length instead). Every frame counts, silences included.
+    (Euclidean cost on the same coefficients, band ``radius`` frames, see
+    :func:`dtw_path`; ``align=False`` pairs frames by index over the shorter
+    length instead). Every frame counts, silences included.
     """
     ref = np.asarray(mcep_ref, dtype=np.float64)[:, 1:]
     conv = np.asarray(mcep_conv, dtype=np.float64)[:, 1:]
     if align:
-        cost = np.sqrt(((ref[:, None, :] - conv[None, :, :]) ** 2).sum(-1))
-        rows, cols = dtw_path(cost)
+        rows, cols = dtw_path(ref, conv, radius)
         ref, conv = ref[rows], conv[cols]
     else:
         n = min(len(ref), len(conv))
@@ -326,6 +352,7 @@ def speaker_similarity(wav: np.ndarray, target_embedding: np.ndarray, sample_rat
 
 __all__ = [
     "ALL_PASS_ALPHA",
+    "DTW_RADIUS",
     "MCD_SCALE",
     "STFT_RESOLUTIONS",
     "cosine_similarity",

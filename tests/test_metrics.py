@@ -100,17 +100,52 @@ def test_mcd_hand_computed_and_c0_excluded():
 
 
 def test_dtw_path_hand_computed():
-    cost = np.array([[0, 1, 5], [4, 0, 3], [6, 4, 0], [7, 5, 0]], dtype=float)
-    rows, cols = M.dtw_path(cost)
-    assert list(zip(rows, cols)) == [(0, 0), (1, 1), (2, 2), (3, 2)]
+    x = np.array([[0.0], [1.0], [2.0], [2.1]])
+    y = np.array([[0.0], [1.0], [2.0]])
+    # the last frame of x pairs with the last of y; everything else on the diagonal
+    for radius in (None, 1):
+        rows, cols = M.dtw_path(x, y, radius)
+        assert list(zip(rows, cols)) == [(0, 0), (1, 1), (2, 2), (3, 2)]
+    rows, cols = M.dtw_path(y, x)  # and the other way round
+    assert list(zip(rows, cols)) == [(0, 0), (1, 1), (2, 2), (2, 3)]
+
+
+def test_dtw_finds_the_cheapest_path():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n, m = rng.integers(1, 12, 2)
+        x, y = rng.standard_normal((n, 2)), rng.standard_normal((m, 2))
+        cost = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+        best = np.full((n + 1, m + 1), np.inf)  # textbook O(N M) recursion
+        best[0, 0] = 0.0
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                best[i, j] = cost[i - 1, j - 1] + min(best[i - 1, j], best[i, j - 1], best[i - 1, j - 1])
+        rows, cols = M.dtw_path(x, y, radius=None)
+        assert cost[rows, cols].sum() == pytest.approx(best[n, m])
+        rows, cols = M.dtw_path(x, y, radius=1)  # a narrow band still ends in the corner
+        assert (rows[-1], cols[-1]) == (n - 1, m - 1)
+        assert set(zip(np.diff(rows), np.diff(cols))) <= {(1, 0), (0, 1), (1, 1)}
 
 
 def test_dtw_undoes_a_frame_repetition():
     rng = np.random.default_rng(0)
     mcep = rng.standard_normal((40, 25))
     stretched = mcep[np.repeat(np.arange(40), [1, 2] * 20)]  # 60 frames: every other frame twice
-    assert M.mel_cepstral_distortion(mcep, stretched) == pytest.approx(0.0, abs=1e-12)
+    for radius in (None, 3):
+        assert M.mel_cepstral_distortion(mcep, stretched, radius=radius) == pytest.approx(0.0, abs=1e-12)
     assert M.mel_cepstral_distortion(mcep, stretched, align=False) > 5.0
+
+
+def test_dtw_band_handles_long_sequences():
+    # 5000 x 6000 frames (about a minute) with a narrow band: no N x M matrix is built
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5000, 4))
+    y = x[np.sort(rng.integers(0, 5000, 6000))]
+    rows, cols = M.dtw_path(x, y, radius=20)
+    assert rows[0] == cols[0] == 0 and rows[-1] == 4999 and cols[-1] == 5999
+    assert np.all(np.diff(rows) >= 0) and np.all(np.diff(cols) >= 0)
+    assert np.all(np.diff(rows) + np.diff(cols) >= 1)
 
 
 @pytest.fixture(scope="module")
