@@ -1,0 +1,108 @@
+"""The one place where a 24 kHz clip becomes features: mel, F0, energy, Whisper, ContentVec.
+
+Data preprocessing and the conversion pipeline both call :class:`FeatureExtractor`,
+so training and inference see features made the same way. Every feature of a
+clip of ``N`` samples has exactly ``T = N // hop`` frames (93.75 frames/s):
+
+    "mel":        (T, n_mels) float32  natural-log mel, NOT normalised
+    "f0":         (T,)        float32  Hz, 0 = unvoiced
+    "energy":     (T,)        float32  linear frame energy from the mel
+    "whisper":    (T, content.whisper_dim)    float32
+    "contentvec": (T, content.contentvec_dim) float32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from comosvc.audio import MIN_SECONDS, NonFiniteAudioError, TooShortError, resample
+from comosvc.config import ComoSVCConfig
+from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, align_to_mel
+from comosvc.features.energy import energy_from_mel
+from comosvc.features.f0 import extract_f0
+from comosvc.features.mel import MelSpectrogram
+
+FEATURE_NAMES = ("mel", "f0", "energy", "whisper", "contentvec")
+
+
+class FeatureExtractor:
+    """Turns 24 kHz mono clips into aligned per-frame features (see the module docstring).
+
+    The content encoders are loaded once, from ``cfg.content.whisper`` and
+    ``cfg.content.contentvec`` (Hub ids or local folders), unless ready encoders
+    are passed in (e.g. ``WhisperContentEncoder.random("default")`` for a benchmark).
+    """
+
+    def __init__(
+        self,
+        cfg: ComoSVCConfig,
+        device: str | torch.device | None = None,
+        whisper: WhisperContentEncoder | None = None,
+        contentvec: ContentVecEncoder | None = None,
+    ):
+        self.cfg = cfg
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        c = cfg.content
+        self.whisper = whisper or WhisperContentEncoder.from_pretrained(
+            c.whisper, mode=c.whisper_mode, device=self.device, half_on_cuda=c.half_on_cuda
+        )
+        self.whisper.mode = c.whisper_mode
+        self.contentvec = contentvec or ContentVecEncoder.from_pretrained(
+            c.contentvec, layer=c.contentvec_layer, device=self.device, half_on_cuda=c.half_on_cuda
+        )
+        for name, enc, want in (("whisper", self.whisper, c.whisper_dim), ("contentvec", self.contentvec, c.contentvec_dim)):
+            if enc.dim != want:
+                raise ValueError(
+                    f"content.{name}_dim is {want} but the {name} encoder gives {enc.dim}-d features; "
+                    f"set content.{name}_dim={enc.dim} (the model's input size follows it)"
+                )
+        self.mel = MelSpectrogram(cfg.audio).to(self.device)
+        # content hop in 24 kHz samples: 320 at 16 kHz = 480 (20 ms)
+        hop = c.frame_hop * cfg.audio.sample_rate / c.sample_rate
+        if hop != int(hop):
+            raise ValueError(f"content.frame_hop={c.frame_hop} at {c.sample_rate} Hz is not a whole number of output samples")
+        self.content_hop = int(hop)
+
+    def _check(self, wav: np.ndarray) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1:
+            raise ValueError(f"expected a mono clip of shape (N,), got {wav.shape}")
+        if len(wav) < self.cfg.audio.n_fft:
+            raise TooShortError(
+                f"a clip of {len(wav)} samples ({len(wav) / self.cfg.audio.sample_rate * 1000:.1f} ms) is shorter "
+                f"than one analysis frame ({MIN_SECONDS * 1000:.1f} ms); use a longer clip"
+            )
+        if not np.isfinite(wav).all():
+            raise NonFiniteAudioError("the clip contains NaN or infinite samples")
+        return wav
+
+    def __call__(self, wav_24k: np.ndarray) -> dict[str, np.ndarray]:
+        """One clip ``(N,)`` at ``audio.sample_rate`` -> dict of aligned features (module docstring)."""
+        return self.extract_batch([wav_24k])[0]
+
+    @torch.no_grad()
+    def extract_batch(self, wavs_24k: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Several clips -> one feature dict each; the content encoders run batched."""
+        cfg = self.cfg
+        wavs = [self._check(w) for w in wavs_24k]
+        out = []
+        for wav in wavs:
+            mel = self.mel(torch.from_numpy(wav).to(self.device))  # (T, n_mels)
+            out.append(
+                {
+                    "mel": mel.cpu().numpy(),
+                    "f0": extract_f0(wav, cfg.f0, cfg.audio, device=str(self.device)),
+                    "energy": energy_from_mel(mel).cpu().numpy(),
+                }
+            )
+        wavs_16k = [resample(w, cfg.audio.sample_rate, cfg.content.sample_rate) for w in wavs]
+        for name, encoder in (("whisper", self.whisper), ("contentvec", self.contentvec)):
+            feats = encoder(wavs_16k, batch_size=cfg.content.batch_size)
+            for item, f, wav in zip(out, feats, wavs):
+                n_frames = len(wav) // cfg.audio.hop_length
+                item[name] = align_to_mel(f, n_frames, self.content_hop, cfg.audio.hop_length).cpu().numpy()
+        return out
+
+
+__all__ = ["FEATURE_NAMES", "FeatureExtractor"]
