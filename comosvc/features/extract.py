@@ -82,22 +82,36 @@ class FeatureExtractor:
         return self.extract_batch([wav_24k])[0]
 
     @torch.no_grad()
-    def extract_batch(self, wavs_24k: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Several clips -> one feature dict each; the content encoders run batched."""
+    def extract_batch(
+        self, wavs_24k: list[np.ndarray], features: tuple[str, ...] = FEATURE_NAMES
+    ) -> list[dict[str, np.ndarray]]:
+        """Several clips -> one feature dict each; the content encoders run batched.
+
+        ``features`` picks a subset of :data:`FEATURE_NAMES` (the conversion pipeline
+        extracts F0 and content separately to time them).
+        """
+        unknown = sorted(set(features) - set(FEATURE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; choose from {', '.join(FEATURE_NAMES)}")
         cfg = self.cfg
         wavs = [self._check(w) for w in wavs_24k]
         out = []
         for wav in wavs:
-            mel = self.mel(torch.from_numpy(wav).to(self.device))  # (T, n_mels)
-            out.append(
-                {
-                    "mel": mel.cpu().numpy(),
-                    "f0": extract_f0(wav, cfg.f0, cfg.audio, device=str(self.device)),
-                    "energy": energy_from_mel(mel).cpu().numpy(),
-                }
-            )
-        wavs_16k = [resample(w, cfg.audio.sample_rate, cfg.content.sample_rate) for w in wavs]
+            item = {}
+            if "mel" in features or "energy" in features:
+                mel = self.mel(torch.from_numpy(wav).to(self.device))  # (T, n_mels)
+                if "mel" in features:
+                    item["mel"] = mel.cpu().numpy()
+                if "energy" in features:
+                    item["energy"] = energy_from_mel(mel).cpu().numpy()
+            if "f0" in features:
+                item["f0"] = extract_f0(wav, cfg.f0, cfg.audio, device=str(self.device))
+            out.append(item)
+        content = [name for name in ("whisper", "contentvec") if name in features]
+        wavs_16k = [resample(w, cfg.audio.sample_rate, cfg.content.sample_rate) for w in wavs] if content else []
         for name, encoder in (("whisper", self.whisper), ("contentvec", self.contentvec)):
+            if name not in content:
+                continue
             feats = encoder(wavs_16k, batch_size=cfg.content.batch_size)
             for item, f, wav in zip(out, feats, wavs):
                 n_frames = len(wav) // cfg.audio.hop_length
