@@ -260,7 +260,7 @@ def train_loop(
             if grad_norm is not None:
                 values["train/grad_norm"] = float(grad_norm)
             accelerator.log(values, step=state.step)
-            bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4f}", steps_s=f"{steps_per_second:.2f}")
+            bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}", steps_s=f"{steps_per_second:.2f}")
             sums, logged_steps, seconds_at_log = {}, 0, train_seconds
 
         if state.step % tc.validate_every == 0 or state.step == tc.max_steps:
@@ -271,7 +271,7 @@ def train_loop(
                     state.best_val_loss = val["loss"]
                 accelerator.log({f"val/{name}": value for name, value in val.items()}, step=state.step)
                 if accelerator.is_main_process:
-                    bar.write(f"step {state.step}: validation loss {val['loss']:.4f}")
+                    bar.write(f"step {state.step}: validation loss {val['loss']:.4g}")
             if on_validate is not None and accelerator.is_main_process:
                 on_validate(state.step)
             model.train()

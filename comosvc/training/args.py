@@ -1,0 +1,68 @@
+"""Command-line arguments shared by ``train/train.py`` and ``train/distill.py``.
+
+Both scripts read one config file plus ``section.key=value`` overrides; the common
+flags (``--max_steps``, ``--batch_size``, ``--lr``, ``--mixed_precision``) are
+shorthands for overrides of the script's own section (``train`` or ``distill``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from comosvc.config import ComoSVCConfig, load_config
+
+
+def build_parser(description: str, teacher_arg: bool = False) -> argparse.ArgumentParser:
+    """The parser of a training script; ``teacher_arg`` adds distillation's ``--teacher``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="config file, e.g. configs/comosvc.yaml or configs/tiny.yaml")
+    if teacher_arg:
+        parser.add_argument("--teacher", required=True, help="trained teacher: a folder (OUT/model) or a Hub id")
+    parser.add_argument("--data", required=True, help="folder written by train/preprocess.py")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints/, logs/, model/")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+    parser.add_argument("--max_steps", type=int, help="optimiser steps in total (a resumed run stops there too)")
+    parser.add_argument("--batch_size", type=int, help="examples per step and process")
+    parser.add_argument("--lr", type=float, help="AdamW learning rate")
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: the config's")
+    parser.add_argument("--push_to_hub", metavar="REPO_ID", help="upload the final model to this Hub repository")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides, e.g. train.log_every=10")
+    return parser
+
+
+def load_run_config(args: argparse.Namespace, section: str) -> ComoSVCConfig:
+    """The config of ``args.config`` with the overrides and the shorthand flags applied to ``section``."""
+    overrides = list(args.overrides)
+    for flag in ("max_steps", "batch_size", "lr", "mixed_precision"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{section}.{flag}={value}")
+    return load_config(args.config, overrides=overrides)
+
+
+def setup_logging() -> None:
+    """INFO messages of comosvc (resume, checkpoints, warnings) on stderr, one line each."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("comosvc").setLevel(logging.INFO)
+
+
+def tracker_config(cfg: ComoSVCConfig) -> dict[str, int | float | str | bool]:
+    """The config flattened to ``{"train.lr": 4e-4, ...}`` scalars, as trackers store hyperparameters."""
+    flat: dict[str, int | float | str | bool] = {}
+    for section, values in cfg.to_dict().items():
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def save_run_config(cfg: ComoSVCConfig, out: str | Path) -> Path:
+    """Write the effective config to ``OUT/config.yaml`` (what this run actually used)."""
+    path = Path(out) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.save(path)
+    return path
+
+
+__all__ = ["build_parser", "load_run_config", "save_run_config", "setup_logging", "tracker_config"]
