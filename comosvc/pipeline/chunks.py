@@ -45,22 +45,24 @@ class Chunk:
         return self.end - self.start
 
 
-def plan_chunks(n_samples: int, pieces: list[tuple[int, int]], hop: int, margin: int) -> list[Chunk]:
+def plan_chunks(
+    n_samples: int, pieces: list[tuple[int, int]], hop: int, margin: int, min_samples: int = 0
+) -> list[Chunk]:
     """Chunks covering ``[0, ceil(n_samples / hop) * hop)`` from the sounding ``pieces``.
 
     ``pieces`` are sorted, non-overlapping sample ranges of sound (the slicer's
     output). A silence between two pieces that is long enough to hold two
     crossfades becomes a silent chunk; a shorter one is cut in the middle. Leading
     and trailing silence likewise. Cuts are snapped to hop multiples and cuts that
-    would leave a core shorter than ``2 * margin + hop`` are dropped (so crossfades
-    never overlap each other). ``margin`` is rounded up to whole hops. The last
+    would leave a core shorter than ``2 * margin + hop`` (or ``min_samples``) are
+    dropped, so crossfades never overlap each other and every chunk is long enough
+    for the features (one n_fft). ``margin`` is rounded up to whole hops. The last
     chunk ends at the padded length: callers zero-pad the song to whole hops.
     """
     if n_samples <= 0:
         return []
     padded = math.ceil(n_samples / hop) * hop
-    margin = math.ceil(margin / hop) * hop
-    min_core = 2 * margin + hop
+    min_core = _min_core(hop, margin, min_samples)
     cuts: list[int] = []
     ends = [0] + [end for _, end in pieces]
     starts = [start for start, _ in pieces] + [padded]
@@ -69,11 +71,21 @@ def plan_chunks(n_samples: int, pieces: list[tuple[int, int]], hop: int, margin:
             cuts += [gap_start, gap_end]  # its own (silent) chunk; too-short edge chunks are dropped below
         else:
             cuts.append((gap_start + gap_end) // 2)
-    return split_at(n_samples, cuts, hop, margin, pieces)
+    return split_at(n_samples, cuts, hop, margin, pieces, min_samples)
+
+
+def _min_core(hop: int, margin: int, min_samples: int) -> int:
+    margin = math.ceil(margin / hop) * hop
+    return max(2 * margin + hop, math.ceil(min_samples / hop) * hop)
 
 
 def split_at(
-    n_samples: int, cuts: list[int], hop: int, margin: int, pieces: list[tuple[int, int]] | None = None
+    n_samples: int,
+    cuts: list[int],
+    hop: int,
+    margin: int,
+    pieces: list[tuple[int, int]] | None = None,
+    min_samples: int = 0,
 ) -> list[Chunk]:
     """Chunks cut at ``cuts`` (sample indices, snapped to hops; see :func:`plan_chunks`).
 
@@ -81,7 +93,7 @@ def split_at(
     """
     padded = math.ceil(n_samples / hop) * hop
     margin = math.ceil(margin / hop) * hop
-    min_core = 2 * margin + hop
+    min_core = _min_core(hop, margin, min_samples)
     bounds = [0]
     for cut in sorted(cuts):
         snapped = _snap(cut, hop)

@@ -1,0 +1,290 @@
+"""ConversionPipeline end to end with a tiny random model saved to disk and a fast Griffin-Lim vocoder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from comosvc.audio import NotAudioError, load_audio
+from comosvc.config import AudioConfig, load_config
+from comosvc.pipeline import ConversionPipeline, UnknownSingerError
+from comosvc.pipeline.pitch import voiced_median
+from comosvc.synthetic import singer_voice, sung_phrase
+
+TINY_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+HOP = 256
+SINGERS = {"synth_alto": 0, "synth_bass": 1, "other_alto": 2}
+F0_MEDIANS = {"synth_alto": 330.0, "synth_bass": 110.0, "other_alto": 300.0}
+
+
+def tiny_stats(n_mels: int = 100) -> dict:
+    """stats.json for SINGERS: mel bounds per dataset (as a trained model carries), F0 per singer."""
+    return {
+        "mel": {
+            "synth": {"min": [-11.5] * n_mels, "max": [1.5] * n_mels},
+            "other": {"min": [-10.0] * n_mels, "max": [1.0] * n_mels},
+        },
+        "f0": {name: {"median": hz, "p5": hz * 0.7, "p95": hz * 1.4} for name, hz in F0_MEDIANS.items()},
+        "durations": {name: 600.0 for name in SINGERS},
+    }
+
+
+def save_tiny_models(folder: Path, config) -> tuple[Path, Path]:
+    """A random tiny teacher and a "distilled" student of it, saved with save_pretrained.
+
+    The denoisers' zero-initialised output layers get random weights so the network
+    output matters (a fresh model's denoiser returns exactly 0). The student shares
+    the teacher's condition encoder and prior, as distillation leaves them frozen.
+    """
+    from comosvc.models import ComoSVC
+
+    teacher_dir, student_dir = folder / "teacher", folder / "student"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        teacher = ComoSVC(config, singers=SINGERS, stats=tiny_stats())
+        torch.nn.init.normal_(teacher.denoiser.output[-1].weight, std=0.1)
+        student = ComoSVC(config, singers=SINGERS, stats=tiny_stats(), distilled=True, distilled_from=str(teacher_dir))
+        student.load_state_dict(teacher.state_dict())
+        torch.nn.init.normal_(student.denoiser.output[-1].weight, std=0.1)
+    teacher.save_pretrained(teacher_dir)
+    student.save_pretrained(student_dir)
+    return teacher_dir, student_dir
+
+
+def fast_vocoder():
+    """Griffin-Lim with 2 iterations: the tests check lengths and plumbing, not sound quality."""
+    from comosvc.vocoder import GriffinLimVocoder
+
+    return GriffinLimVocoder(AudioConfig(), n_iter=2, nnls_iters=2)
+
+
+@pytest.fixture(scope="module")
+def config(tiny_overrides):
+    return load_config(TINY_CONFIG, overrides=tiny_overrides)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory, config):
+    return save_tiny_models(tmp_path_factory.mktemp("models"), config)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dirs):
+    return ConversionPipeline.from_pretrained(model_dirs[1], vocoder=fast_vocoder(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def phrase():
+    """1.3 s: two notes (220 and 262 Hz) with silent gaps."""
+    wav, _ = sung_phrase([220.0, 262.0], note_seconds=0.5, gap_seconds=0.1, seed=3)
+    return wav
+
+
+def test_output_is_exactly_as_long_as_the_input_at_24khz(pipe, phrase, tmp_path):
+    # a 16 kHz file of odd length: the pipeline resamples, converts and returns the loader's length
+    path = tmp_path / "input.wav"
+    sf.write(path, load_audio_16k(phrase)[:-37], 16000)
+    n = len(load_audio(path, 24000))
+    result = pipe(path, "synth_alto", seed=0)
+    assert result.sample_rate == 24000
+    assert result.audio.shape == (n,) and result.audio.dtype == np.float32
+    assert np.isfinite(result.audio).all()
+    assert np.abs(result.audio).max() == pytest.approx(0.9, abs=1e-4)  # peak-normalised
+    frames = math.ceil(n / HOP)
+    assert result.mel.shape == (frames, 100) and result.f0.shape == (frames,)
+    assert result.sampler == "student" and result.nfe == 1 and result.singer == "synth_alto"
+    assert set(result.timings) == {"content", "f0", "acoustic", "vocoder", "total"}
+    assert result.timings["total"] >= sum(result.timings[k] for k in ("content", "f0", "acoustic", "vocoder"))
+    assert result.warnings == []
+    # (sample_rate, int16 samples) as Gradio gives them: same length rule
+    pcm = (phrase[:-5] * 32767).astype(np.int16)
+    assert pipe((24000, pcm), "synth_alto", seed=0).audio.shape == (len(pcm),)
+
+
+def load_audio_16k(wav: np.ndarray) -> np.ndarray:
+    from comosvc.audio import resample
+
+    return resample(wav, 24000, 16000)
+
+
+def test_student_model_loads_its_teacher_lazily_and_shares_the_prior(model_dirs, phrase):
+    pipe = ConversionPipeline.from_pretrained(model_dirs[1], vocoder=fast_vocoder(), device="cpu")
+    assert pipe.samplers == ["teacher", "student"] and pipe._teacher is None
+    result = pipe(phrase, "synth_alto", sampler="teacher", steps=2, seed=0)
+    assert result.nfe == 3  # 2 Karras steps = 3 Euler updates down to sigma 0
+    assert pipe.teacher().prior is pipe.model.prior  # identical frozen weights: one copy
+    assert pipe.teacher().denoiser is not pipe.model.denoiser
+
+    teacher_only = ConversionPipeline.from_pretrained(model_dirs[0], vocoder=fast_vocoder(), device="cpu")
+    assert teacher_only.samplers == ["teacher"]
+    with pytest.raises(ValueError, match="no consistency student"):
+        teacher_only(phrase, "synth_alto", sampler="student")
+
+
+def test_key_shift_scales_the_conditioning_f0(pipe, phrase):
+    seen = []
+    sample = pipe.model.sample
+
+    def spy(batch, **kwargs):
+        seen.append(batch["f0"].clone())
+        return sample(batch, **kwargs)
+
+    pipe.model.sample = spy
+    try:
+        base = pipe(phrase, "synth_alto", key=0, seed=0)
+        octave = pipe(phrase, "synth_alto", key=12, seed=0)
+    finally:
+        del pipe.model.sample
+    assert (base.f0 > 0).sum() > 50
+    np.testing.assert_allclose(octave.f0, 2 * base.f0, rtol=1e-6)
+    np.testing.assert_allclose(seen[1], 2 * seen[0], rtol=1e-6)  # what the model was given
+    assert octave.key == 12.0
+
+    auto = pipe(phrase, "synth_bass", key="auto", seed=0)  # bass: median 110 Hz in stats.json
+    assert voiced_median(auto.f0) == pytest.approx(110.0, rel=1e-4)
+    assert auto.key == pytest.approx(12 * math.log2(110.0 / voiced_median(base.f0)), abs=1e-4)
+    assert np.array_equal(auto.f0 > 0, base.f0 > 0)  # unvoiced frames stay unvoiced
+
+
+def test_unknown_or_ambiguous_singer_lists_the_valid_ones(pipe, phrase):
+    with pytest.raises(UnknownSingerError, match="Valid singers: other_alto, synth_alto, synth_bass"):
+        pipe(phrase, "soprano")
+    with pytest.raises(UnknownSingerError, match="ambiguous.*other_alto, synth_alto"):
+        pipe(phrase, "alto")
+    assert pipe.resolve_singer("bass") == "synth_bass"
+
+
+def test_silent_input_gives_silence_and_a_warning(pipe):
+    result = pipe(np.zeros(30000, dtype=np.float32), "synth_alto")
+    assert result.audio.shape == (30000,) and not result.audio.any()
+    assert result.nfe == 0 and not result.f0.any()
+    assert len(result.warnings) == 1 and "silent" in result.warnings[0]
+
+
+def test_unreadable_input_raises_the_loaders_error(pipe, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    with pytest.raises(NotAudioError, match="notes.wav"):
+        pipe(bad, "synth_alto")
+
+
+def test_loudness_matching_follows_the_source_envelope(pipe, phrase):
+    from comosvc.pipeline.loudness import frame_rms
+
+    result = pipe(phrase, "synth_alto", loudness_match=True, seed=0)
+    source, converted = frame_rms(phrase), frame_rms(result.audio)
+    loud = source > 0.05 * source.max()
+    assert np.corrcoef(source[loud], converted[loud])[0, 1] > 0.9
+    assert np.abs(result.audio).max() <= 0.99
+
+
+# --------------------------------------------------------------------------- chunking
+
+
+def seam_free_frames(n_frames: int, *results, guard: int) -> np.ndarray:
+    """Frames at least ``guard`` frames away from every chunk edge (and not silent) in every result."""
+    ok = np.ones(n_frames, dtype=bool)
+    for result in results:
+        for chunk in result.chunks:
+            for edge in (chunk.core_start // HOP, chunk.core_end // HOP):
+                ok[max(0, edge - guard) : edge + guard] = False
+            if chunk.silent:
+                ok[chunk.core_start // HOP : chunk.core_end // HOP] = False
+    return ok
+
+
+def test_chunked_conversion_agrees_with_unchunked_away_from_the_seams(model_dirs):
+    """Real tiny teacher. Its content encoders and prior attend over the whole chunk, so
+    context changes the output a little everywhere; with noise keyed to song frames the
+    chunked result must still be far closer to the unchunked one than another seed is."""
+    wav, _ = sung_phrase([220.0, 330.0, 262.0, 196.0], note_seconds=0.5, gap_seconds=0.35, voice=singer_voice(1), seed=5)
+    pipe = ConversionPipeline.from_pretrained(model_dirs[0], vocoder=fast_vocoder(), device="cpu")
+    runs = {}
+    for max_chunk, seed in ((60.0, 0), (0.8, 0), (60.0, 1)):
+        pipe.config.inference.max_chunk_seconds = max_chunk
+        runs[max_chunk, seed] = pipe(wav, "synth_alto", steps=2, seed=seed)
+    whole, chunked, other_seed = runs[60.0, 0], runs[0.8, 0], runs[60.0, 1]
+    assert whole.n_chunks == 1 and chunked.n_chunks == 4
+    assert whole.audio.shape == chunked.audio.shape == wav.shape
+    ok = seam_free_frames(len(whole.mel), whole, chunked, guard=8)
+    assert ok.sum() > 100
+    # F0 is nearly local (Praat's voicing threshold is relative to the clip's peak)
+    a, b = chunked.f0[ok], whole.f0[ok]
+    both = (a > 0) & (b > 0)
+    assert np.mean((a > 0) == (b > 0)) > 0.95
+    assert np.max(np.abs(a - b)[both] / b[both]) < 0.01
+    chunk_diff = np.abs(chunked.mel - whole.mel)[ok].mean()
+    seed_diff = np.abs(other_seed.mel - whole.mel)[ok].mean()
+    assert chunk_diff < 0.5 * seed_diff, (chunk_diff, seed_diff)
+
+
+class FrameLocalFeatures:
+    """Every feature of frame i depends only on samples [i * hop, (i + 1) * hop)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def extract_batch(self, wavs, features):
+        out = []
+        for wav in wavs:
+            rms = np.sqrt((wav[: len(wav) // HOP * HOP].reshape(-1, HOP) ** 2).mean(axis=1)).astype(np.float32)
+            item = {"energy": rms, "f0": np.where(rms > 1e-3, 200.0 + 100.0 * rms, 0.0).astype(np.float32)}
+            item["whisper"] = np.repeat(rms[:, None], 4, axis=1)
+            item["contentvec"] = np.repeat(rms[:, None], 2, axis=1)
+            out.append({name: item[name] for name in features})
+        return out
+
+
+class FrameLocalModel(torch.nn.Module):
+    """A "student" whose mel frame depends only on that frame's features and noise."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config, self.distilled, self.distilled_from = config, True, None
+        self.singers, self.stats = {"synth_alto": 0}, tiny_stats()
+
+    @staticmethod
+    def noise_draws(sampler, steps):
+        return steps
+
+    def sample(self, batch, steps, sampler, noise):
+        mel = batch["whisper"][..., :1] + batch["f0"][..., None] / 1000 + 0.1 * sum(noise)
+        return SimpleNamespace(mel=torch.tanh(mel) * batch["mask"][..., None], nfe=steps)
+
+
+class FrameLocalVocoder(torch.nn.Module):
+    name = "frame-local"
+
+    def forward(self, log_mel):
+        return torch.repeat_interleave(log_mel.mean(-1) + 12.0, HOP, dim=1)
+
+
+def test_chunk_machinery_is_exact_for_a_frame_local_model(config):
+    """Cut, batch, position-keyed noise and crossfade join add nothing of their own: with a
+    frame-local model, chunked output equals unchunked output wherever both convert."""
+    wav, _ = sung_phrase([220.0, 330.0, 262.0, 196.0, 247.0], note_seconds=0.6, gap_seconds=0.35, seed=7)
+    results = []
+    for max_chunk in (60.0, 0.5):
+        cfg = load_config(TINY_CONFIG, overrides=[f"inference.max_chunk_seconds={max_chunk}", "inference.batch_size=3"])
+        pipe = ConversionPipeline(FrameLocalModel(cfg), FrameLocalFeatures(cfg), FrameLocalVocoder(), config=cfg, device="cpu")
+        results.append(pipe(wav, "synth_alto", steps=2, seed=11))
+    whole, chunked = results
+    assert chunked.n_chunks > 2 * whole.n_chunks
+    # frames away from silent chunks (those are not converted: zeros) - seams between converted chunks included
+    ok = np.ones(len(whole.mel), dtype=bool)
+    for result in results:
+        for chunk in result.chunks:
+            if chunk.silent:
+                ok[max(0, chunk.start // HOP - 3) : chunk.end // HOP + 3] = False
+    assert ok.sum() > 200
+    np.testing.assert_allclose(chunked.mel[ok], whole.mel[ok], atol=1e-5)
+    samples = np.repeat(ok, HOP)[: len(wav)]
+    a, b = chunked.audio[samples], whole.audio[samples]
+    scale = float(a @ b / (b @ b))  # the two songs are peak-normalised separately
+    np.testing.assert_allclose(a, scale * b, atol=1e-4)
