@@ -1,0 +1,140 @@
+"""``python -m comosvc convert INPUT... --model ID_OR_DIR --singer NAME``: convert songs to a trained singer.
+
+Each input is converted independently: a file that cannot be read (or fails for
+any other reason) is reported and skipped, the others are still converted, and
+the exit code is 1 if any input failed (2 if nothing could start: bad model,
+unknown singer, bad options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert singing to a trained singer's voice",
+        description="Convert one or more recordings of singing to the voice of a singer the model was trained on.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav, flac, ogg, mp3)")
+    parser.add_argument("--model", required=True, help="Hugging Face Hub id or local folder of a ComoSVC model")
+    parser.add_argument("--singer", required=True, help='target singer: "<dataset>_<singer>" or a bare singer name')
+    parser.add_argument(
+        "--sampler",
+        choices=["teacher", "student"],
+        default=None,
+        help="teacher (diffusion, many steps) or student (consistency, 1-4 steps); default: the student "
+        "if the model is distilled, else the teacher",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: inference.teacher_steps / student_steps)")
+    parser.add_argument("--key", default="0", help="key shift in semitones (e.g. -3, +12) or 'auto' (default: 0)")
+    parser.add_argument("--out", default="converted", help="output folder (default: ./converted)")
+    parser.add_argument("--vocoder", default=None, help="vocoder Hub id or folder, or 'griffinlim' (default: inference.vocoder)")
+    parser.add_argument("--teacher", default=None, help="teacher model for --sampler teacher with a distilled model")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--loudness-match", action="store_true", help="give the output the loudness envelope of the input")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override, e.g. --set inference.max_chunk_seconds=5 (repeatable)",
+    )
+    parser.set_defaults(func=run)
+
+
+def output_paths(inputs: list[str], out_dir: Path, singer: str) -> list[Path]:
+    """``<out>/<stem>_<singer>.wav`` per input; inputs with the same stem get ``_2``, ``_3``, ..."""
+    seen: dict[str, int] = {}
+    paths = []
+    for name in inputs:
+        stem = Path(name).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        suffix = "" if seen[stem] == 1 else f"_{seen[stem]}"
+        paths.append(out_dir / f"{stem}{suffix}_{singer}.wav")
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    from comosvc.audio import AudioError, save_audio
+    from comosvc.pipeline import ConversionPipeline, UnknownSingerError, parse_key
+
+    try:
+        key = parse_key(args.key)
+        if args.steps is not None and args.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        pipe = ConversionPipeline.from_pretrained(
+            args.model, vocoder=args.vocoder, teacher=args.teacher, device=args.device, overrides=args.overrides
+        )
+        singer = pipe.resolve_singer(args.singer)
+        sampler = pipe.check_sampler(args.sampler, args.steps)
+    except (UnknownSingerError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    out_dir = Path(args.out)
+    failed: list[tuple[str, str]] = []
+    targets = output_paths(args.inputs, out_dir, singer)
+    files = tqdm(list(zip(args.inputs, targets)), desc="files", unit="file", disable=len(args.inputs) < 2)
+    for source, target in files:
+        chunks = tqdm(
+            total=1.0,
+            desc=Path(source).name,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}]",
+            leave=False,
+            position=1 if len(args.inputs) > 1 else 0,
+        )
+
+        def progress(fraction: float, what: str, bar=chunks, name=Path(source).name) -> None:  # what: "3/10 chunks"
+            bar.n = fraction
+            bar.set_description_str(f"{name} ({what})", refresh=True)
+
+        try:
+            result = pipe(
+                source,
+                singer=singer,
+                sampler=sampler,
+                steps=args.steps,
+                key=key,
+                loudness_match=True if args.loudness_match else None,
+                seed=args.seed,
+                progress=progress,
+            )
+            save_audio(target, result.audio, result.sample_rate)
+        except AudioError as err:  # the loader's own message says what is wrong and what to do
+            failed.append((source, str(err)))
+            tqdm.write(f"FAILED {source}: {err}", file=sys.stderr)
+            continue
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+            failed.append((source, f"{type(err).__name__}: {err}"))
+            tqdm.write(f"FAILED {source}: {type(err).__name__}: {err}", file=sys.stderr)
+            continue
+        finally:
+            chunks.close()
+        for warning in result.warnings:
+            tqdm.write(f"warning: {source}: {warning}", file=sys.stderr)
+        t = result.timings
+        tqdm.write(
+            f"{source} -> {target}  ({result.sampler}, {result.nfe} NFE, key {result.key:+.2f}; "
+            f"content {t['content']:.2f}s, f0 {t['f0']:.2f}s, acoustic {t['acoustic']:.2f}s, "
+            f"vocoder {t['vocoder']:.2f}s, total {t['total']:.2f}s)"
+        )
+    files.close()
+    done = len(args.inputs) - len(failed)
+    print(f"converted {done} of {len(args.inputs)} file(s) to {out_dir}/", file=sys.stderr)
+    if failed:
+        for source, message in failed:
+            print(f"  failed: {source}: {message}", file=sys.stderr)
+        return 1
+    return 0
