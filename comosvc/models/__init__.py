@@ -1,0 +1,21 @@
+"""The acoustic model: condition encoder, prior, BiDilConv denoiser, EDM teacher, consistency student."""
+
+from comosvc.models.comosvc import CONDITION_KEYS, ComoSVC, SampleOutput
+from comosvc.models.condition import ConditionEncoder
+from comosvc.models.consistency import ConsistencyDistiller, consistency_sample
+from comosvc.models.denoiser import BiDilConv
+from comosvc.models.edm import EDM, karras_sigmas
+from comosvc.models.prior import Prior
+
+__all__ = [
+    "BiDilConv",
+    "CONDITION_KEYS",
+    "ComoSVC",
+    "ConditionEncoder",
+    "ConsistencyDistiller",
+    "EDM",
+    "Prior",
+    "SampleOutput",
+    "consistency_sample",
+    "karras_sigmas",
+]

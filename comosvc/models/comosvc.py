@@ -1,0 +1,364 @@
+"""ComoSVC: the acoustic model (condition encoder, prior, one denoiser) as a Hugging Face Hub model.
+
+A model folder (or Hub repo) holds everything a conversion needs::
+
+    config.json        {"config": ComoSVCConfig.to_dict(), "distilled": ..., "distilled_from": ..., ...}
+    model.safetensors  condition encoder, prior and ONE denoiser (teacher or distilled student)
+    singers.json       {"<dataset>_<singer>": id}
+    stats.json         mel min/max per dataset, F0 stats and durations per singer
+    README.md          model card: teacher or student, training data, steps, singers
+
+    >>> model = ComoSVC(config, singers=singers, stats=stats)
+    >>> model.teacher_loss(batch)["loss"].backward()
+    >>> model.save_pretrained("out/teacher")                    # or push_to_hub("user/name")
+    >>> model = ComoSVC.from_pretrained("out/teacher")          # a folder or a Hub id
+    >>> out = model.sample(batch, steps=40)                     # out.mel (B, T, n_mels), out.nfe
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, snapshot_download
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from comosvc import __version__
+from comosvc.config import ComoSVCConfig, ConfigError
+from comosvc.models.condition import ConditionEncoder
+from comosvc.models.consistency import consistency_sample
+from comosvc.models.denoiser import BiDilConv
+from comosvc.models.edm import EDM
+from comosvc.models.masking import apply_mask, masked_mean
+from comosvc.models.prior import Prior
+from comosvc.models.ssim import masked_ssim
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+SINGERS_FILE = "singers.json"
+STATS_FILE = "stats.json"
+CARD_FILE = "README.md"
+
+# Keys of the model batch (DESIGN.md contract); "mel" only for training, "mask" optional (all valid).
+CONDITION_KEYS = ("whisper", "contentvec", "f0", "energy", "speaker")
+
+
+@dataclass
+class SampleOutput:
+    """What :meth:`ComoSVC.sample` returns."""
+
+    mel: torch.Tensor  # (B, T, n_mels) normalised mel in [-1, 1] (roughly), 0 on padded frames
+    mu: torch.Tensor  # (B, T, n_mels) the prior's coarse mel
+    nfe: int  # denoiser network evaluations
+    sampler: str  # "teacher" or "student"
+    steps: int
+
+
+class ComoSVC(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="comosvc",
+    license="mit",
+    tags=["singing-voice-conversion", "comosvc", "audio", "diffusion", "consistency-model"],
+    pipeline_tag="audio-to-audio",
+):
+    """The acoustic model: batch of features -> normalised mel.
+
+    Args:
+        config: the whole :class:`~comosvc.config.ComoSVCConfig` (sizes in ``config.model``).
+        singers: the global singer table ``{"<dataset>_<singer>": id}`` (ids < ``model.n_speakers``).
+        stats: feature statistics (DESIGN.md ``stats.json``), used to denormalise mels.
+        distilled: True for a consistency-distilled student (sampled with ``sampler="student"``).
+        distilled_from: the teacher's Hub id or folder, for side-by-side comparison.
+        training_steps / distillation_steps: optimiser steps of the teacher / of the distillation.
+    """
+
+    def __init__(
+        self,
+        config: ComoSVCConfig,
+        singers: dict[str, int] | None = None,
+        stats: dict | None = None,
+        distilled: bool = False,
+        distilled_from: str | None = None,
+        training_steps: int | None = None,
+        distillation_steps: int | None = None,
+    ):
+        super().__init__()
+        if not isinstance(config, ComoSVCConfig):
+            raise TypeError(f"config must be a ComoSVCConfig (see comosvc.config.load_config), got {type(config).__name__}")
+        self.config = config
+        self.singers = dict(singers or {})
+        self.stats = dict(stats or {})
+        bad = {name: i for name, i in self.singers.items() if not 0 <= int(i) < config.model.n_speakers}
+        if bad:
+            raise ValueError(f"singer ids {bad} are outside [0, model.n_speakers={config.model.n_speakers}); raise model.n_speakers")
+        self.distilled = distilled
+        self.distilled_from = distilled_from
+        self.training_steps = training_steps
+        self.distillation_steps = distillation_steps
+        self.name_or_path: str | None = None  # set by from_pretrained
+
+        n_mels = config.audio.n_mels
+        self.condition_encoder = ConditionEncoder(config)
+        self.prior = Prior(config.model, n_mels)
+        self.denoiser = BiDilConv(config.model, n_mels)
+        self.edm = EDM(config.model)
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prepare_batch(self, batch: dict[str, Any], need_mel: bool = False) -> dict[str, torch.Tensor]:
+        """Check the batch keys and shapes, move tensors to the model's device, add an all-valid ``mask`` if absent."""
+        needed = CONDITION_KEYS + (("mel",) if need_mel else ())
+        missing = [key for key in needed if key not in batch]
+        if missing:
+            raise KeyError(
+                f"model batch is missing {missing}; expected {list(needed)} (+ optional 'mask'), "
+                "see comosvc.models.comosvc for shapes"
+            )
+        device = self.device
+        out = {key: torch.as_tensor(value).to(device) for key, value in batch.items() if key in needed + ("mask",)}
+        batch_size, frames = out["f0"].shape
+        if "mask" not in out:
+            out["mask"] = torch.ones(batch_size, frames, dtype=torch.bool, device=device)
+        out["mask"] = out["mask"].bool()
+        for key in ("whisper", "contentvec", "energy", "mask") + (("mel",) if need_mel else ()):
+            if tuple(out[key].shape[:2]) != (batch_size, frames):
+                raise ValueError(
+                    f"batch[{key!r}] has shape {tuple(out[key].shape)}, expected ({batch_size}, {frames}, ...) like 'f0': "
+                    "every per-frame feature must be at the mel frame rate"
+                )
+        if tuple(out["speaker"].shape) != (batch_size,):
+            raise ValueError(f"batch['speaker'] must have shape ({batch_size},), got {tuple(out['speaker'].shape)}")
+        if need_mel and out["mel"].shape[-1] != self.config.audio.n_mels:
+            raise ValueError(f"batch['mel'] has {out['mel'].shape[-1]} bins, the model uses {self.config.audio.n_mels}")
+        return out
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Condition encoder + prior: the coarse mel ``mu`` ``(B, T, n_mels)`` (batch from :meth:`prepare_batch`)."""
+        return self.prior(self.condition_encoder(batch), batch["mask"])
+
+    # ------------------------------------------------------------------ training
+
+    def teacher_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Teacher training losses. Returns ``{"loss", "diffusion", "prior", "ssim"}`` (loss = sum of the others).
+
+        prior: masked MSE of ``mu`` against the mel (``model.prior_loss="nll"``: unit-variance
+        Gaussian NLL, ``0.5 (d^2 + ln 2 pi)``); ssim: ``1 - SSIM(mu, mel)`` (0 when
+        ``model.ssim_loss`` is off); diffusion: the EDM loss of :meth:`EDM.training_loss`.
+        """
+        if self.distilled:
+            raise ValueError("teacher_loss trains a teacher; this model is a distilled student")
+        batch = self.prepare_batch(batch, need_mel=True)
+        mel, mask = batch["mel"], batch["mask"]
+        mu = self.encode(batch)
+        squared_error = (mu - mel) ** 2
+        if self.config.model.prior_loss == "nll":
+            prior = masked_mean(0.5 * (squared_error + math.log(2 * math.pi)), mask)
+        else:
+            prior = masked_mean(squared_error, mask)
+        ssim = 1 - masked_ssim(mu, mel, mask) if self.config.model.ssim_loss else torch.zeros_like(prior)
+        diffusion = self.edm.training_loss(self.denoiser, mel, mu, mask, generator)
+        return {"loss": diffusion + prior + ssim, "diffusion": diffusion, "prior": prior, "ssim": ssim}
+
+    # ------------------------------------------------------------------ inference
+
+    @staticmethod
+    def noise_draws(sampler: Literal["teacher", "student"], steps: int) -> int:
+        """How many standard-normal ``(B, T, n_mels)`` draws :meth:`sample` uses (length of its ``noise``)."""
+        return steps if sampler == "student" else 1
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch: dict[str, Any],
+        steps: int | None = None,
+        sampler: Literal["teacher", "student"] | None = None,
+        solver: Literal["euler", "heun"] | None = None,
+        generator: torch.Generator | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
+        progress: bool = False,
+    ) -> SampleOutput:
+        """Features -> normalised mel ``(B, T, n_mels)``.
+
+        ``sampler`` defaults to ``"student"`` for a distilled model, else ``"teacher"``.
+        ``steps`` defaults to ``inference.teacher_steps`` (teacher; ``steps + 1`` Euler
+        updates, Karras sigmas 80 -> 0.002 -> 0) or ``inference.student_steps`` (1..4 typical).
+        ``solver`` (teacher only) defaults to ``model.teacher_solver``. Noise comes from
+        ``generator``, or from ``noise`` (:meth:`noise_draws` standard-normal tensors).
+        """
+        sampler = sampler or ("student" if self.distilled else "teacher")
+        if sampler not in ("teacher", "student"):
+            raise ValueError(f"sampler must be 'teacher' or 'student', got {sampler!r}")
+        if sampler == "teacher" and self.distilled:
+            raise ValueError(
+                "This is a distilled student: sample it with sampler='student'. For the teacher, load "
+                f"ComoSVC.from_pretrained({self.distilled_from!r}) (model.distilled_from)."
+            )
+        if sampler == "student" and not self.distilled:
+            raise ValueError("This model is a teacher: use sampler='teacher', or distil it first (ConsistencyDistiller).")
+        batch = self.prepare_batch(batch)
+        mask = batch["mask"]
+        mu = self.encode(batch)
+        if sampler == "teacher":
+            steps = steps or self.config.inference.teacher_steps
+            mel, nfe = self.edm.sample(
+                self.denoiser, mu, mask, steps, solver or self.config.model.teacher_solver, generator, noise, progress
+            )
+        else:
+            steps = steps or self.config.inference.student_steps
+            mel, nfe = consistency_sample(
+                self.edm, self.denoiser, mu, mask, steps, self.config.model.cd_steps, generator, noise, progress
+            )
+        return SampleOutput(mel=apply_mask(mel, mask), mu=mu, nfe=nfe, sampler=sampler, steps=steps)
+
+    # ------------------------------------------------------------------ sizes and card
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameter counts per part and in total."""
+        parts = {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("condition_encoder", "prior", "denoiser")}
+        return {**parts, "total": sum(parts.values())}
+
+    def datasets(self) -> list[str]:
+        """Training datasets, from the mel statistics."""
+        return sorted(self.stats.get("mel", {}))
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        kind = "consistency-distilled student (1-step)" if self.distilled else "diffusion teacher (EDM, multi-step)"
+        durations = self.stats.get("durations", {})
+        hours = {
+            dataset: sum(s for key, s in durations.items() if key.startswith(f"{dataset}_")) / 3600 for dataset in self.datasets()
+        }
+        data_lines = "\n".join(f"- {d}: {hours[d]:.2f} h" for d in self.datasets()) or "- (not recorded)"
+        singer_lines = "\n".join(f"- `{name}` (id {i})" for name, i in sorted(self.singers.items(), key=lambda kv: kv[1]))
+        counts = self.num_parameters()
+        facts = [
+            f"- Kind: **{kind}**",
+            f"- Distilled from: `{self.distilled_from}`" if self.distilled else None,
+            f"- Teacher training steps: {self.training_steps if self.training_steps is not None else 'not recorded'}",
+            f"- Distillation steps: {self.distillation_steps if self.distillation_steps is not None else 'not recorded'}"
+            if self.distilled
+            else None,
+            f"- Parameters: {counts['total'] / 1e6:.1f}M (condition encoder {counts['condition_encoder'] / 1e6:.1f}M, "
+            f"prior {counts['prior'] / 1e6:.1f}M, denoiser {counts['denoiser'] / 1e6:.1f}M)",
+            f"- Mel: {self.config.audio.sample_rate} Hz, {self.config.audio.n_mels} bins, hop {self.config.audio.hop_length} "
+            "(BigVGAN 24 kHz 100-band)",
+            f"- comosvc version: {__version__}",
+        ]
+        usage_sampler = "student" if self.distilled else "teacher"
+        body = "\n".join(
+            [
+                f"# ComoSVC {kind}",
+                "",
+                "Singing voice conversion acoustic model (CoMoSVC, arXiv 2401.01792): content, F0, energy and a "
+                "singer embedding in, a mel spectrogram out (vocode with BigVGAN).",
+                "",
+                *[line for line in facts if line],
+                "",
+                "## Training data",
+                "",
+                data_lines,
+                "",
+                f"## Singers ({len(self.singers)})",
+                "",
+                singer_lines or "- (none)",
+                "",
+                "## Usage",
+                "",
+                "```python",
+                "from comosvc.models import ComoSVC",
+                f'model = ComoSVC.from_pretrained("{self.name_or_path or "<this repo>"}")',
+                f'mel = model.sample(batch, sampler="{usage_sampler}").mel  # (B, T, n_mels), normalised',
+                "```",
+                "",
+            ]
+        )
+        card_data = ModelCardData(
+            library_name="comosvc",
+            license="mit",
+            tags=sorted(set(self._hub_mixin_info.model_card_data.tags or []) | {"teacher" if not self.distilled else "distilled"}),
+            pipeline_tag="audio-to-audio",
+        )
+        return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+
+    # ------------------------------------------------------------------ Hub save / load
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_directory = Path(save_directory)
+        meta = {
+            "model_type": "comosvc",
+            "comosvc_version": __version__,
+            "distilled": self.distilled,
+            "distilled_from": self.distilled_from,
+            "training_steps": self.training_steps,
+            "distillation_steps": self.distillation_steps,
+            "config": self.config.to_dict(),
+        }
+        (save_directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        (save_directory / SINGERS_FILE).write_text(json.dumps(self.singers, indent=2, ensure_ascii=False))
+        (save_directory / STATS_FILE).write_text(json.dumps(self.stats, indent=2, ensure_ascii=False))
+        save_model(self, str(save_directory / WEIGHTS_FILE))
+        self.generate_model_card().save(save_directory / CARD_FILE)  # refreshed on every save
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **_config_kwargs,
+    ) -> "ComoSVC":
+        # The mixin also passes config.json's top-level values; they are re-read here so the
+        # nested config is rebuilt (and validated) by ComoSVCConfig.from_dict.
+        folder = Path(model_id)
+        if not folder.is_dir():
+            folder = Path(
+                snapshot_download(
+                    repo_id=model_id,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    local_files_only=local_files_only,
+                    token=token,
+                    allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, SINGERS_FILE, STATS_FILE, CARD_FILE],
+                )
+            )
+        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{model_id} is not a ComoSVC model: {', '.join(missing)} missing. "
+                "Model folders are written by ComoSVC.save_pretrained (or train/train.py, train/distill.py)."
+            )
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        if "config" not in meta:
+            raise ConfigError(f"{folder / CONFIG_FILE} has no 'config' section; it was not written by ComoSVC.save_pretrained")
+        read_json = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
+        model = cls(
+            config=ComoSVCConfig.from_dict(meta["config"], source=str(folder / CONFIG_FILE)),
+            singers=read_json(SINGERS_FILE),
+            stats=read_json(STATS_FILE),
+            distilled=bool(meta.get("distilled", False)),
+            distilled_from=meta.get("distilled_from"),
+            training_steps=meta.get("training_steps"),
+            distillation_steps=meta.get("distillation_steps"),
+        )
+        load_model(model, str(folder / WEIGHTS_FILE), strict=strict, device=map_location)
+        model.name_or_path = str(model_id)
+        return model.to(map_location).eval()
+
+
+__all__ = ["CONDITION_KEYS", "ComoSVC", "SampleOutput"]
