@@ -20,6 +20,7 @@ import html
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,14 +112,16 @@ class ModelState:
     pipe: object | None
     status: str  # Markdown shown at the top of the page
     problem: str | None = None  # plain sentence raised as gr.Error when converting without a model
+    samplers: tuple[str, ...] = ()  # what the model can run: "teacher", "student"
 
 
 def load_model(settings: AppSettings) -> ModelState:
-    """Load the conversion pipeline; never raises: failures become a banner."""
+    """Load the conversion pipeline (and a distilled model's teacher); never raises: failures become a banner."""
     if not settings.model:
         problem = "No model is loaded, so there is nothing to convert with."
         status = f"### ⚠️ No model loaded\n\n{problem} {HOW_TO_PROVIDE}"
         return ModelState(None, status, f"{problem} {_plain(HOW_TO_PROVIDE)}")
+    started = time.perf_counter()
     try:
         from comosvc.pipeline import ConversionPipeline
 
@@ -130,23 +133,60 @@ def load_model(settings: AppSettings) -> ModelState:
         problem = f"The model `{settings.model}` could not be loaded: {err}"
         status = f"### ⚠️ Model not loaded\n\n{_escape(problem)}\n\n{HOW_TO_PROVIDE}"
         return ModelState(None, status, f"{_plain(problem)} {_plain(HOW_TO_PROVIDE)}")
-    singers = singer_names(pipe)
-    vocoder = getattr(pipe, "vocoder_name", None) or settings.vocoder or "the model's default"
+
+    log.info("loaded %s in %.1f s", settings.model, time.perf_counter() - started)
+    notes = []
+    samplers = list(pipe.samplers)
+    if "teacher" in samplers and "student" in samplers:
+        try:  # load a student's teacher now, not inside the first user's timings
+            pipe.teacher()
+        except Exception as err:
+            log.exception("could not load the teacher")
+            samplers.remove("teacher")
+            notes.append(f"⚠️ The teacher could not be loaded, so only the student runs: {_escape(str(err))}")
+    if "student" not in samplers:
+        notes.append("⚠️ This model is a diffusion teacher without a distilled student: only the teacher runs.")
+    requested = settings.vocoder or pipe.config.inference.vocoder
+    if _is_griffinlim(pipe.vocoder) and requested.strip().lower() != "griffinlim":
+        notes.append(
+            f"⚠️ The vocoder `{requested}` could not be reached, so Griffin-Lim (low quality) makes the audio. "
+            "Pass `--vocoder` (or `COMOSVC_VOCODER`) with a Hub id or a local BigVGAN folder."
+        )
+    warm_up(pipe, samplers)
     status = (
-        f"**Model** `{settings.model}` · **vocoder** `{vocoder}` · **{len(singers)} singer(s)** · "
+        f"**Model** `{settings.model}` · **vocoder** `{pipe.vocoder_name}` · "
+        f"**{len(singer_names(pipe))} singer(s)** · samplers: {', '.join(samplers)} · "
         f"clips up to {settings.max_seconds:.0f} s"
     )
-    return ModelState(pipe, status)
+    status = "\n\n".join([status, *notes])
+    return ModelState(pipe, status, samplers=tuple(samplers))
+
+
+def warm_up(pipe, samplers) -> None:
+    """Convert one second of synthetic singing with each sampler (one step), so one-time costs
+    (lazy initialisation, first-call allocations) do not land in the first user's timings."""
+    from comosvc.synthetic import sung_tone
+
+    wav, _ = sung_tone(220.0, 1.0, sr=pipe.sample_rate)
+    singer = singer_names(pipe)[0]
+    for sampler in samplers:
+        started = time.perf_counter()
+        try:
+            pipe(wav, singer, sampler=sampler, steps=1, seed=0)
+        except Exception:  # a warm-up failure is not fatal; the real request will report it
+            log.exception("warm-up with the %s failed", sampler)
+        log.info("warm-up with the %s: %.1f s", sampler, time.perf_counter() - started)
+
+
+def _is_griffinlim(vocoder) -> bool:
+    from comosvc.vocoder import GriffinLimVocoder
+
+    return isinstance(vocoder, GriffinLimVocoder)
 
 
 def singer_names(pipe) -> list[str]:
-    """Target singers the model knows, in id order."""
-    singers = getattr(pipe, "singers", None)
-    if singers is None and getattr(pipe, "model", None) is not None:
-        singers = getattr(pipe.model, "singers", None)
-    if isinstance(singers, dict):
-        return [name for name, _ in sorted(singers.items(), key=lambda item: item[1])]
-    return list(singers or [])
+    """Target singers the model knows (``"<dataset>_<singer>"``), in id order."""
+    return sorted(pipe.singers, key=pipe.singers.get)
 
 
 def _escape(text: str) -> str:
@@ -227,6 +267,7 @@ def make_convert(state: ModelState, settings: AppSettings):
                 key="auto" if auto_key else float(key),
                 seed=int(seed or 0),
                 progress=report,
+                samplers=state.samplers,
             )
         except (AudioError, ValueError, KeyError) as err:  # user-fixable: bad singer, silent clip, ...
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -241,24 +282,23 @@ def make_convert(state: ModelState, settings: AppSettings):
             gr.Warning(_escape(message))
 
         audio_cfg = pipe.config.audio
-        vmin, vmax = mel_range(result.source_mel, result.teacher.mel, result.student.mel)
-        pictures = [
-            mel_image(mel, title, audio_cfg.sample_rate, audio_cfg.hop_length, vmin=vmin, vmax=vmax)
-            for mel, title in (
-                (result.source_mel, "source"),
-                (result.teacher.mel, f"teacher, {result.teacher_steps} steps"),
-                (result.student.mel, f"student, {result.student_steps} step{'s' if result.student_steps > 1 else ''}"),
-            )
-        ]
+        runs = {"teacher": result.teacher, "student": result.student}
+        labels = {
+            "teacher": f"teacher, {result.teacher_steps} steps",
+            "student": f"student, {result.student_steps} step{'s' if result.student_steps > 1 else ''}",
+        }
+        vmin, vmax = mel_range(result.source_mel, *(r.mel for r in runs.values() if r is not None))
+
+        def picture(mel, title):
+            return mel_image(mel, title, audio_cfg.sample_rate, audio_cfg.hop_length, vmin=vmin, vmax=vmax)
+
         headers, cells = timing_table(
-            timing_rows(result),
-            teacher_label=f"teacher ({result.teacher_steps} steps)",
-            student_label=f"student ({result.student_steps} step{'s' if result.student_steps > 1 else ''})",
+            timing_rows(result), teacher_label=labels["teacher"], student_label=labels["student"]
         )
         return (
-            _playable(result.teacher),
-            _playable(result.student),
-            *pictures,
+            *(_playable(r) if r is not None else None for r in runs.values()),
+            picture(result.source_mel, "source"),
+            *(picture(r.mel, labels[name]) if r is not None else None for name, r in runs.items()),
             pd.DataFrame(cells, columns=headers),
         )
 
@@ -344,7 +384,8 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
                     student_audio = gr.Audio(label="Student", interactive=False, elem_id="student-audio")
                 table = gr.Dataframe(
                     headers=["", "teacher", "student", "student speed-up"],
-                    column_widths=["37%", "21%", "21%", "21%"],
+                    column_widths=["34%", "22%", "22%", "22%"],
+                    wrap=True,
                     label="Cost (real-time factor = compute seconds per second of audio)",
                     interactive=False,
                     elem_id="timings",

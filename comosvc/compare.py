@@ -14,16 +14,16 @@ used by the app and handy in notebooks and reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 # progress(fraction of the whole comparison in [0, 1], what is happening)
 ProgressFn = Callable[[float, str], None]
 
-# Share of the progress bar given to the teacher run: it does ~40x the network
-# evaluations but shares content, F0 and vocoder costs with the student.
+# Share of the progress bar given to the teacher run when both run: it does ~40x
+# the network evaluations but shares content, F0 and vocoder costs with the student.
 TEACHER_SHARE = 0.75
 
 
@@ -33,16 +33,18 @@ class Comparison:
 
     ``source`` is the input at ``sample_rate`` Hz, ``(N,)`` float32; ``source_mel``
     its log mel ``(N // hop, n_mels)``; ``teacher`` and ``student`` are the
-    pipeline's ``ConversionResult`` objects (``.audio``, ``.mel``, ``.nfe``, ``.timings``).
+    pipeline's ``ConversionResult`` objects (``.audio``, ``.mel``, ``.nfe``,
+    ``.timings``), or ``None`` for a sampler the model cannot run (see ``notes``).
     """
 
     source: np.ndarray
     sample_rate: int
     source_mel: np.ndarray
-    teacher: Any
-    student: Any
+    teacher: Any  # None when the pipeline has no teacher
+    student: Any  # None when the model has no student
     teacher_steps: int
     student_steps: int
+    notes: list[str] = field(default_factory=list)  # why a sampler did not run
 
     @property
     def seconds(self) -> float:
@@ -51,8 +53,8 @@ class Comparison:
 
     @property
     def warnings(self) -> list[str]:
-        """Warnings of both runs, each once, in order."""
-        seen: list[str] = []
+        """Why a sampler did not run, then the warnings of both runs, each once, in order."""
+        seen: list[str] = list(self.notes)
         for result in (self.teacher, self.student):
             for message in getattr(result, "warnings", None) or []:
                 if message not in seen:
@@ -72,6 +74,14 @@ def _scaled(progress: ProgressFn | None, start: float, end: float, label: str):
     return report
 
 
+MISSING_SAMPLER = {
+    "student": "This model is a diffusion teacher without a distilled student, so only the teacher ran. "
+    "Distil it (train/distill.py) and load the student to compare.",
+    "teacher": "The teacher of this student is not available, so only the student ran. Pass the teacher "
+    "(--teacher / teacher=...) or keep it where the student's distilled_from points.",
+}
+
+
 def compare(
     pipe,
     audio: np.ndarray,
@@ -82,43 +92,49 @@ def compare(
     key: float | str = 0,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    samplers: Sequence[str] | None = None,
 ) -> Comparison:
     """Convert ``audio`` ((N,) float32 at the pipeline's rate) with the teacher, then the student.
 
-    Both runs use the same singer, key and seed. ``progress(fraction, desc)`` is
-    called as the work advances. Returns a :class:`Comparison`.
+    Both runs use the same singer, key and seed. A sampler the pipeline cannot
+    run (``samplers``, default ``pipe.samplers``: a teacher-only model has no
+    student) is skipped with a warning in :attr:`Comparison.warnings`. ``progress(fraction, desc)`` is called
+    as the work advances. Returns a :class:`Comparison`.
     """
     from comosvc.features.mel import log_mel
 
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    sample_rate = int(getattr(pipe, "sample_rate", None) or pipe.config.audio.sample_rate)
-    common = dict(key=key, seed=seed)
-    teacher = pipe(
-        audio,
-        singer,
-        sampler="teacher",
-        steps=int(teacher_steps),
-        progress=_scaled(progress, 0.0, TEACHER_SHARE, f"teacher, {teacher_steps} steps"),
-        **common,
-    )
-    student = pipe(
-        audio,
-        singer,
-        sampler="student",
-        steps=int(student_steps),
-        progress=_scaled(progress, TEACHER_SHARE, 1.0, f"student, {student_steps} step(s)"),
-        **common,
-    )
+    available = list(samplers if samplers is not None else getattr(pipe, "samplers", ("teacher", "student")))
+    runs = [name for name in ("teacher", "student") if name in available]
+    if not runs:
+        raise ValueError("This model can run neither the teacher nor the student sampler.")
+    steps = {"teacher": int(teacher_steps), "student": int(student_steps)}
+    shares = {"teacher": TEACHER_SHARE, "student": 1.0 - TEACHER_SHARE} if len(runs) == 2 else {runs[0]: 1.0}
+    results: dict[str, Any] = {}
+    start = 0.0
+    for name in runs:
+        label = f"{name}, {steps[name]} step{'s' if steps[name] > 1 else ''}"
+        results[name] = pipe(
+            audio,
+            singer,
+            sampler=name,
+            steps=steps[name],
+            key=key,
+            seed=seed,
+            progress=_scaled(progress, start, start + shares[name], label),
+        )
+        start += shares[name]
     if progress is not None:
         progress(1.0, "done")
     return Comparison(
         source=audio,
-        sample_rate=sample_rate,
+        sample_rate=int(pipe.config.audio.sample_rate),
         source_mel=log_mel(audio, pipe.config.audio),
-        teacher=teacher,
-        student=student,
-        teacher_steps=int(teacher_steps),
-        student_steps=int(student_steps),
+        teacher=results.get("teacher"),
+        student=results.get("student"),
+        teacher_steps=steps["teacher"],
+        student_steps=steps["student"],
+        notes=[MISSING_SAMPLER[name] for name in ("teacher", "student") if name not in results],
     )
 
 
@@ -130,19 +146,22 @@ class TimingRow:
     """One line of the comparison table: a cost for the teacher and for the student.
 
     ``unit`` is ``""`` (a count), ``"s"`` (seconds) or ``"rtf"`` (seconds of compute
-    per second of audio). ``compared`` is False for costs that do not depend on
-    the sampler (content features, vocoder): no speed-up is reported for them.
+    per second of audio). A value is ``None`` when that sampler did not run.
+    ``compared`` is False for costs that do not depend on the sampler (content
+    features, vocoder): no speed-up is reported for them.
     """
 
     name: str
-    teacher: float
-    student: float
+    teacher: float | None
+    student: float | None
     unit: str = "s"
     compared: bool = True
 
     @property
-    def speedup(self) -> float:
-        """Teacher cost over student cost (how many times cheaper the student is)."""
+    def speedup(self) -> float | None:
+        """Teacher cost over student cost (how many times cheaper the student is); None if one is missing."""
+        if self.teacher is None or self.student is None:
+            return None
         return self.teacher / self.student if self.student > 0 else float("inf")
 
 
@@ -158,25 +177,32 @@ ROW_NAMES = (ROW_NFE, ROW_FEATURES, ROW_ACOUSTIC, ROW_VOCODER, ROW_TOTAL, ROW_RT
 
 
 def timing_rows(comparison: Comparison) -> list[TimingRow]:
-    """The costs of both runs: NFE, stage times (s) and real-time factors, in :data:`ROW_NAMES` order."""
-    t, s = comparison.teacher.timings, comparison.student.timings
+    """The costs of both runs: NFE, stage times (s) and real-time factors, in :data:`ROW_NAMES` order.
+
+    NFE is the denoiser's network evaluations per chunk (``result.nfe``).
+    """
     seconds = max(comparison.seconds, 1e-9)
 
-    def stage(timings: dict, *names: str) -> float:
-        return float(sum(timings.get(name, 0.0) for name in names))
+    def values(measure):
+        return tuple(None if r is None else float(measure(r)) for r in (comparison.teacher, comparison.student))
+
+    def stage(*names: str):
+        return lambda r: sum(r.timings.get(name, 0.0) for name in names)
 
     return [
-        TimingRow(ROW_NFE, float(comparison.teacher.nfe), float(comparison.student.nfe), unit=""),
-        TimingRow(ROW_FEATURES, stage(t, "content", "f0"), stage(s, "content", "f0"), compared=False),
-        TimingRow(ROW_ACOUSTIC, stage(t, "acoustic"), stage(s, "acoustic")),
-        TimingRow(ROW_VOCODER, stage(t, "vocoder"), stage(s, "vocoder"), compared=False),
-        TimingRow(ROW_TOTAL, stage(t, "total"), stage(s, "total")),
-        TimingRow(ROW_RTF_ACOUSTIC, stage(t, "acoustic") / seconds, stage(s, "acoustic") / seconds, unit="rtf"),
-        TimingRow(ROW_RTF_TOTAL, stage(t, "total") / seconds, stage(s, "total") / seconds, unit="rtf"),
+        TimingRow(ROW_NFE, *values(lambda r: r.nfe), unit=""),
+        TimingRow(ROW_FEATURES, *values(stage("content", "f0")), compared=False),
+        TimingRow(ROW_ACOUSTIC, *values(stage("acoustic"))),
+        TimingRow(ROW_VOCODER, *values(stage("vocoder")), compared=False),
+        TimingRow(ROW_TOTAL, *values(stage("total"))),
+        TimingRow(ROW_RTF_ACOUSTIC, *values(lambda r: r.timings.get("acoustic", 0.0) / seconds), unit="rtf"),
+        TimingRow(ROW_RTF_TOTAL, *values(lambda r: r.timings.get("total", 0.0) / seconds), unit="rtf"),
     ]
 
 
-def _fmt(value: float, unit: str) -> str:
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
     if unit == "":
         return f"{value:.0f}"
     if unit == "rtf":
@@ -188,7 +214,12 @@ def timing_table(rows: list[TimingRow], teacher_label: str = "teacher", student_
     """``(headers, cells)``: the rows as strings, with a "student speed-up" column."""
     headers = ["", teacher_label, student_label, "student speed-up"]
     cells = [
-        [row.name, _fmt(row.teacher, row.unit), _fmt(row.student, row.unit), f"{row.speedup:.1f}x" if row.compared else ""]
+        [
+            row.name,
+            _fmt(row.teacher, row.unit),
+            _fmt(row.student, row.unit),
+            f"{row.speedup:.1f}x" if row.compared and row.speedup is not None else "",
+        ]
         for row in rows
     ]
     return headers, cells

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from comosvc.compare import (
+    compare,
     ROW_NAMES,
     Comparison,
     format_timing_table,
@@ -71,3 +72,30 @@ def test_mel_image_is_rgb():
     image = mel_image(mel, "source", vmin=vmin, vmax=vmax, size=(3, 2), dpi=50)
     assert image.dtype == np.uint8 and image.shape == (100, 150, 3)
     assert image.std() > 0  # something was drawn
+
+
+class _TeacherOnlyPipe:
+    """Stands in for a ConversionPipeline whose model is a teacher without a student."""
+
+    samplers = ["teacher"]
+
+    def __init__(self):
+        from comosvc.config import ComoSVCConfig
+
+        self.config = ComoSVCConfig()
+        self.calls = []
+
+    def __call__(self, audio, singer, sampler, steps, key, seed, progress):
+        self.calls.append(sampler)
+        progress(1.0, "1/1 chunks")
+        return _result(steps + 1, 0.1, 0.0, 0.5, 0.2)
+
+
+def test_compare_skips_a_missing_sampler():
+    pipe, seen = _TeacherOnlyPipe(), []
+    result = compare(pipe, np.zeros(24000, dtype=np.float32), "a_b", teacher_steps=8, progress=lambda f, d: seen.append((f, d)))
+    assert pipe.calls == ["teacher"] and result.student is None
+    assert "only the teacher ran" in result.warnings[0]
+    assert seen[-1][0] == 1.0 and all(0.0 <= f <= 1.0 for f, _ in seen)
+    headers, cells = timing_table(timing_rows(result))
+    assert cells[0] == ["network evaluations", "9", "-", ""]

@@ -1,0 +1,273 @@
+"""The Gradio app end to end: the real ``python app.py`` on 127.0.0.1 with a tiny model.
+
+One server (module scope) serves every test here: ``gradio_client`` converts a
+synthetic clip and sends bad files, and headless Chromium (Debian's ``chromium``
+driven by Playwright, no browser download) clicks through the real page.
+Without a model the app must still start and explain what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from comosvc.audio import save_audio
+from comosvc.compare import ROW_NAMES
+from comosvc.synthetic import singer_voice, sung_phrase
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_SECONDS = 120
+if str(REPO) not in sys.path:  # app.py lives at the repository root, outside the package
+    sys.path.insert(0, str(REPO))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_app(args: list[str], log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Run ``python app.py ARGS --host 127.0.0.1 --port P``; returns the process and its URL once it answers."""
+    port = free_port()
+    run_env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", MPLBACKEND="Agg")
+    run_env.update(env or {})
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), *args, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=run_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_app(proc)
+    raise RuntimeError(f"app.py did not answer within {STARTUP_SECONDS} s:\n{log_path.read_text()}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def write_clip(path: Path, seconds: float, seed: int = 0) -> Path:
+    """A synthetic sung phrase of about ``seconds`` at 24 kHz."""
+    n_notes = max(1, round(seconds / 0.7))
+    notes = [220.0 * 2 ** (k / 12) for k in (0, 4, 7, 5, 2, 9, 7, 4)][:n_notes] * (1 + n_notes // 8)
+    wav, _ = sung_phrase(notes[:n_notes], note_seconds=0.55, gap_seconds=0.15, voice=singer_voice(seed), seed=seed)
+    return save_audio(path, wav)
+
+
+# --------------------------------------------------------------------------- tiny model
+
+SINGERS = ["synth_alto", "synth_tenor"]
+
+
+def build_tiny_model(folder: Path, overrides: list[str]) -> Path:
+    """A random tiny teacher and a "distilled" student pointing to it, saved with save_pretrained.
+
+    configs/tiny.yaml with the tiny local encoders; the student shares the teacher's
+    condition encoder and prior (as distillation leaves them). Returns the student's folder.
+    """
+    import torch
+
+    from comosvc.config import load_config
+    from comosvc.features.mel import LOG_CLAMP
+    from comosvc.models import ComoSVC
+
+    config = load_config(REPO / "configs" / "tiny.yaml", overrides=overrides)
+    n_mels = config.audio.n_mels
+    singers = {name: i for i, name in enumerate(SINGERS)}
+    stats = {
+        "mel": {"synth": {"min": [float(np.log(LOG_CLAMP))] * n_mels, "max": [2.0] * n_mels}},
+        "f0": {"synth_alto": {"median": 330.0, "p5": 200.0, "p95": 600.0},
+               "synth_tenor": {"median": 196.0, "p5": 110.0, "p95": 400.0}},
+        "durations": {name: 60.0 for name in SINGERS},
+    }
+    torch.manual_seed(0)
+    teacher = ComoSVC(config, singers=singers, stats=stats)
+    teacher.save_pretrained(folder / "teacher")
+    student = ComoSVC(config, singers=singers, stats=stats, distilled=True, distilled_from=str(folder / "teacher"))
+    student.load_state_dict(teacher.state_dict())
+    student.save_pretrained(folder / "student")
+    return folder / "student"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_overrides) -> Path:
+    """A tiny random ComoSVC saved with save_pretrained (see build_tiny_model)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), tiny_overrides)
+
+
+@pytest.fixture(scope="module")
+def app_server(tiny_model_dir, tmp_path_factory):
+    """``python app.py --model <tiny> --vocoder griffinlim --max-seconds 6`` on a free port of 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("app")
+    proc, url = start_app(
+        ["--model", str(tiny_model_dir), "--vocoder", "griffinlim", "--max-seconds", "6",
+         "--examples-dir", str(folder / "examples")],
+        folder / "app.log",
+        # one thread: on a shared, busy CPU torch's thread pool spins and gets slower, not faster
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
+    yield url
+    stop_app(proc)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_convert_through_gradio_client(app_server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    clip = write_clip(tmp_path / "clip.wav", seconds=2.0)
+    n_samples = sf.info(str(clip)).frames
+    client = Client(app_server, verbose=False)
+    singer = SINGERS[0]
+    outputs = client.predict(handle_file(str(clip)), singer, 0, False, 4, 1, 0, api_name="/convert")
+    teacher_path, student_path, *mel_pictures, table = outputs
+    for path in (teacher_path, student_path):
+        wav, rate = sf.read(path)
+        assert rate == 24000 and wav.ndim == 1 and len(wav) == n_samples
+        assert np.isfinite(wav).all()
+    assert all(Path(picture).is_file() for picture in mel_pictures) and len(mel_pictures) == 3
+    assert table["headers"][1:] == ["teacher, 4 steps", "student, 1 step", "student speed-up"]
+    assert [row[0] for row in table["data"]] == list(ROW_NAMES)
+    nfe = dict((row[0], row[1:3]) for row in table["data"])["network evaluations"]
+    assert int(nfe[0]) > int(nfe[1]) >= 1
+
+
+def test_bad_inputs_give_messages(app_server, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_server, verbose=False)
+    singer = SINGERS[0]
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("these are not audio samples\n")
+    cases = {
+        None: "No source audio",
+        str(tmp_path / "empty.wav"): "empty",
+        str(tmp_path / "notes.txt"): "not a readable audio file",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(AppError, match=expected) as info:
+            client.predict(handle_file(path) if path else None, singer, 0, False, 2, 1, 0, api_name="/convert")
+        assert "Traceback" not in str(info.value)
+
+
+def test_too_long_clip_is_refused(app_server, tmp_path):
+    """--max-seconds bounds the input (the server runs with 6 s); the message names the limit."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    clip = write_clip(tmp_path / "long.wav", seconds=7.5)
+    client = Client(app_server, verbose=False)
+    with pytest.raises(AppError, match="at most 6 s"):
+        client.predict(handle_file(str(clip)), SINGERS[0], 0, False, 2, 1, 0, api_name="/convert")
+
+
+def test_app_without_model_explains(tmp_path, monkeypatch):
+    """No --model and no COMOSVC_MODEL: the page says what is missing, converting raises that as gr.Error."""
+    import gradio as gr
+
+    import app
+
+    for name in ("COMOSVC_MODEL", "COMOSVC_VOCODER", "COMOSVC_TEACHER"):
+        monkeypatch.delenv(name, raising=False)
+    settings, _ = app.parse_args(["--examples-dir", str(tmp_path / "examples")])
+    state = app.load_model(settings)
+    assert state.pipe is None
+    assert "No model loaded" in state.status and "COMOSVC_MODEL" in state.status and "--model" in state.status
+    demo = app.build_demo(state, settings)  # the page builds without a model
+    assert demo is not None
+    with pytest.raises(gr.Error, match="--model MODEL"):
+        app.make_convert(state, settings)(None, None, 0, False, 40, 1, 0)
+
+    missing = app.load_model(app.AppSettings(model=str(tmp_path / "nowhere"), examples_dir=tmp_path / "examples"))
+    assert missing.pipe is None and "could not be loaded" in missing.status and "nowhere" in missing.status
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_page_in_headless_chromium(app_server, tmp_path):
+    """Load the page, upload a 5 s clip, click convert, wait for both players; screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    clip = write_clip(tmp_path / "clip5s.wav", seconds=5.0)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 860},
+        )
+        try:
+            page = context.new_page()
+            page.goto(app_server, wait_until="networkidle")
+            page.wait_for_selector("#convert")
+            assert "Model" in page.inner_text("#status")
+            page.locator("#source-audio input[type=file]").set_input_files(str(clip))
+            page.wait_for_selector("#source-audio [data-testid='download-link']", timeout=30_000)
+            start = time.perf_counter()
+            page.click("#convert")
+            for player in ("#teacher-audio", "#student-audio"):
+                page.wait_for_selector(f"{player} [data-testid='download-link']", timeout=90_000)
+            page.wait_for_selector("#mel-student img", timeout=30_000)
+            seconds = time.perf_counter() - start
+            print(f"\nclick to both results for a {sf.info(str(clip)).duration:.1f} s clip: {seconds:.2f} s")
+            assert "network evaluations" in page.inner_text("#timings")
+            page.wait_for_timeout(500)  # let the waveforms draw
+            shot = tmp_path / "app.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            target = os.environ.get("COMOSVC_SCREENSHOT")  # e.g. docs/app.png for the README
+            if target:
+                from PIL import Image
+
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                Image.open(shot).convert("RGB").quantize(colors=96).save(target, optimize=True)  # small PNG
+        finally:
+            context.close()
