@@ -407,7 +407,11 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
+    """``python app.py ...``: load the model, build the page, serve it.
+
+    ``block=False`` returns once the server is up (tests); stop it with ``demo.close()``.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     settings, args = parse_args(argv)
     state = load_model(settings)
@@ -418,7 +422,10 @@ def main(argv: list[str] | None = None) -> None:
         share=args.share,
         max_file_size=settings.max_file_size,
         allowed_paths=[str(settings.examples_dir)],
+        prevent_thread_lock=not block,
+        quiet=not block,
     )
+    return demo
 
 
 if __name__ == "__main__":

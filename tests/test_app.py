@@ -1,6 +1,6 @@
-"""The Gradio app end to end: the real ``python app.py`` on 127.0.0.1 with a tiny model.
+"""The Gradio app end to end: ``app.py``'s ``main`` serving 127.0.0.1 with a tiny model.
 
-One server (module scope) serves every test here: ``gradio_client`` converts a
+One server (module scope, same flags as ``python app.py``) serves every test here: ``gradio_client`` converts a
 synthetic clip and sends bad files, and headless Chromium (Debian's ``chromium``
 driven by Playwright, no browser download) clicks through the real page.
 Without a model the app must still start and explain what is missing.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_SECONDS = 120
 if str(REPO) not in sys.path:  # app.py lives at the repository root, outside the package
     sys.path.insert(0, str(REPO))
 
@@ -51,41 +49,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(args: list[str], log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """Run ``python app.py ARGS --host 127.0.0.1 --port P``; returns the process and its URL once it answers."""
-    port = free_port()
-    run_env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", MPLBACKEND="Agg")
-    run_env.update(env or {})
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), *args, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=run_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()}")
+def wait_until_up(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return proc, url
+                    return
         except OSError:
-            time.sleep(0.5)
-    stop_app(proc)
-    raise RuntimeError(f"app.py did not answer within {STARTUP_SECONDS} s:\n{log_path.read_text()}")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def write_clip(path: Path, seconds: float, seed: int = 0) -> Path:
@@ -142,17 +116,39 @@ def tiny_model_dir(tmp_path_factory, tiny_overrides) -> Path:
 
 @pytest.fixture(scope="module")
 def app_server(tiny_model_dir, tmp_path_factory):
-    """``python app.py --model <tiny> --vocoder griffinlim --max-seconds 6`` on a free port of 127.0.0.1."""
+    """``app.py --model <tiny> --vocoder griffinlim --max-seconds 6 --host 127.0.0.1 --port P``.
+
+    Served from this process (``main(argv, block=False)``: the same flags, parsing,
+    loading and launch as ``python app.py``, without importing torch and gradio a
+    second time). One torch thread meanwhile: on a shared, busy CPU torch's
+    thread pool spins and gets slower, not faster.
+    """
+    import torch
+
+    import app
+
     folder = tmp_path_factory.mktemp("app")
-    proc, url = start_app(
+    port = free_port()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    demo = app.main(
         ["--model", str(tiny_model_dir), "--vocoder", "griffinlim", "--max-seconds", "6",
-         "--examples-dir", str(folder / "examples")],
-        folder / "app.log",
-        # one thread: on a shared, busy CPU torch's thread pool spins and gets slower, not faster
-        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+         "--examples-dir", str(folder / "examples"), "--host", "127.0.0.1", "--port", str(port)],
+        block=False,
     )
-    yield url
-    stop_app(proc)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_up(url)
+        assert "samplers: teacher, student" in _status(demo), _status(demo)
+        yield url
+    finally:
+        demo.close()
+        torch.set_num_threads(threads)
+
+
+def _status(demo) -> str:
+    """The banner's Markdown."""
+    return next(block.value for block in demo.blocks.values() if getattr(block, "elem_id", None) == "status")
 
 
 # --------------------------------------------------------------------------- tests
