@@ -1,0 +1,633 @@
+"""Speed of the teacher against the student: ``python -m comosvc bench``.
+
+The same synthetic song (:func:`comosvc.data.synthetic.synthetic_clip`, one per
+requested duration) is converted by the diffusion teacher at ``N`` steps and by the
+consistency student at 1, 2 and 4 steps. Runs are INTERLEAVED: every repeat runs
+each system once, round-robin (the starting system rotates between repeats), so a
+slow patch of a shared machine hits all systems alike; each number reported is the
+median over the repeats, after untimed warm-up runs on a short clip.
+
+What is measured (seconds of wall time; RTF = seconds of compute per second of audio):
+
+- ``acoustic``: the acoustic model (condition encoder + prior + denoiser steps), the
+  cost that sampling steps change. ``prior``: condition encoder + prior alone, once
+  per system-independent job, to show what a single step cannot remove.
+- end to end (``total``) and the per-stage split ``content`` (Whisper + ContentVec),
+  ``f0``, ``acoustic``, ``vocoder``, as timed by the conversion pipeline.
+- Whisper's encoder padded to 30 s (the reference) against unpadded, on the same
+  audio, interleaved with the rest.
+- ``speedup``: the teacher's median over the system's median (how many times
+  cheaper than the teacher), for the acoustic model and end to end.
+
+Speed does not depend on trained weights, so ``--config`` builds every network with
+random weights at the config's size (``configs/comosvc.yaml`` = the default size).
+
+    >>> report = run_bench(BenchSettings(config="configs/tiny.yaml", seconds=[2.0], repeats=1))
+    >>> print(markdown_report(report))
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+STAGES = ("content", "f0", "acoustic", "vocoder")
+TEACHER = "teacher"
+STUDENT = "student"
+
+
+# --------------------------------------------------------------------------- systems and settings
+
+
+@dataclass(frozen=True)
+class System:
+    """A sampler at a number of steps: ``teacher-40``, ``student-1``."""
+
+    sampler: str  # "teacher" or "student"
+    steps: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.sampler}-{self.steps}"
+
+
+def bench_systems(teacher_steps: int = 40, student_steps: tuple[int, ...] | list[int] = (1, 2, 4)) -> list[System]:
+    """The teacher first (the reference of every speed-up), then the student at each step count."""
+    if teacher_steps < 1 or any(s < 1 for s in student_steps):
+        raise ValueError(f"steps must be >= 1 (teacher {teacher_steps}, student {list(student_steps)})")
+    return [System(TEACHER, int(teacher_steps))] + [System(STUDENT, int(s)) for s in dict.fromkeys(student_steps)]
+
+
+@dataclass
+class BenchSettings:
+    """What ``python -m comosvc bench`` measures; one field per command-line option."""
+
+    model: str | None = None  # Hub id or folder of a ComoSVC model (teacher or student)
+    config: str | None = None  # or a config file: random weights at its sizes
+    seconds: list[float] = field(default_factory=lambda: [10.0, 30.0])
+    device: str = "cpu"
+    teacher_steps: int = 40
+    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
+    repeats: int = 3
+    warmup: int = 1
+    vocoder: str | None = None  # default: inference.vocoder of the config/model
+    acoustic_only: bool = False  # skip content, F0 and vocoder: the acoustic model on ready features
+    whisper: bool = True  # also time Whisper padded vs unpadded (full mode)
+    overrides: list[str] = field(default_factory=list)
+    seed: int = 0
+
+    def check(self) -> None:
+        if (self.model is None) == (self.config is None):
+            raise ValueError("give exactly one of --model ID_OR_DIR (trained weights) or --config FILE (random weights)")
+        if not self.seconds or any(s <= 0 for s in self.seconds):
+            raise ValueError(f"--seconds must be positive durations, got {self.seconds}")
+        if self.repeats < 1:
+            raise ValueError(f"--repeats must be at least 1, got {self.repeats}")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        bench_systems(self.teacher_steps, self.student_steps)
+
+
+# --------------------------------------------------------------------------- the interleaved harness
+
+# A job runs once and returns its timings in seconds, e.g. {"acoustic": 0.8, "total": 3.1}.
+Job = Callable[[], dict[str, float]]
+
+
+def timed(fn: Callable[[], Any], key: str = "total") -> Job:
+    """A job that times ``fn()`` as ``{key: seconds}``."""
+
+    def job() -> dict[str, float]:
+        start = time.perf_counter()
+        fn()
+        return {key: time.perf_counter() - start}
+
+    return job
+
+
+def interleave(
+    jobs: dict[str, Job], repeats: int, warmups: dict[str, Job] | None = None, desc: str = "bench"
+) -> dict[str, list[dict[str, float]]]:
+    """Run every job ``repeats`` times, round-robin; returns ``{name: [timings of each repeat]}``.
+
+    Repeat ``r`` starts with job ``r mod n`` and goes round, so no job always runs
+    first (or right after the most expensive one). ``warmups`` (default: the jobs
+    themselves) each run once, untimed, before the first repeat.
+    """
+    names = list(jobs)
+    for name, job in (warmups if warmups is not None else jobs).items():
+        job()
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    with tqdm(total=repeats * len(names), desc=desc, unit="run", leave=False) as bar:
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                bar.set_postfix_str(name)
+                runs[name].append({k: float(v) for k, v in jobs[name]().items()})
+                bar.update()
+    return runs
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over the runs (keys missing from a run are skipped)."""
+    keys = list(dict.fromkeys(k for run in runs for k in run))
+    return {k: float(statistics.median(run[k] for run in runs if k in run)) for k in keys}
+
+
+def speedup(teacher: float, other: float) -> float:
+    """How many times cheaper ``other`` is than ``teacher`` (``inf`` if ``other`` is 0)."""
+    return teacher / other if other > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def bench_clip(seconds: float, sample_rate: int = 24000, singer_index: int = 0, seed: int = 0) -> np.ndarray:
+    """Exactly ``seconds`` of synthetic singing ``(round(seconds * sr),)`` float32 (notes with short gaps)."""
+    from comosvc.data.synthetic import synthetic_clip
+
+    n = int(round(seconds * sample_rate))
+    wav = synthetic_clip(seconds, singer_index, seed=seed, sample_rate=sample_rate)
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(wav))] = wav[:n]
+    return out
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Where the numbers were measured."""
+    info = {
+        "device": device,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+    }
+    try:
+        import os
+
+        info["cpu_count"] = os.cpu_count()
+        info["load_average"] = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not on every OS
+        pass
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so wall time measures it."""
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- stand-ins for --acoustic-only
+
+
+class StandInFeatures:
+    """Instant features of the right shapes, so only the acoustic model costs time (``--acoustic-only``).
+
+    Same interface as :meth:`comosvc.features.extract.FeatureExtractor.extract_batch`.
+    The acoustic model's cost does not depend on the values: content vectors are
+    seeded Gaussian noise, F0 is 220 Hz on every frame, energy comes from the mel.
+    """
+
+    def __init__(self, config, seed: int = 0):
+        from comosvc.features.mel import MelSpectrogram
+
+        self.config = config
+        self.seed = seed
+        self.mel = MelSpectrogram(config.audio)
+
+    def extract_batch(self, wavs, features=("mel", "f0", "energy", "whisper", "contentvec")) -> list[dict[str, np.ndarray]]:
+        from comosvc.features.energy import energy_from_mel
+
+        c, hop = self.config.content, self.config.audio.hop_length
+        out = []
+        for wav in wavs:
+            frames = len(wav) // hop
+            rng = np.random.default_rng(self.seed + frames)
+            item: dict[str, np.ndarray] = {}
+            if "mel" in features or "energy" in features:
+                with torch.no_grad():
+                    mel = self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)))
+                item["mel"] = mel.numpy()
+                item["energy"] = energy_from_mel(mel).numpy()
+            if "f0" in features:
+                item["f0"] = np.full(frames, 220.0, dtype=np.float32)
+            if "whisper" in features:
+                item["whisper"] = rng.standard_normal((frames, c.whisper_dim), dtype=np.float32)
+            if "contentvec" in features:
+                item["contentvec"] = rng.standard_normal((frames, c.contentvec_dim), dtype=np.float32)
+            out.append({k: v for k, v in item.items() if k in features})
+        return out
+
+
+def null_vocoder(audio_config):
+    """A vocoder that returns silence of the right length at no cost (``--acoustic-only``)."""
+    from comosvc.vocoder import Vocoder
+
+    class NullVocoder(Vocoder):
+        def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
+            return log_mel.new_zeros(log_mel.shape[0], log_mel.shape[1] * self.hop_length)
+
+    return NullVocoder("none (acoustic only)", audio_config.sample_rate, audio_config.hop_length, audio_config.n_mels)
+
+
+# --------------------------------------------------------------------------- prior timing
+
+
+class PriorTimer:
+    """Times condition encoder + prior inside ``model.sample`` with forward hooks (seconds, summed per call).
+
+    ``reset()`` before a conversion, read ``seconds`` after; nothing in the model changes.
+    """
+
+    def __init__(self, model, device: str = "cpu"):
+        self.seconds = 0.0
+        self._start = 0.0
+        self.device = device
+        model.condition_encoder.register_forward_pre_hook(self._begin)
+        model.prior.register_forward_hook(self._end)
+
+    def _begin(self, module, args) -> None:
+        sync(self.device)
+        self._start = time.perf_counter()
+
+    def _end(self, module, args, output) -> None:
+        sync(self.device)
+        self.seconds += time.perf_counter() - self._start
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+
+
+# --------------------------------------------------------------------------- building what is measured
+
+
+@dataclass
+class BenchSubjects:
+    """The pipelines to time, one per sampler, and what they are."""
+
+    config: Any
+    pipelines: dict[str, Any]  # "teacher" / "student" -> ConversionPipeline
+    singer: str
+    notes: list[str]
+    whisper: Any = None  # the WhisperContentEncoder of the pipelines (full mode)
+    timers: dict[str, PriorTimer] = field(default_factory=dict)  # sampler -> its model's prior timer
+
+    def __post_init__(self) -> None:
+        device = next(iter(self.pipelines.values())).device.type
+        self.timers = {sampler: PriorTimer(pipe.model, device) for sampler, pipe in self.pipelines.items()}
+
+
+def random_stats(config, singers: dict[str, int]) -> dict:
+    """Plausible ``stats.json`` content for random-weight models: one dataset ``"random"``, 220 Hz singers."""
+    from comosvc.features.mel import LOG_CLAMP
+
+    n_mels = config.audio.n_mels
+    return {
+        "mel": {"random": {"min": [float(np.log(LOG_CLAMP))] * n_mels, "max": [2.0] * n_mels}},
+        "f0": {name: {"median": 220.0, "p5": 150.0, "p95": 400.0} for name in singers},
+    }
+
+
+def _as_teacher(model):
+    """An undistilled ComoSVC with ``model``'s weights (speed stand-in for a missing teacher)."""
+    from comosvc.models import ComoSVC
+
+    teacher = ComoSVC(model.config, singers=model.singers, stats=model.stats, distilled=False)
+    teacher.load_state_dict(model.state_dict())
+    return teacher.to(model.device).eval()
+
+
+def _as_student(model):
+    """A student exported from ``model`` without distillation steps (speed stand-in for a missing student)."""
+    from comosvc.models import ConsistencyDistiller
+
+    return ConsistencyDistiller(model).export(distillation_steps=0).eval()
+
+
+def build_subjects(settings: BenchSettings) -> BenchSubjects:
+    """Teacher and student pipelines sharing one feature extractor and one vocoder."""
+    from comosvc.config import load_config
+    from comosvc.models import ComoSVC
+    from comosvc.pipeline import ConversionPipeline, apply_overrides
+
+    device = settings.device
+    notes: list[str] = []
+    if settings.config is not None:
+        config = load_config(settings.config, overrides=settings.overrides)
+        if settings.acoustic_only:
+            singers = {"random_0": 0}
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(settings.seed)
+                student = ComoSVC(config, singers=singers, stats=random_stats(config, singers), distilled=True)
+            student = student.to(device).eval()
+            features, vocoder = StandInFeatures(config, settings.seed), null_vocoder(config.audio).to(device)
+        else:
+            base = ConversionPipeline.from_config(
+                config, vocoder=settings.vocoder, device=device, distilled=True, seed=settings.seed
+            )
+            student, features, vocoder = base.model, base.features, base.vocoder
+        teacher = _as_teacher(student)
+        notes.append(f"random weights at the sizes of {settings.config} (speed does not depend on the weights)")
+    else:
+        if settings.acoustic_only:
+            model = ComoSVC.from_pretrained(settings.model, map_location=device)
+            config = apply_overrides(model.config, settings.overrides)
+            model.config = config
+            features, vocoder = StandInFeatures(config, settings.seed), null_vocoder(config.audio).to(device)
+        else:
+            base = ConversionPipeline.from_pretrained(
+                settings.model, vocoder=settings.vocoder, device=device, overrides=settings.overrides
+            )
+            model, features, vocoder, config = base.model, base.features, base.vocoder, base.config
+        if model.distilled:
+            student = model
+            if model.distilled_from:
+                teacher = ComoSVC.from_pretrained(model.distilled_from, map_location=device)
+                teacher.config = config
+            else:
+                teacher = _as_teacher(model)
+                notes.append("the model does not record its teacher: the teacher rows run the student's weights")
+        else:
+            teacher = model
+            student = _as_student(model)
+            notes.append("the model is a teacher: the student rows run an undistilled copy (same cost)")
+    pipelines = {
+        TEACHER: ConversionPipeline(teacher.eval(), features, vocoder, config=config, device=device),
+        STUDENT: ConversionPipeline(student.eval(), features, vocoder, config=config, device=device),
+    }
+    singer = sorted(student.singers, key=lambda name: student.singers[name])[0]
+    whisper = getattr(features, "whisper", None)
+    return BenchSubjects(config, pipelines, singer, notes, whisper)
+
+
+# --------------------------------------------------------------------------- one duration
+
+
+def _conversion_job(subjects: BenchSubjects, system: System, wav: np.ndarray, seed: int) -> Job:
+    pipe = subjects.pipelines[system.sampler]
+    timer = subjects.timers[system.sampler]
+
+    def job() -> dict[str, float]:
+        timer.reset()
+        result = pipe(wav, subjects.singer, sampler=system.sampler, steps=system.steps, seed=seed)
+        sync(pipe.device.type)
+        return {**{k: float(v) for k, v in result.timings.items()}, "prior": timer.seconds, "nfe": float(result.nfe)}
+
+    return job
+
+
+def _whisper_jobs(whisper, wavs_16k: list[np.ndarray], batch_size: int) -> dict[str, Job]:
+    """Whisper's encoder padded to 30 s and unpadded, on the same clips, sharing weights."""
+    from comosvc.features.content import WhisperContentEncoder
+
+    jobs = {}
+    for mode in ("padded", "unpadded"):
+        encoder = WhisperContentEncoder(whisper.encoder, whisper.feature_extractor, mode=mode)
+        jobs[f"whisper-{mode}"] = timed(lambda enc=encoder: enc(wavs_16k, batch_size=batch_size), key="whisper")
+    return jobs
+
+
+def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: float, settings: BenchSettings) -> dict[str, Any]:
+    """Interleaved runs of every system (and Whisper padded/unpadded) on ``seconds`` of synthetic singing."""
+    from comosvc.audio import resample
+
+    config = subjects.config
+    sr, hop = config.audio.sample_rate, config.audio.hop_length
+    wav = bench_clip(seconds, sr, seed=settings.seed)
+    short = bench_clip(min(2.0, seconds), sr, seed=settings.seed + 1)
+    jobs = {s.name: _conversion_job(subjects, s, wav, settings.seed) for s in systems}
+    warmups = {s.name: _conversion_job(subjects, s, short, settings.seed) for s in systems} if settings.warmup else {}
+
+    # The chunk plan of this input (what every system converts), from one student run.
+    plan = subjects.pipelines[STUDENT](wav, subjects.singer, sampler=STUDENT, steps=1, seed=settings.seed)
+    sounding = [c for c in plan.chunks if not c.silent]
+    whisper_info = None
+    if settings.whisper and subjects.whisper is not None and not settings.acoustic_only:
+        padded = np.pad(wav, (0, -(-len(wav) // hop) * hop - len(wav)))
+        wavs_16k = [resample(padded[c.start : c.end], sr, config.content.sample_rate) for c in sounding]
+        whisper_jobs = _whisper_jobs(subjects.whisper, wavs_16k, config.content.batch_size)
+        jobs.update(whisper_jobs)
+        if settings.warmup:
+            warmups.update(_whisper_jobs(subjects.whisper, [resample(short, sr, config.content.sample_rate)], 1))
+    for _ in range(max(settings.warmup - 1, 0)):
+        for job in warmups.values():
+            job()
+
+    runs = interleave(jobs, settings.repeats, warmups=warmups, desc=f"{seconds:g} s")
+
+    results = []
+    teacher_median = None
+    for s in systems:
+        med = medians(runs[s.name])
+        nfe = int(med.pop("nfe"))
+        entry = {
+            "name": s.name,
+            "sampler": s.sampler,
+            "steps": s.steps,
+            "nfe": nfe,
+            "median": med,
+            "rtf": {key: med[key] / seconds for key in ("acoustic", "total") if key in med},
+            "runs": [{k: v for k, v in run.items() if k != "nfe"} for run in runs[s.name]],
+        }
+        if s.sampler == TEACHER and teacher_median is None:
+            teacher_median = med
+        results.append(entry)
+    for entry in results:
+        entry["speedup"] = {
+            key: speedup(teacher_median[key], entry["median"][key]) for key in ("acoustic", "prior", "total") if key in entry["median"]
+        }
+    if "whisper-padded" in runs:
+        padded_s = medians(runs["whisper-padded"])["whisper"]
+        unpadded_s = medians(runs["whisper-unpadded"])["whisper"]
+        whisper_info = {
+            "padded": padded_s,
+            "unpadded": unpadded_s,
+            "speedup": speedup(padded_s, unpadded_s),
+            "runs": {"padded": [r["whisper"] for r in runs["whisper-padded"]], "unpadded": [r["whisper"] for r in runs["whisper-unpadded"]]},
+            "clips_seconds": [round(len(w) / config.content.sample_rate, 3) for w in wavs_16k],
+        }
+    return {
+        "seconds": float(seconds),
+        "frames": len(wav) // hop,
+        "chunks": len(sounding),
+        "chunk_seconds": [round((c.end - c.start) / sr, 3) for c in sounding],
+        "systems": results,
+        "whisper": whisper_info,
+    }
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) -> dict[str, Any]:
+    """Build the pipelines (unless given) and measure every duration; the report dict (JSON-ready)."""
+    settings.check()
+    systems = bench_systems(settings.teacher_steps, settings.student_steps)
+    started = time.perf_counter()
+    subjects = subjects or build_subjects(settings)
+    config = subjects.config
+    teacher_model = subjects.pipelines[TEACHER].model
+    durations = [bench_duration(subjects, systems, s, settings) for s in settings.seconds]
+    return {
+        "settings": asdict(settings),
+        "environment": environment(settings.device),
+        "model": {
+            "source": settings.model or settings.config,
+            "random_weights": settings.config is not None,
+            "parameters": teacher_model.num_parameters(),
+            "whisper_mode": None if settings.acoustic_only else config.content.whisper_mode,
+            "vocoder": subjects.pipelines[STUDENT].vocoder_name,
+            "max_chunk_seconds": config.inference.max_chunk_seconds,
+            "chunk_batch_size": config.inference.batch_size,
+            "teacher_solver": config.model.teacher_solver,
+            "notes": subjects.notes,
+        },
+        "durations": durations,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _s(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+
+
+def _rtf(value: float | None) -> str:
+    return "" if value is None else (f"{value:.4f}" if value < 0.01 else f"{value:.3f}")
+
+
+def _x(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}x"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The report as markdown: per duration the speed table, the per-stage split and Whisper."""
+    acoustic_only = report["settings"]["acoustic_only"]
+    out = []
+    for d in report["durations"]:
+        secs = d["seconds"]
+        reps = len(d["systems"][0]["runs"])
+        out.append(f"**{secs:g} s of audio** ({d['frames']} frames, {d['chunks']} chunk(s); median of {reps} interleaved run(s))")
+        out.append("")
+        headers = ["system", "NFE", "acoustic model (s)", "acoustic RTF", "acoustic speed-up"]
+        if not acoustic_only:
+            headers += ["end to end (s)", "end-to-end RTF", "end-to-end speed-up"]
+        rows = []
+        for e in d["systems"]:
+            med, rtf, up = e["median"], e["rtf"], e["speedup"]
+            row = [e["name"], str(e["nfe"]), _s(med["acoustic"]), _rtf(rtf["acoustic"]), _x(up["acoustic"])]
+            if not acoustic_only:
+                row += [_s(med["total"]), _rtf(rtf["total"]), _x(up["total"])]
+            rows.append(row)
+        out.append(_table(headers, rows))
+        out.append("")
+        stages = ["prior", "acoustic"] if acoustic_only else ["content", "f0", "prior", "acoustic", "vocoder", "total"]
+        names = {
+            "content": "content (s)",
+            "f0": "F0 (s)",
+            "prior": "cond. encoder + prior (s)",
+            "acoustic": "acoustic model (s)",
+            "vocoder": "vocoder (s)",
+            "total": "end to end (s)",
+        }
+        if not acoustic_only:
+            rows = [[e["name"]] + [_s(e["median"].get(k)) for k in stages] for e in d["systems"]]
+            out.append(_table(["per-stage split"] + [names[k] for k in stages], rows))
+            out.append("")
+        else:
+            rows = [[e["name"], _s(e["median"].get("prior")), _s(e["median"]["acoustic"] - e["median"].get("prior", 0.0))] for e in d["systems"]]
+            out.append(_table(["acoustic split", "cond. encoder + prior (s)", "denoiser steps (s)"], rows))
+            out.append("")
+        w = d.get("whisper")
+        if w:
+            clips = ", ".join(f"{c:g}" for c in w["clips_seconds"])
+            out.append(
+                _table(
+                    ["Whisper encoder", "padded to 30 s (s)", "unpadded (s)", "padded / unpadded"],
+                    [[f"{secs:g} s as {len(w['clips_seconds'])} chunk(s) of {clips} s", _s(w["padded"]), _s(w["unpadded"]), _x(w["speedup"])]],
+                )
+            )
+            out.append("")
+    m, env = report["model"], report["environment"]
+    facts = [
+        f"model: {m['source']}" + (" (random weights)" if m["random_weights"] else ""),
+        f"{m['parameters']['total'] / 1e6:.1f}M acoustic parameters",
+        f"vocoder: {m['vocoder']}",
+    ]
+    if m.get("whisper_mode"):
+        facts.append(f"Whisper in the pipeline: {m['whisper_mode']}")
+    facts.append(f"chunks of at most {m['max_chunk_seconds']:g} s, {m['chunk_batch_size']} per batch")
+    facts.append(f"{env['device']}, torch {env['torch']}, {env['torch_threads']} threads")
+    if env.get("load_average") is not None:
+        facts.append(f"load average {env['load_average']:.1f} on {env.get('cpu_count')} CPUs")
+    out.append("; ".join(facts) + ".")
+    for note in m.get("notes", []):
+        out.append(f"Note: {note}.")
+    return "\n".join(out)
+
+
+def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    """``out`` (JSON) and the markdown next to it (``.md``)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(markdown_report(report) + "\n")
+    return out, md
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+__all__ = [
+    "BenchSettings",
+    "BenchSubjects",
+    "PriorTimer",
+    "StandInFeatures",
+    "System",
+    "bench_clip",
+    "bench_duration",
+    "bench_systems",
+    "build_subjects",
+    "interleave",
+    "markdown_report",
+    "medians",
+    "null_vocoder",
+    "random_stats",
+    "run_bench",
+    "speedup",
+    "timed",
+    "write_report",
+]

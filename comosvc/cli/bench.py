@@ -1,0 +1,86 @@
+"""``python -m comosvc bench``: teacher against student speed, interleaved runs, medians; table + JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time the teacher (N steps) against the student (1, 2, 4 steps): acoustic model, stages, end to end",
+        description=(
+            "Convert the same synthetic singing with the diffusion teacher and the consistency student, "
+            "interleaving the runs, and report medians: acoustic-model time, end-to-end time, real-time "
+            "factor and speed-up over the teacher, the per-stage split (content, F0, acoustic, vocoder) and "
+            "Whisper padded vs unpadded. --config needs no trained weights (random weights at the config's "
+            "sizes: configs/comosvc.yaml is the default model size)."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="ID_OR_DIR", help="a trained ComoSVC model (Hub id or folder)")
+    source.add_argument("--config", metavar="FILE", help="a config file: every network gets random weights at its sizes")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 30.0], help="input durations (default: 10 30)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--teacher-steps", type=int, default=40, help="teacher sampling steps (default: 40)")
+    parser.add_argument("--student-steps", type=int, nargs="+", default=[1, 2, 4], help="student steps (default: 1 2 4)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each system, interleaved (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on a short clip (default: 1)")
+    parser.add_argument(
+        "--vocoder",
+        default=None,
+        help="vocoder: Hub id, folder or 'griffinlim' (with --config: a known BigVGAN name built with random "
+        "weights, e.g. nvidia/bigvgan_base_24khz_100band; default: inference.vocoder)",
+    )
+    parser.add_argument(
+        "--acoustic-only", action="store_true",
+        help="time only the acoustic model (stand-in features, no vocoder): quick teacher/student ratios",
+    )
+    parser.add_argument("--no-whisper", action="store_true", help="skip the Whisper padded vs unpadded comparison")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="config override, e.g. --set content.whisper_mode=unpadded (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the input and the noise (default: 0)")
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the JSON report here (and the table as .md)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from comosvc.bench import BenchSettings, markdown_report, run_bench, write_report
+    from comosvc.config import ConfigError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = BenchSettings(
+        model=args.model,
+        config=args.config,
+        seconds=list(args.seconds),
+        device=args.device,
+        teacher_steps=args.teacher_steps,
+        student_steps=list(args.student_steps),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        vocoder=args.vocoder,
+        acoustic_only=args.acoustic_only,
+        whisper=not args.no_whisper,
+        overrides=list(args.overrides),
+        seed=args.seed,
+    )
+    try:
+        settings.check()
+        report = run_bench(settings)
+    except (ValueError, ConfigError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown_report(report))
+    if args.out is not None:
+        json_path, md_path = write_report(report, args.out)
+        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,130 @@
+"""The bench command: interleaving, medians, and a tiny end-to-end run whose JSON adds up.
+
+Timings are never asserted (shared CPUs); only structure and arithmetic between the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from comosvc.bench import (
+    BenchSettings,
+    System,
+    bench_clip,
+    bench_systems,
+    interleave,
+    markdown_report,
+    medians,
+    speedup,
+)
+from comosvc.cli import main
+from tests.conftest import TINY_CONFIG
+
+# The tiny random content encoders of comosvc.features.content ("tiny" size).
+TINY_SIZES = ["--set", "content.whisper_dim=64", "--set", "content.contentvec_layer=2"]
+
+
+def test_interleave_round_robin_rotates_the_first_job():
+    order = []
+    jobs = {name: (lambda name=name: order.append(name) or {"total": 1.0}) for name in "abc"}
+    runs = interleave(jobs, repeats=3, warmups={})
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {name: len(r) for name, r in runs.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_interleave_warms_up_untimed():
+    calls = []
+    jobs = {"a": lambda: calls.append("a") or {"t": 2.0}}
+    runs = interleave(jobs, repeats=2)  # warm-ups default to the jobs themselves
+    assert calls == ["a", "a", "a"] and runs == {"a": [{"t": 2.0}, {"t": 2.0}]}
+
+
+def test_medians_and_speedup():
+    runs = [{"acoustic": 3.0, "total": 10.0}, {"acoustic": 1.0, "total": 30.0}, {"acoustic": 2.0, "total": 20.0}]
+    assert medians(runs) == {"acoustic": 2.0, "total": 20.0}
+    assert speedup(8.0, 2.0) == 4.0 and speedup(1.0, 0.0) == math.inf
+
+
+def test_systems_and_settings():
+    assert [s.name for s in bench_systems(40, [1, 2, 4])] == ["teacher-40", "student-1", "student-2", "student-4"]
+    assert bench_systems(8, [1, 1])[1:] == [System("student", 1)]
+    with pytest.raises(ValueError):
+        bench_systems(0, [1])
+    with pytest.raises(ValueError, match="exactly one"):
+        BenchSettings(model="x", config="y").check()
+    with pytest.raises(ValueError, match="exactly one"):
+        BenchSettings().check()
+
+
+def test_bench_clip_has_the_exact_length():
+    wav = bench_clip(2.5, 24000)
+    assert wav.shape == (60000,) and wav.dtype.name == "float32" and abs(wav).max() > 0.05
+
+
+def _check_report(report: dict, seconds: float, student_steps: list[int], teacher_steps: int, full: bool) -> None:
+    (d,) = report["durations"]
+    assert d["seconds"] == seconds and d["frames"] == int(seconds * 24000) // 256 and d["chunks"] >= 1
+    names = [e["name"] for e in d["systems"]]
+    assert names == [f"teacher-{teacher_steps}"] + [f"student-{k}" for k in student_steps]
+    teacher = d["systems"][0]
+    assert teacher["nfe"] == teacher_steps + 1  # Euler on steps + 1 sigmas (the reference's 41 for 40)
+    stages = ("content", "f0", "acoustic", "vocoder", "total", "prior") if full else ("acoustic", "total", "prior")
+    for e in d["systems"]:
+        if e["sampler"] == "student":
+            assert e["nfe"] == e["steps"]
+        med = e["median"]
+        assert set(stages) <= set(med)
+        assert all(v >= 0 for v in med.values())
+        assert len(e["runs"]) == report["settings"]["repeats"]
+        assert med["prior"] <= med["acoustic"] + 1e-9 and med["acoustic"] <= med["total"] + 1e-9
+        assert e["rtf"]["acoustic"] == pytest.approx(med["acoustic"] / seconds)
+        assert e["rtf"]["total"] == pytest.approx(med["total"] / seconds)
+        for key in ("acoustic", "total", "prior"):
+            assert e["speedup"][key] == pytest.approx(teacher["median"][key] / med[key])
+    assert teacher["speedup"]["acoustic"] == pytest.approx(1.0)
+    if full:
+        w = d["whisper"]
+        assert w["speedup"] == pytest.approx(w["padded"] / w["unpadded"])
+        assert len(w["clips_seconds"]) == d["chunks"]
+    else:
+        assert d["whisper"] is None
+
+
+def test_bench_command_full_pipeline_tiny(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        ["bench", "--config", str(TINY_CONFIG), *TINY_SIZES, "--seconds", "2", "--repeats", "1",
+         "--teacher-steps", "12", "--student-steps", "1", "2", "--warmup", "0", "--out", str(out)]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    _check_report(report, 2.0, [1, 2], 12, full=True)
+    assert report["model"]["random_weights"] and report["model"]["vocoder"] == "griffinlim"
+    table = capsys.readouterr().out
+    assert "| teacher-12 | 13 |" in table and "padded / unpadded" in table and "per-stage split" in table
+    assert out.with_suffix(".md").read_text().strip() == markdown_report(report).strip()
+
+
+def test_bench_acoustic_only_from_a_saved_teacher(tmp_path, tiny_config):
+    from comosvc.bench import random_stats
+    from comosvc.models import ComoSVC
+
+    singers = {"random_a": 0}
+    ComoSVC(tiny_config, singers=singers, stats=random_stats(tiny_config, singers)).save_pretrained(tmp_path / "teacher")
+    out = tmp_path / "acoustic.json"
+    code = main(
+        ["bench", "--model", str(tmp_path / "teacher"), "--acoustic-only", "--seconds", "1.5", "--repeats", "2",
+         "--teacher-steps", "8", "--student-steps", "1", "--warmup", "0", "--out", str(out)]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    _check_report(report, 1.5, [1], 8, full=False)
+    assert any("teacher" in note for note in report["model"]["notes"])  # the student rows are an undistilled copy
+
+
+def test_bench_refuses_bad_arguments(capsys):
+    assert main(["bench", "--config", str(TINY_CONFIG), "--repeats", "0"]) == 2
+    assert "--repeats" in capsys.readouterr().err
