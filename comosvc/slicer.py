@@ -12,9 +12,10 @@ How it works, on frame RMS in dBFS (10 ms hops):
 2. Neighbouring regions are merged again while the merged piece stays within
    ``max_seconds`` and the gap between them is at most ``max_gap_seconds``: pieces
    are as long as allowed, not cut at every breath.
-3. A piece still longer than ``max_seconds`` (no usable silence) is cut at its
-   quietest frame, recursively, never leaving a part shorter than ``min_seconds``
-   when that can be helped.
+3. A piece still longer than ``max_seconds`` (no usable silence) is cut at quiet
+   frames: each cut at the quietest frame between half and all of ``max_seconds``
+   after the previous one, never leaving a part shorter than ``min_seconds`` when
+   that can be helped.
 4. A piece shorter than ``min_seconds`` is merged into its nearer neighbour if the
    result fits in ``max_seconds``, otherwise dropped. Pass ``min_seconds=0`` to keep
    every sound (conversion does, so nothing the user sang is lost).
@@ -57,19 +58,25 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def _split_long(
     start: int, end: int, level: np.ndarray, max_len: int, min_len: int
 ) -> list[tuple[int, int]]:
-    """Cut frames ``[start, end)`` at the quietest frames until every part is <= ``max_len``."""
-    if end - start <= max_len:
-        return [(start, end)]
-    length = end - start
-    # Keep both parts at least min_len long when possible, and each cut must make progress.
-    margin = min(min_len, (length - 1) // 2) if min_len > 0 else 0
-    margin = max(margin, 1)
-    lo, hi = start + margin, end - margin
-    if hi <= lo:  # pragma: no cover - only for max_len < 2 frames
-        lo, hi = start + 1, end
-    # Cut at the quietest frame (a breath, a consonant) and recurse on both parts.
-    cut = lo + int(np.argmin(level[lo:hi]))
-    return _split_long(start, cut, level, max_len, min_len) + _split_long(cut, end, level, max_len, min_len)
+    """Cut frames ``[start, end)`` at quiet frames until every part is <= ``max_len``.
+
+    Left to right, each cut goes to the quietest frame between half and all of
+    ``max_len`` from the previous cut (the latest of equally quiet frames), so pieces
+    stay long (a cut at the first of many equal pauses would make many tiny ones)
+    and the rest keeps at least ``min_len`` frames when possible.
+    """
+    pieces = []
+    while end - start > max_len:
+        lo = start + max(min_len, max_len // 2, 1)
+        hi = min(start + max_len, end - min_len)
+        if hi < lo:  # no cut leaves both sides long enough: cut as late as allowed
+            lo = hi = min(start + max_len, end - 1)
+        window = level[lo : hi + 1]
+        cut = lo + len(window) - 1 - int(np.argmin(window[::-1]))  # latest quietest frame
+        pieces.append((start, cut))
+        start = cut
+    pieces.append((start, end))
+    return pieces
 
 
 def slice_audio(

@@ -119,3 +119,20 @@ def test_sung_phrase_from_synthetic_module():
     for s, e in ranges:
         inside[s:e] = True
     assert inside[voiced].mean() > 0.97
+
+
+def test_many_short_pauses_give_long_pieces():
+    # 12 s of 0.4 s notes with 0.1 s pauses (shorter than min_silence): no usable silence,
+    # and every pause is equally quiet; pieces must still be long, not one note each.
+    from comosvc.synthetic import sung_phrase
+
+    wav, _ = sung_phrase([220.0, 247.0, 262.0] * 8, note_seconds=0.4, gap_seconds=0.1)
+    ranges = slice_audio(wav, SR, max_seconds=4.0, min_seconds=0.5)
+    lengths = [(e - s) / SR for s, e in ranges]
+    assert all(x <= 4.0 for x in lengths)
+    assert all(x >= 2.0 for x in lengths[:-1]) and lengths[-1] >= 0.5
+    assert len(ranges) <= 6
+    # the cuts fall in pauses, not inside notes
+    level = frame_rms_db(wav, 240)
+    for s, _ in ranges[1:]:
+        assert level[s // 240] < -60
