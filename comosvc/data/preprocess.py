@@ -407,7 +407,7 @@ def _map_kwargs(config: ComoSVCConfig, n_rows: int, device: str | None) -> dict:
     }
 
 
-def _slice(files: dict[str, list], config: ComoSVCConfig, cache: Path, device: str | None):
+def _slice(files: dict[str, list], config: ComoSVCConfig, cache: Path):
     """Slice every shard of every dataset (cached); returns the slice datasets and the file count."""
     n_shards = config.data.cache_shards
     settings = slicing_settings(config)
@@ -608,7 +608,7 @@ def preprocess(
     (cache / "features").mkdir(parents=True, exist_ok=True)
 
     with _quiet_datasets():
-        slice_sets, sliced = _slice(files, config, cache, device)
+        slice_sets, sliced = _slice(files, config, cache)
         skipped: list[Skipped] = []
         segments: list[dict] = []
         for ds in slice_sets:
@@ -626,9 +626,7 @@ def preprocess(
         # every singer with usable audio gets a stable global id (fails before extraction if too many)
         singers.update(f"{s['dataset']}_{s['singer']}" for s in segments)
         split_of = _assign_splits(segments, config)
-        shard_sets, extracted = _extract(segments, split_of, config, cache, device)
-
-        parts = shard_sets
+        parts, extracted = _extract(segments, split_of, config, cache, device)
         for split in SPLITS:
             for ds in parts[split]:
                 for i, error in enumerate(ds["error"]):
@@ -636,6 +634,7 @@ def preprocess(
                         row = ds[i]
                         skipped.append(Skipped(row["dataset"], row["singer"], row["utterance"], row["audio"]["path"], error))
         dataset_dict = hf.DatasetDict({split: _usable(_concat(parts[split], config)) for split in SPLITS})
+    skipped.sort(key=lambda s: (s.dataset, s.singer, s.utterance))
 
     stats = compute_stats(dataset_dict, config)
     manifest = {
