@@ -585,6 +585,7 @@ def preprocess(
     """Build (or update) the processed data in ``out_dir``; see the module docstring.
 
     ``datasets_``: :class:`DatasetSpec` objects or ``"CORPUS[:NAME]=PATH"`` strings.
+    ``device``: where features are extracted (default: CUDA if available, else CPU).
     Bad corpus names, missing or empty folders, layouts without audio and duplicate
     dataset names raise :class:`CorpusError` before anything is read or written.
     """
@@ -600,6 +601,10 @@ def preprocess(
             f"Dataset name(s) {', '.join(dupes)} given twice. Rename one: CORPUS:NAME=PATH, "
             "e.g. generic:alice=/data/alice."
         )
+    if device is None:  # resolve "auto" here: a GPU must also switch off forked workers
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     out_dir = Path(out_dir)
     files = _read(specs)  # fails on a layout without audio before anything is written
     singers = SingerTable.load(out_dir / SINGERS_FILE, max_speakers=config.model.n_speakers, missing_ok=True)
