@@ -2,9 +2,10 @@
 
 Content encoders get random weights built in memory (``--size tiny`` like the
 tests, or ``--size default`` = whisper-medium's encoder and HuBERT-base), so no
-download is needed: speed does not depend on trained weights. Each number is the
-median of ``--repeats`` runs after one warm-up run (just the warm-up run when it
-takes over 20 s, e.g. CREPE "full" on a CPU).
+download is needed: speed does not depend on trained weights. After one warm-up run,
+each feature is run ``--repeats`` times: the fastest wall time and the median
+CPU time are reported (just the warm-up run when it takes over 20 s, e.g. CREPE
+"full" on a CPU).
 """
 
 from __future__ import annotations
@@ -26,21 +27,29 @@ from comosvc.features.mel import log_mel
 from comosvc.synthetic import sung_phrase
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int, slow: float = 20.0) -> float:
-    start = time.perf_counter()
+def _seconds(fn: Callable[[], object], repeats: int, slow: float = 20.0) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds of one call: the fastest wall time and the median process CPU time.
+
+    On a shared machine the fastest run is the least disturbed one, and CPU time
+    (summed over torch's threads) hardly depends on what else is running.
+    """
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     fn()  # warm-up: model loading, caches
-    if time.perf_counter() - start > slow:  # e.g. CREPE full on a CPU: one run says enough
-        return time.perf_counter() - start
-    times = []
+    if time.perf_counter() - wall0 > slow:  # e.g. CREPE full on a CPU: one run says enough
+        return time.perf_counter() - wall0, time.process_time() - cpu0
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - wall0)
+        cpus.append(time.process_time() - cpu0)
+    return min(walls), statistics.median(cpus)
 
 
-def time_features(seconds: float = 10.0, size: str = "tiny", repeats: int = 3, device: str = "cpu") -> dict[str, float]:
-    """Seconds to extract each feature of ``seconds`` of 24 kHz audio on ``device``."""
+def time_features(
+    seconds: float = 10.0, size: str = "tiny", repeats: int = 3, device: str = "cpu", f0: bool = True
+) -> dict[str, tuple[float, float]]:
+    """``(wall, cpu)`` seconds to extract each feature of ``seconds`` of 24 kHz audio on ``device``."""
     audio = AudioConfig()
     n_notes = max(1, int(seconds / 0.75))
     wav, _ = sung_phrase(list(np.linspace(180, 520, n_notes)), note_seconds=0.6, gap_seconds=0.15, seed=0)
@@ -48,25 +57,25 @@ def time_features(seconds: float = 10.0, size: str = "tiny", repeats: int = 3, d
     wav_16k = resample(wav, audio.sample_rate, 16000)
     n_frames = len(wav) // audio.hop_length
 
-    results: dict[str, float] = {}
-    results["mel"] = _median_seconds(lambda: log_mel(wav, audio), repeats)
+    results: dict[str, tuple[float, float]] = {}
+    results["mel"] = _seconds(lambda: log_mel(wav, audio), repeats)
     mel = log_mel(wav, audio)
-    results["energy (from mel)"] = _median_seconds(lambda: energy_from_mel(mel), repeats)
-    for method in F0_METHODS:
+    results["energy (from mel)"] = _seconds(lambda: energy_from_mel(mel), repeats)
+    for method in F0_METHODS if f0 else ():
         models = ("tiny", "full") if method == "crepe" else (None,)
         for model in models:
             cfg = F0Config(method=method, crepe_model=model or "full")
             name = f"f0 {method}" + (f" ({model})" if model else "")
-            results[name] = _median_seconds(lambda: extract_f0(wav, cfg, audio, device=device), repeats)
+            results[name] = _seconds(lambda: extract_f0(wav, cfg, audio, device=device), repeats)
     for mode in ("padded", "unpadded"):
         enc = WhisperContentEncoder.random(size, mode=mode, device=device)
-        results[f"whisper {mode}"] = _median_seconds(
+        results[f"whisper {mode}"] = _seconds(
             lambda: align_to_mel(enc([wav_16k])[0], n_frames), repeats
         )
         del enc
     cv = ContentVecEncoder.random(size, device=device)
-    results["contentvec"] = _median_seconds(lambda: align_to_mel(cv([wav_16k])[0], n_frames), repeats)
-    results["resample 24k->16k"] = _median_seconds(lambda: resample(wav, audio.sample_rate, 16000), repeats)
+    results["contentvec"] = _seconds(lambda: align_to_mel(cv([wav_16k])[0], n_frames), repeats)
+    results["resample 24k->16k"] = _seconds(lambda: resample(wav, audio.sample_rate, 16000), repeats)
     return results
 
 
@@ -76,14 +85,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=["tiny", "default"], default="tiny", help="content encoder size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-f0", action="store_true", help="time mel, energy and content only")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (1 is steadier on a busy shared machine)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"{args.seconds:g} s of audio, {args.size} content encoders, {args.device}, "
-          f"{torch.get_num_threads()} torch threads, median of {args.repeats}")
-    results = time_features(args.seconds, args.size, args.repeats, args.device)
-    for name, sec in results.items():
-        print(f"  {name:<22} {sec * 1000:9.1f} ms")
-    ratio = results["whisper padded"] / results["whisper unpadded"]
-    print(f"  whisper padded / unpadded: {ratio:.1f}x")
+          f"{torch.get_num_threads()} torch threads, {args.repeats} runs each")
+    results = time_features(args.seconds, args.size, args.repeats, args.device, f0=not args.skip_f0)
+    print(f"  {'feature':<22} {'wall ms':>10} {'cpu ms':>10}")
+    for name, (wall, cpu) in results.items():
+        print(f"  {name:<22} {wall * 1000:10.1f} {cpu * 1000:10.1f}")
+    (pw, pc), (uw, uc) = results["whisper padded"], results["whisper unpadded"]
+    print(f"  whisper padded / unpadded: {pw / uw:.1f}x wall, {pc / uc:.1f}x cpu")
 
 
 if __name__ == "__main__":
