@@ -179,3 +179,13 @@ def test_evaluation_does_not_update_the_ema(tmp_path):
     summary, *_ = run(tc, tmp_path, after_update=updates.append)
     assert updates == list(range(1, 9))
     assert summary.state.best_val_loss is not None
+
+
+def test_gradient_accumulation_steps_once_per_window(tmp_path):
+    """Each update uses exactly gradient_accumulation_steps micro-batches, across epoch ends too."""
+    tc = toy_config(max_steps=5, gradient_accumulation_steps=3, checkpoint_every=100, validate_every=100)
+    updates = []
+    # 32 examples / batch 4 = 8 batches per epoch: windows of 3 straddle the epoch end
+    summary, model, optimizer, _ = run(tc, tmp_path, after_update=updates.append)
+    assert model.calls == 15 and updates == [1, 2, 3, 4, 5]
+    assert {int(s["step"]) for s in optimizer.state_dict()["state"].values()} == {5}

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -94,9 +94,12 @@ def make_accelerator(tc: TrainConfig, out: str | Path) -> Accelerator:
     out = Path(out)
     trackers = [name.strip() for name in tc.log_with.split(",") if name.strip()]
     trackers = [name for name in trackers if name.lower() != "none"]
+    # sync_with_dataloader=False: the loop runs across epochs, so every window has exactly
+    # gradient_accumulation_steps micro-batches (not a short one at each epoch end)
+    accumulation = GradientAccumulationPlugin(num_steps=tc.gradient_accumulation_steps, sync_with_dataloader=False)
     return Accelerator(
         mixed_precision=tc.mixed_precision,
-        gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        gradient_accumulation_plugin=accumulation,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / LOGS)),
     )
@@ -184,7 +187,7 @@ def train_loop(
     """
     out = Path(out)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    batches = _forever(train_loader)
+    batches = _forever(train_loader, start_epoch=_epoch_of(state.step, tc, train_loader))
     bar = tqdm(
         total=tc.max_steps, initial=state.step, desc=desc, unit="step",
         disable=not accelerator.is_main_process, dynamic_ncols=True,
@@ -320,9 +323,17 @@ def evaluate(
 # --------------------------------------------------------------------------- helpers
 
 
-def _forever(loader) -> Iterator[Any]:
+def _epoch_of(step: int, tc: TrainConfig, loader) -> int:
+    """The epoch a run is in after ``step`` updates (a resumed run gets a fresh data order, not epoch 0's)."""
+    try:
+        return step * tc.gradient_accumulation_steps // max(1, len(loader))
+    except TypeError:  # a loader without a length
+        return 0
+
+
+def _forever(loader, start_epoch: int = 0) -> Iterator[Any]:
     """Iterate a data loader endlessly, one epoch after another (reseeding the sampler per epoch)."""
-    epoch = 0
+    epoch = start_epoch
     while True:
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
