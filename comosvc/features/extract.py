@@ -47,7 +47,7 @@ class FeatureExtractor:
         self.whisper = whisper or WhisperContentEncoder.from_pretrained(
             c.whisper, mode=c.whisper_mode, device=self.device, half_on_cuda=c.half_on_cuda
         )
-        self.whisper.mode = c.whisper_mode
+        self.whisper.mode = c.whisper_mode  # the config decides, also for an encoder passed in
         self.contentvec = contentvec or ContentVecEncoder.from_pretrained(
             c.contentvec, layer=c.contentvec_layer, device=self.device, half_on_cuda=c.half_on_cuda
         )

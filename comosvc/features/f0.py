@@ -31,8 +31,8 @@ import torch
 from comosvc.audio import resample
 from comosvc.config import AudioConfig, F0Config
 
-# An extractor maps (wav at sr, sr, F0Config, device) -> (frame times in s, F0 in Hz with 0 = unvoiced).
-F0Method = Callable[[np.ndarray, int, F0Config, str], "tuple[np.ndarray, np.ndarray]"]
+# An extractor maps (wav at sr, sr, F0Config, device, hop=...) -> (its frame times in s, F0 in Hz, 0 = unvoiced).
+F0Method = Callable[..., "tuple[np.ndarray, np.ndarray]"]
 
 _MODELS: dict[tuple[str, str], object] = {}  # (name, device) -> loaded model
 
