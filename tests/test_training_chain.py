@@ -165,7 +165,11 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
     model_dir = teacher_out / "model"
     for name in ("config.json", "model.safetensors", "singers.json", "stats.json", "README.md"):
         assert (model_dir / name).is_file(), name
-    assert list((teacher_out / "logs" / "teacher").glob("events.out.tfevents*"))
+    tags = tensorboard_tags(teacher_out / "logs" / "teacher")
+    assert {"train/loss", "train/diffusion", "train/prior", "train/ssim", "train/lr", "train/steps_per_second",
+            "val/loss"} <= set(tags["scalars"])
+    assert {"samples/0/mel", "samples/1/mel"} <= set(tags["images"])
+    assert {"samples/0/audio", "samples/0/target"} <= set(tags["audio"])
     assert (teacher_out / "config.yaml").is_file()
     teacher = ComoSVC.from_pretrained(model_dir)
     assert not teacher.distilled and teacher.training_steps == 40
@@ -177,6 +181,7 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
         "--teacher", str(model_dir), "--out", str(student_out), *tiny_overrides,
     )
     assert "student saved to" in result.stdout
+    assert {"train/loss", "val/loss"} <= set(tensorboard_tags(student_out / "logs" / "distill")["scalars"])
     assert [p.name for p in list_complete_checkpoints(student_out)] == ["step-00000020", "step-00000030"]
     student = ComoSVC.from_pretrained(student_out / "model")
     assert student.distilled and student.distillation_steps == 30 and student.training_steps == 40
@@ -185,9 +190,10 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
     # the export holds one denoiser: the same tensors as the teacher, no more
     assert student.state_dict().keys() == teacher.state_dict().keys()
     assert "student" in (student_out / "model" / "README.md").read_text().lower()
-    # frozen in distillation: the prior is the teacher's bit for bit; the denoiser moved
-    for name, value in teacher.prior.state_dict().items():
-        torch.testing.assert_close(student.prior.state_dict()[name], value, rtol=0, atol=0)
+    # frozen in distillation: condition encoder and prior are the teacher's bit for bit; the denoiser moved
+    for part in ("condition_encoder", "prior"):
+        for name, value in getattr(teacher, part).state_dict().items():
+            torch.testing.assert_close(getattr(student, part).state_dict()[name], value, rtol=0, atol=0)
     assert any(
         not torch.equal(value, student.denoiser.state_dict()[name]) for name, value in teacher.denoiser.state_dict().items()
     )
@@ -198,3 +204,16 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
     assert converted.audio.shape == clip.shape and converted.sample_rate == 24000
     assert np.isfinite(converted.audio).all() and np.abs(converted.audio).max() > 0
     assert converted.nfe == 1
+
+
+def tensorboard_tags(folder: Path) -> dict:
+    """The scalar, image and audio tags TensorBoard finds in a run's log folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: dict[str, set] = {"scalars": set(), "images": set(), "audio": set()}
+    for events in folder.glob("events.out.tfevents*"):  # one file per run (a resumed run adds one)
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0, "audio": 0})
+        accumulator.Reload()
+        for kind in tags:
+            tags[kind] |= set(accumulator.Tags()[kind])
+    return tags

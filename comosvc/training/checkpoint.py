@@ -108,7 +108,8 @@ def save_checkpoint(
         _fsync_dir(final.parent)
         prune_checkpoints(out, keep)
     accelerator.wait_for_everyone()
-    logger.info("Saved checkpoint %s", final)
+    if accelerator.is_main_process:
+        logger.info("Saved checkpoint %s", final)
     return final
 
 
