@@ -32,8 +32,10 @@ What a call does, in order (timed per stage in ``result.timings``):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
@@ -81,9 +83,11 @@ class ConversionResult:
     mel that was vocoded, ``T = ceil(N / hop)`` (the input is padded to whole hops);
     ``f0`` ``(T,)`` Hz, the conditioning F0 after the key shift (0 = unvoiced);
     ``nfe`` denoiser network evaluations per chunk (the sampler's cost; the prior runs
-    once per chunk); ``timings`` seconds per stage: ``content`` (Whisper,
+    once per chunk); ``timings`` wall-clock seconds per stage: ``content`` (Whisper,
     ContentVec and the source mel/energy), ``f0``, ``acoustic``, ``vocoder`` and
-    ``total`` (end to end, including loading, slicing and joining).
+    ``total`` (end to end, including loading, slicing and joining);
+    ``cpu_timings`` the same stages in CPU seconds of this process (all threads;
+    steadier than wall time on a shared machine).
     """
 
     audio: np.ndarray
@@ -93,6 +97,7 @@ class ConversionResult:
     nfe: int
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
     singer: str = ""
     sampler: str = ""
     steps: int = 0
@@ -100,6 +105,39 @@ class ConversionResult:
     seed: int = 0
     n_chunks: int = 0  # chunks converted (silent chunks are not)
     chunks: list[Chunk] = field(default_factory=list)  # the plan, in samples (see comosvc.pipeline.chunks)
+
+
+class StageClock:
+    """Accumulates wall-clock and process CPU seconds per stage; ``total`` runs from creation.
+
+    >>> clock = StageClock()
+    >>> with clock("vocoder"):
+    ...     pass
+    >>> clock.wall()["vocoder"] >= 0
+    True
+    """
+
+    STAGES = ("content", "f0", "acoustic", "vocoder")
+
+    def __init__(self):
+        self._wall = dict.fromkeys(self.STAGES, 0.0)
+        self._cpu = dict.fromkeys(self.STAGES, 0.0)
+        self._start = (time.perf_counter(), time.process_time())
+
+    @contextmanager
+    def __call__(self, stage: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self._wall[stage] += time.perf_counter() - wall
+            self._cpu[stage] += time.process_time() - cpu
+
+    def wall(self) -> dict[str, float]:
+        return {**self._wall, "total": time.perf_counter() - self._start[0]}
+
+    def cpu(self) -> dict[str, float]:
+        return {**self._cpu, "total": time.process_time() - self._start[1]}
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -311,7 +349,8 @@ class ConversionPipeline:
                     f"The teacher {self.teacher_source} has a different singer table than the student; "
                     "pass the teacher this student was distilled from."
                 )
-            teacher.config = copy.deepcopy(self.config)  # same inference settings as the student
+            # sample with this pipeline's inference settings (steps, chunking), keep the teacher's sizes
+            teacher.config = dataclasses.replace(teacher.config, inference=copy.deepcopy(self.config.inference))
             for part in ("condition_encoder", "prior"):  # frozen in distillation: share them when identical
                 mine, theirs = getattr(self.model, part).state_dict(), getattr(teacher, part).state_dict()
                 if mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine):
@@ -397,10 +436,9 @@ class ConversionPipeline:
             seed: noise seed (default: random; the one used is in ``result.seed``).
             progress: called as ``progress(fraction, description)``.
         """
-        started = time.perf_counter()
+        clock = StageClock()
         cfg = self.config
         hop, sr, n_mels = cfg.audio.hop_length, cfg.audio.sample_rate, cfg.audio.n_mels
-        timings = {"content": 0.0, "f0": 0.0, "acoustic": 0.0, "vocoder": 0.0}
         warnings: list[str] = []
         report = progress or (lambda fraction, desc: None)
 
@@ -436,7 +474,8 @@ class ConversionPipeline:
                 mel=np.full((n_frames, n_mels), np.log(LOG_CLAMP), dtype=np.float32),
                 f0=np.zeros(n_frames, dtype=np.float32),
                 nfe=0,
-                timings={**timings, "total": time.perf_counter() - started},
+                timings=clock.wall(),
+                cpu_timings=clock.cpu(),
                 warnings=warnings,
                 key=0.0 if key == "auto" else float(key),
                 **common,
@@ -447,16 +486,15 @@ class ConversionPipeline:
 
         # F0 of every sounding chunk, joined into the song's track (silent chunks: unvoiced).
         report(0.0, "F0")
-        t0 = time.perf_counter()
-        chunk_f0 = [
-            self.features.extract_batch([padded[c.start : c.end]], features=("f0",))[0]["f0"]
-            if not c.silent
-            else np.zeros((c.end - c.start) // hop, dtype=np.float32)
-            for c in chunks
-        ]
-        source_f0 = join_frames(chunks, chunk_f0, hop)
-        del chunk_f0
-        timings["f0"] = time.perf_counter() - t0
+        with clock("f0"):
+            chunk_f0 = [
+                self.features.extract_batch([padded[c.start : c.end]], features=("f0",))[0]["f0"]
+                if not c.silent
+                else np.zeros((c.end - c.start) // hop, dtype=np.float32)
+                for c in chunks
+            ]
+            source_f0 = join_frames(chunks, chunk_f0, hop)
+            del chunk_f0
 
         if key == "auto":
             target = singer_f0_median(singer_key, self.model.stats)
@@ -486,23 +524,19 @@ class ConversionPipeline:
         done = 0
         for batch_chunks in batches:
             wavs = [padded[c.start : c.end] for c in batch_chunks]
-            t0 = time.perf_counter()
-            feats = self.features.extract_batch(wavs, features=("energy", "whisper", "contentvec"))
-            timings["content"] += time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            batch, lengths = self._model_batch(batch_chunks, feats, song_f0, speaker)
-            noise = [self._noise(batch_chunks, lengths, seed, k, n_mels) for k in range(n_draws)]
-            out = model.sample(batch, steps=steps, sampler=sampler, noise=noise)
-            nfe = out.nfe
-            log_mel = stats.denormalize(out.mel.float())
-            timings["acoustic"] += time.perf_counter() - t0
+            with clock("content"):
+                feats = self.features.extract_batch(wavs, features=("energy", "whisper", "contentvec"))
+            with clock("acoustic"):
+                batch, lengths = self._model_batch(batch_chunks, feats, song_f0, speaker)
+                noise = [self._noise(batch_chunks, lengths, seed, k, n_mels) for k in range(n_draws)]
+                out = model.sample(batch, steps=steps, sampler=sampler, noise=noise)
+                nfe = out.nfe
+                log_mel = stats.denormalize(out.mel.float())
 
             for row, (chunk, frames) in enumerate(zip(batch_chunks, lengths)):
                 mel = log_mel[row, :frames]
-                t0 = time.perf_counter()
-                chunk_wav = self.vocoder(mel[None])[0].cpu().numpy()
-                timings["vocoder"] += time.perf_counter() - t0
+                with clock("vocoder"):
+                    chunk_wav = self.vocoder(mel[None])[0].cpu().numpy()
                 joiner.add(chunk, chunk_wav)
                 first = chunk.core_start // hop
                 offset = first - chunk.start // hop
@@ -523,7 +557,8 @@ class ConversionPipeline:
             mel=song_mel,
             f0=song_f0,
             nfe=nfe,
-            timings={**timings, "total": time.perf_counter() - started},
+            timings=clock.wall(),
+            cpu_timings=clock.cpu(),
             warnings=warnings,
             key=semitones,
             n_chunks=len(sounding),
