@@ -432,6 +432,8 @@ def test_wrong_sampler_and_bad_batches_fail_clearly(tmp_path):
         teacher.sample({**batch, "speaker": torch.tensor([0, 9999])})
     with pytest.raises(FileNotFoundError, match="not a ComoSVC model"):
         ComoSVC.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="could not be fetched from the Hugging Face Hub"):
+        ComoSVC.from_pretrained("someone/no-such-comosvc-model", local_files_only=True)
 
 
 def test_parameter_counts_at_default_size():

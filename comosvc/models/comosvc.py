@@ -25,6 +25,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -209,12 +210,12 @@ class ComoSVC(
         mask = batch["mask"]
         mu = self.encode(batch)
         if sampler == "teacher":
-            steps = steps or self.config.inference.teacher_steps
+            steps = self.config.inference.teacher_steps if steps is None else steps
             mel, nfe = self.edm.sample(
                 self.denoiser, mu, mask, steps, solver or self.config.model.teacher_solver, generator, noise, progress
             )
         else:
-            steps = steps or self.config.inference.student_steps
+            steps = self.config.inference.student_steps if steps is None else steps
             mel, nfe = consistency_sample(
                 self.edm, self.denoiser, mu, mask, steps, self.config.model.cd_steps, generator, noise, progress
             )
@@ -239,7 +240,7 @@ class ComoSVC(
         }
         data_lines = "\n".join(f"- {d}: {hours[d]:.2f} h" for d in self.datasets()) or "- (not recorded)"
         singer_lines = "\n".join(f"- `{name}` (id {i})" for name, i in sorted(self.singers.items(), key=lambda kv: kv[1]))
-        counts = self.num_parameters()
+        counts = {part: _millions(n) for part, n in self.num_parameters().items()}
         facts = [
             f"- Kind: **{kind}**",
             f"- Distilled from: `{self.distilled_from}`" if self.distilled else None,
@@ -247,8 +248,8 @@ class ComoSVC(
             f"- Distillation steps: {self.distillation_steps if self.distillation_steps is not None else 'not recorded'}"
             if self.distilled
             else None,
-            f"- Parameters: {counts['total'] / 1e6:.1f}M (condition encoder {counts['condition_encoder'] / 1e6:.1f}M, "
-            f"prior {counts['prior'] / 1e6:.1f}M, denoiser {counts['denoiser'] / 1e6:.1f}M)",
+            f"- Parameters: {counts['total']} (condition encoder {counts['condition_encoder']}, "
+            f"prior {counts['prior']}, denoiser {counts['denoiser']})",
             f"- Mel: {self.config.audio.sample_rate} Hz, {self.config.audio.n_mels} bins, hop {self.config.audio.hop_length} "
             "(BigVGAN 24 kHz 100-band)",
             f"- comosvc version: {__version__}",
@@ -309,6 +310,22 @@ class ComoSVC(
         self.generate_model_card().save(save_directory / CARD_FILE)  # refreshed on every save
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "ComoSVC":
+        """Load a model from a folder written by :meth:`save_pretrained` or a Hub model id.
+
+        Keyword arguments: ``revision``, ``cache_dir``, ``force_download``, ``local_files_only``,
+        ``token`` (Hub), ``map_location`` (default "cpu"), ``strict`` (default True).
+        """
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError) as err:
+            raise FileNotFoundError(
+                f"{pretrained_model_name_or_path} is not a model folder and could not be fetched from the Hugging "
+                f"Face Hub ({err}). Pass a folder written by ComoSVC.save_pretrained or a Hub model id; check the "
+                "spelling, your login (huggingface-cli login) for private repos, and the network / HF_HUB_OFFLINE."
+            ) from err
+
+    @classmethod
     def _from_pretrained(
         cls,
         *,
@@ -359,6 +376,10 @@ class ComoSVC(
         load_model(model, str(folder / WEIGHTS_FILE), strict=strict, device=map_location)
         model.name_or_path = str(model_id)
         return model.to(map_location).eval()
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
 __all__ = ["CONDITION_KEYS", "ComoSVC", "SampleOutput"]
