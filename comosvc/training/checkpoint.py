@@ -129,6 +129,7 @@ def prune_checkpoints(out: str | Path, keep: int) -> list[Path]:
         if step.isdigit() and int(step) <= newest:  # superseded partial writes
             deleted.append(path)
     for path in deleted:
+        (path / STATE_FILE).unlink(missing_ok=True)  # first un-mark it, so a crash mid-delete leaves no "complete" husk
         shutil.rmtree(path, ignore_errors=True)
     return deleted
 
