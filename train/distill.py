@@ -38,6 +38,7 @@ from comosvc.training.args import (  # noqa: E402
     load_run_config,
     save_run_config,
     setup_logging,
+    show_user_errors_briefly,
     tracker_config,
 )
 from comosvc.training.data import check_teacher_matches, load_training_data  # noqa: E402
@@ -45,6 +46,7 @@ from comosvc.training.media import SampleLogger  # noqa: E402
 
 args = build_parser(__doc__.splitlines()[0], teacher_arg=True).parse_args()
 setup_logging()
+show_user_errors_briefly()
 cfg = load_run_config(args, "distill")
 tc = cfg.distill
 tc.mixed_precision = resolve_mixed_precision(args.mixed_precision, tc)

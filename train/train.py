@@ -33,6 +33,7 @@ from comosvc.training.args import (  # noqa: E402
     load_run_config,
     save_run_config,
     setup_logging,
+    show_user_errors_briefly,
     tracker_config,
 )
 from comosvc.training.data import load_training_data  # noqa: E402
@@ -40,6 +41,7 @@ from comosvc.training.media import SampleLogger  # noqa: E402
 
 args = build_parser(__doc__.splitlines()[0]).parse_args()
 setup_logging()
+show_user_errors_briefly()
 cfg = load_run_config(args, "train")
 tc = cfg.train
 tc.mixed_precision = resolve_mixed_precision(args.mixed_precision, tc)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from comosvc.config import ComoSVCConfig, load_config
+from comosvc.config import ComoSVCConfig, ConfigError, load_config
 
 
 def build_parser(description: str, teacher_arg: bool = False) -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def build_parser(description: str, teacher_arg: bool = False) -> argparse.Argume
     parser.add_argument("--max_steps", type=int, help="optimiser steps in total (a resumed run stops there too)")
     parser.add_argument("--batch_size", type=int, help="examples per step and process")
     parser.add_argument("--lr", type=float, help="AdamW learning rate")
-    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: the config's")
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate launch's setting, else the config's")
     parser.add_argument("--push_to_hub", metavar="REPO_ID", help="upload the final model to this Hub repository")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides, e.g. train.log_every=10")
     return parser
@@ -48,6 +49,24 @@ def setup_logging() -> None:
     logging.getLogger("comosvc").setLevel(logging.INFO)
 
 
+def show_user_errors_briefly() -> None:
+    """Print mistakes a user can fix (bad config, existing run folder, missing data, diverged run)
+    as one ``error: ...`` line with exit code 2 instead of a traceback; anything else keeps its traceback."""
+    from comosvc.training.data import TeacherMismatchError
+    from comosvc.training.loop import NonFiniteLossError
+
+    user_errors = (ConfigError, FileExistsError, FileNotFoundError, TeacherMismatchError, NonFiniteLossError)
+    default_hook = sys.excepthook
+
+    def hook(kind, error, traceback):
+        if issubclass(kind, user_errors):
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        default_hook(kind, error, traceback)
+
+    sys.excepthook = hook
+
+
 def tracker_config(cfg: ComoSVCConfig) -> dict[str, int | float | str | bool]:
     """The config flattened to ``{"train.lr": 4e-4, ...}`` scalars, as trackers store hyperparameters."""
     flat: dict[str, int | float | str | bool] = {}
@@ -65,4 +84,11 @@ def save_run_config(cfg: ComoSVCConfig, out: str | Path) -> Path:
     return path
 
 
-__all__ = ["build_parser", "load_run_config", "save_run_config", "setup_logging", "tracker_config"]
+__all__ = [
+    "build_parser",
+    "load_run_config",
+    "save_run_config",
+    "setup_logging",
+    "show_user_errors_briefly",
+    "tracker_config",
+]

@@ -25,6 +25,10 @@ from comosvc.data.singers import SINGERS_FILE, SingerTable
 logger = logging.getLogger(__name__)
 
 
+class TeacherMismatchError(ValueError):
+    """The teacher and the data (or config) of a distillation do not belong together."""
+
+
 @dataclass
 class TrainingData:
     """Everything a training script needs from ``--data``."""
@@ -83,14 +87,14 @@ def check_teacher_matches(teacher, cfg: ComoSVCConfig, data: TrainingData) -> No
     come from the teacher; differing ``model`` values in ``cfg`` are reported and ignored.
     """
     if cfg.audio != teacher.config.audio:
-        raise ValueError(
+        raise TeacherMismatchError(
             "The audio/mel settings of --config differ from the teacher's; distil with the config the teacher "
             f"was trained with (its config.json). Teacher: {teacher.config.audio}; config: {cfg.audio}."
         )
     wrong = {name: i for name, i in data.singers.items() if teacher.singers.get(name) != i}
     if wrong:
         listed = ", ".join(f"{name} (id {i} here, {teacher.singers.get(name)} in the teacher)" for name, i in list(wrong.items())[:5])
-        raise ValueError(
+        raise TeacherMismatchError(
             f"Singers of --data do not match the teacher's singer table: {listed}. Distil on the data the "
             "teacher was trained on (the same preprocessing folder)."
         )
@@ -110,4 +114,4 @@ def check_teacher_matches(teacher, cfg: ComoSVCConfig, data: TrainingData) -> No
             )
 
 
-__all__ = ["TrainingData", "check_teacher_matches", "load_training_data"]
+__all__ = ["TeacherMismatchError", "TrainingData", "check_teacher_matches", "load_training_data"]
