@@ -145,9 +145,16 @@ def test_teacher_loss_falls_on_an_overfit_batch(trained):
     print(f"\nteacher loss before {before}\nteacher loss after {TEACHER_STEPS} steps {after}")
     print("diffusion loss per sigma after training:", {s: round(v, 3) for s, v in per_sigma.items()})
     print("fall:", {k: round(before[k] / after[k], 2) for k in before})
-    # The total falls >= 4x (measured ~4.3x). It cannot fall 5x in 300 steps: the EDM-weighted
-    # diffusion term is ~1 at low noise levels until the denoiser can resolve noise of size
-    # sigma (~0.8 of it at sigma=0.1 here), which takes far longer training.
+    # The total falls >= 4x (measured 4.50-4.61x over three batch/init seeds). Issue 4 asks
+    # for 5x; no honest test setting reaches it robustly. Half of the ln-sigma ~ N(-1.2, 1.2)
+    # draws have sigma < 0.3, where the EDM-weighted loss stays at its zero-output value
+    # (~1 at 0.01-0.1, ~0.75 at 0.3): the BiDilConv does not learn to pass the noise through
+    # with gain ~1/sigma within CPU-test budgets. Not width, steps or data: 128 or 256
+    # channels, 4 or 8 layers, 300-900 steps, lr 2e-3..5e-3, one 32/48-frame example, and
+    # even training at one fixed sigma (0.1 or 0.3) with a perfect prior all leave it there
+    # (600 steps: 0.96 / 0.72), while a plain linear F(x_in, mu) at sigma 0.1 falls to 0.47.
+    # A single repeated 48-frame example gives 4.85-5.32x (its larger mel raises the initial
+    # loss, not the learning), so it is not used either.
     assert before["loss"] / after["loss"] >= 4.0
     assert before["prior"] / after["prior"] >= 20.0
     assert before["ssim"] / after["ssim"] >= 10.0
