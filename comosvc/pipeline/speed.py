@@ -117,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student-steps", type=int, default=1)
     parser.add_argument("--vocoder", action="append", help="BigVGAN config name (repeatable); default inference.vocoder")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 gives steady CPU times on a busy machine)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     config = load_config(args.config, overrides=args.overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, "
         f"load average {os.getloadavg()[0]:.1f}, {args.seconds:g} s of audio, random weights at {args.config}"
