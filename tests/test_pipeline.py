@@ -288,3 +288,13 @@ def test_chunk_machinery_is_exact_for_a_frame_local_model(config):
     a, b = chunked.audio[samples], whole.audio[samples]
     scale = float(a @ b / (b @ b))  # the two songs are peak-normalised separately
     np.testing.assert_allclose(a, scale * b, atol=1e-4)
+
+
+def test_from_config_builds_a_random_pipeline_for_speed_runs(config, phrase):
+    pipe = ConversionPipeline.from_config(config, vocoder="griffinlim", device="cpu", distilled=True)
+    assert pipe.samplers == ["student"] and list(pipe.singers) == ["random_0"]
+    result = pipe(phrase[:12000], "random_0", seed=0)
+    assert result.audio.shape == (12000,) and result.nfe == 1
+    assert set(result.cpu_timings) == set(result.timings)
+    with pytest.raises(ValueError, match="no random-weight config"):
+        ConversionPipeline.from_config(config, vocoder="someone/unknown-vocoder", device="cpu")
