@@ -97,7 +97,7 @@ def test_bench_command_full_pipeline_tiny(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(
         ["bench", "--config", str(TINY_CONFIG), *TINY_SIZES, "--seconds", "2", "--repeats", "1",
-         "--teacher-steps", "12", "--student-steps", "1", "2", "--warmup", "0", "--out", str(out)]
+         "--teacher-steps", "12", "--student-steps", "1", "2", "--warmup", "0", "--threads", "1", "--out", str(out)]
     )
     assert code == 0
     report = json.loads(out.read_text())
@@ -117,7 +117,7 @@ def test_bench_acoustic_only_from_a_saved_teacher(tmp_path, tiny_config):
     out = tmp_path / "acoustic.json"
     code = main(
         ["bench", "--model", str(tmp_path / "teacher"), "--acoustic-only", "--seconds", "1.5", "--repeats", "2",
-         "--teacher-steps", "8", "--student-steps", "1", "--warmup", "0", "--out", str(out)]
+         "--teacher-steps", "8", "--student-steps", "1", "--warmup", "0", "--threads", "1", "--out", str(out)]
     )
     assert code == 0
     report = json.loads(out.read_text())

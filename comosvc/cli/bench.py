@@ -39,7 +39,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="time only the acoustic model (stand-in features, no vocoder): quick teacher/student ratios",
     )
     parser.add_argument("--no-whisper", action="store_true", help="skip the Whisper padded vs unpadded comparison")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads during the run (default: torch's choice; on a busy machine 1 avoids "
+        "threads spin-waiting for each other)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="config override, e.g. --set content.whisper_mode=unpadded (repeatable)",
@@ -53,11 +54,19 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
     from comosvc.bench import BenchSettings, markdown_report, run_bench, write_report
     from comosvc.config import ConfigError
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     settings = BenchSettings(
         model=args.model,
         config=args.config,

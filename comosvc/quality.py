@@ -1,0 +1,502 @@
+"""Does distillation keep the teacher's quality? ``python -m comosvc.quality``.
+
+A self-contained check on synthetic data, small enough for a CPU:
+
+1. a multi-singer corpus of synthetic singing (:func:`comosvc.data.synthetic.synthetic_clip`:
+   a distinct timbre and register per singer, short phrases), split into training
+   clips and held-out clips (every singer has both);
+2. features with :class:`~comosvc.features.extract.FeatureExtractor` and tiny
+   random content encoders (no download), per-singer statistics with
+   :func:`comosvc.data.preprocess.compute_stats`, training crops with
+   :class:`~comosvc.data.dataset.FeatureDataset`;
+3. a tiny teacher (``configs/tiny.yaml``) trained with the library's training loop
+   (:func:`comosvc.training.train_loop`, ``ComoSVC.teacher_loss``), then distilled
+   (:class:`~comosvc.models.consistency.ConsistencyDistiller`, EMA after each update);
+4. on the held-out clips, every system starts from the SAME noise and is scored
+   against the ground truth:
+
+   - mel L1: mean absolute error of the natural-log mel (denormalised with the
+     training statistics), over all frames and bins;
+   - L1 to the teacher: the same, against the teacher's own 40-step output from
+     the same noise (what distillation is meant to reproduce);
+   - MCD (dB): the predicted mel is vocoded with Griffin-Lim (no neural vocoder
+     needed) and compared with the ground-truth waveform by
+     :func:`comosvc.metrics.mcd` (WORLD mel-cepstra, DTW). Griffin-Lim itself
+     distorts, so the ground-truth mel through Griffin-Lim is reported as the floor.
+
+Systems: teacher at 40 steps, teacher at 1 step, student at 1, 2 and 4 steps, plus
+the prior's coarse mel ``mu`` (no diffusion at all) for reference.
+
+    python -m comosvc.quality --out quality.json           # ~5-10 min on 2 CPU cores
+    python -m comosvc.quality --quick                      # the test's size, ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+DATASET = "synthetic"
+
+# Row names of the report, in table order.
+GROUND_TRUTH_GL = "ground truth mel (Griffin-Lim floor)"
+PRIOR_MU = "prior mu (no diffusion)"
+
+
+@dataclass
+class QualitySettings:
+    """Size of the corpus, of the training runs and of the evaluation."""
+
+    config: str = str(REPO_CONFIG)
+    overrides: list[str] = field(default_factory=list)
+    n_singers: int = 4
+    train_clips_per_singer: int = 8
+    test_clips_per_singer: int = 2
+    clip_seconds: tuple[float, float] = (1.5, 3.0)
+    teacher_train_steps: int = 2000
+    distill_steps: int = 1000
+    batch_size: int = 8
+    crop_frames: int = 128
+    teacher_lr: float | None = 2e-3  # None: the config's train.lr (4e-4 suits the default size, not a tiny model)
+    distill_lr: float | None = 1e-3  # None: the config's distill.lr
+    teacher_steps: int = 40  # sampling steps of the teacher reference
+    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
+    griffinlim_iters: int = 32
+    mcd: bool = True
+    seed: int = 0
+    # torch CPU threads during the run (restored after): the tiny model gains nothing from more, and
+    # on a busy machine extra threads spin-wait (several times slower); None keeps torch's setting
+    threads: int | None = 1
+
+    @classmethod
+    def quick(cls, **changes) -> "QualitySettings":
+        """The size the test runs (about a minute on 2 shared CPU cores)."""
+        base = dict(
+            n_singers=3,
+            train_clips_per_singer=4,
+            test_clips_per_singer=1,
+            clip_seconds=(1.0, 1.6),
+            teacher_train_steps=150,
+            distill_steps=120,
+            batch_size=6,
+            crop_frames=96,
+            teacher_lr=2e-3,
+            distill_lr=1e-3,
+            teacher_steps=40,
+            mcd=False,
+        )
+        base.update(changes)
+        return cls(**base)
+
+
+@dataclass
+class SyntheticClip:
+    """One utterance of the synthetic corpus: 24 kHz mono ``wav`` ``(N,)`` float32."""
+
+    singer: str
+    utterance: str
+    wav: np.ndarray
+    split: str  # "train" or "test"
+
+
+# --------------------------------------------------------------------------- corpus and features
+
+
+def synthetic_corpus(settings: QualitySettings, sample_rate: int = 24000) -> list[SyntheticClip]:
+    """``n_singers`` synthetic singers, each with training and held-out phrases of random length."""
+    from comosvc.data.synthetic import synthetic_clip
+
+    rng = np.random.default_rng(settings.seed)
+    clips = []
+    per_singer = settings.train_clips_per_singer + settings.test_clips_per_singer
+    for s in range(settings.n_singers):
+        for i in range(per_singer):
+            seconds = float(rng.uniform(*settings.clip_seconds))
+            wav = synthetic_clip(seconds, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
+            split = "train" if i < settings.train_clips_per_singer else "test"
+            clips.append(SyntheticClip(f"singer{s}", f"phrase{i:03d}", wav, split))
+    return clips
+
+
+def quality_config(settings: QualitySettings):
+    """The tiny config pointed at the tiny random content encoders' sizes (no files needed)."""
+    from comosvc.config import load_config
+    from comosvc.features.content import contentvec_config, whisper_config
+
+    wcfg, hcfg = whisper_config("tiny"), contentvec_config("tiny")
+    sizes = [
+        f"content.whisper_dim={wcfg.d_model}",
+        f"content.contentvec_dim={hcfg.classifier_proj_size}",
+        f"content.contentvec_layer={hcfg.num_hidden_layers}",
+        "content.whisper_mode=unpadded",
+        "inference.vocoder=griffinlim",
+    ]
+    return load_config(settings.config, overrides=sizes + list(settings.overrides))
+
+
+def extract_features(clips: list[SyntheticClip], config, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Aligned features of every clip (``FeatureExtractor`` with tiny random Whisper/ContentVec on the CPU)."""
+    from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder
+    from comosvc.features.extract import FeatureExtractor
+
+    extractor = FeatureExtractor(
+        config,
+        device="cpu",
+        whisper=WhisperContentEncoder.random("tiny", mode="unpadded", device="cpu", seed=seed),
+        contentvec=ContentVecEncoder.random("tiny", device="cpu", seed=seed + 1),
+    )
+    return extractor.extract_batch([c.wav for c in clips])
+
+
+def feature_splits(clips: list[SyntheticClip], features: list[dict[str, np.ndarray]]):
+    """A ``datasets.DatasetDict`` ({"train", "test"}) with the columns preprocessing writes."""
+    import datasets
+
+    def rows(split: str) -> dict[str, list]:
+        chosen = [(c, f) for c, f in zip(clips, features) if c.split == split]
+        out: dict[str, list] = {
+            "dataset": [DATASET] * len(chosen),
+            "singer": [c.singer for c, _ in chosen],
+            "utterance": [c.utterance for c, _ in chosen],
+            "start": [0] * len(chosen),
+            "end": [len(c.wav) for c, _ in chosen],
+        }
+        for key in ("mel", "whisper", "contentvec", "f0", "energy"):
+            out[key] = [np.asarray(f[key], np.float32) for _, f in chosen]
+        return out
+
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(rows(split)) for split in ("train", "test")})
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train(objective, parameters, loader, tc, out: Path, desc: str, after_update=None):
+    """The library's training loop on one process, no trackers; returns (summary, seconds)."""
+    from comosvc.training import build_optimizer, build_plateau, make_accelerator, resume_or_start, train_loop
+
+    accelerator = make_accelerator(tc, out)
+    optimizer = build_optimizer(parameters, tc)
+    plateau = build_plateau(optimizer, tc)
+    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
+    state = resume_or_start(accelerator, out, resume=False, seed=tc.seed)
+    start = time.perf_counter()
+    summary = train_loop(
+        accelerator, objective, optimizer, plateau, loader, None, tc, out, state, after_update=after_update, desc=desc
+    )
+    accelerator.end_training()
+    return summary, time.perf_counter() - start
+
+
+def _train_config(base, steps: int, lr: float | None, settings: QualitySettings):
+    tc = copy.deepcopy(base)
+    tc.max_steps = steps
+    tc.batch_size = settings.batch_size
+    tc.crop_frames = settings.crop_frames
+    tc.lr = tc.lr if lr is None else lr
+    tc.min_lr = min(tc.min_lr, tc.lr)
+    tc.checkpoint_every = max(steps, 1)
+    tc.validate_every = steps + 1  # no validation loader: nothing to validate
+    tc.log_every = max(1, steps // 10)
+    tc.log_with = "none"
+    tc.num_workers = 0
+    tc.seed = settings.seed
+    return tc
+
+
+def _loader(dataset, batch_size: int, seed: int):
+    from comosvc.data.dataset import collate
+
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=min(batch_size, len(dataset)),
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate,
+        generator=generator,
+    )
+
+
+def train_teacher_and_student(config, splits, stats: dict, singers: dict[str, int], settings: QualitySettings, work: Path):
+    """Train the teacher, distil it; returns ``(teacher, student, info)`` (both in eval mode)."""
+    from comosvc.data.dataset import FeatureDataset
+    from comosvc.models.comosvc import ComoSVC
+    from comosvc.models.consistency import ConsistencyDistiller
+    from comosvc.training import Objective
+
+    torch.manual_seed(settings.seed)
+    train = FeatureDataset(splits["train"], stats, singers, crop_frames=settings.crop_frames, random_crop=True)
+
+    teacher = ComoSVC(config, singers=singers, stats=stats)
+    tc = _train_config(config.train, settings.teacher_train_steps, settings.teacher_lr, settings)
+    teacher_summary, teacher_seconds = _train(
+        Objective(teacher, "teacher_loss"), teacher.parameters(), _loader(train, tc.batch_size, settings.seed),
+        tc, work / "teacher", "teacher",
+    )
+    teacher.eval()
+
+    distiller = ConsistencyDistiller(teacher)
+    dc = _train_config(config.distill, settings.distill_steps, settings.distill_lr, settings)
+    distill_summary, distill_seconds = _train(
+        Objective(distiller, "loss"), distiller.trainable_parameters(), _loader(train, dc.batch_size, settings.seed + 1),
+        dc, work / "distill", "distill", after_update=lambda step: distiller.update_ema(),
+    )
+    student = distiller.export(distillation_steps=distill_summary.state.step).eval()
+    info = {
+        "teacher_train_steps": teacher_summary.state.step,
+        "teacher_train_seconds": round(teacher_seconds, 1),
+        "teacher_lr": tc.lr,
+        "distill_steps": distill_summary.state.step,
+        "distill_seconds": round(distill_seconds, 1),
+        "distill_lr": dc.lr,
+        "parameters": teacher.num_parameters(),
+    }
+    return teacher, student, info
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _row(name: str, sampler: str | None, steps: int | None, nfe: int | None) -> dict[str, Any]:
+    return {"system": name, "sampler": sampler, "steps": steps, "nfe": nfe}
+
+
+@torch.no_grad()
+def evaluate_systems(teacher, student, splits, stats: dict, singers: dict[str, int], clips, settings: QualitySettings):
+    """Score every system on the held-out clips; returns ``(rows, per_clip)`` (see the module docstring)."""
+    from comosvc.data.dataset import FeatureDataset, collate
+    from comosvc.features.mel import MelStats
+    from comosvc.vocoder import load_vocoder
+
+    config = teacher.config
+    test = FeatureDataset(splits["test"], stats, singers, crop_frames=None, random_crop=False)
+    examples = [test[i] for i in range(len(test))]
+    batch = collate(examples)
+    lengths = batch["mask"].sum(1).tolist()
+    mel_stats = MelStats.from_dict(stats["mel"][DATASET])
+    truth_log = [mel_stats.denormalize(ex["mel"]).numpy() for ex in examples]  # (T_i, n_mels) log mel
+    truth_wavs = [c.wav[: n * config.audio.hop_length] for c, n in zip([c for c in clips if c.split == "test"], lengths)]
+
+    generator = torch.Generator().manual_seed(settings.seed + 1000)
+    max_draws = max([1] + list(settings.student_steps))
+    noise = [torch.randn(batch["mel"].shape, generator=generator) for _ in range(max_draws)]
+
+    outputs: dict[str, tuple[dict, torch.Tensor]] = {}
+    t = teacher.sample(batch, steps=settings.teacher_steps, sampler="teacher", noise=noise[:1])
+    outputs[f"teacher-{settings.teacher_steps}"] = (_row("teacher", "teacher", settings.teacher_steps, t.nfe), t.mel)
+    outputs[PRIOR_MU] = (_row(PRIOR_MU, None, None, 0), t.mu)
+    t1 = teacher.sample(batch, steps=1, sampler="teacher", noise=noise[:1])
+    outputs["teacher-1"] = (_row("teacher", "teacher", 1, t1.nfe), t1.mel)
+    for k in settings.student_steps:
+        s = student.sample(batch, steps=k, sampler="student", noise=noise[:k])
+        outputs[f"student-{k}"] = (_row("student", "student", k, s.nfe), s.mel)
+
+    vocoder = load_vocoder("griffinlim", device="cpu", audio=config.audio, griffinlim_iters=settings.griffinlim_iters) if settings.mcd else None
+    reference_key = f"teacher-{settings.teacher_steps}"
+    reference_log = [mel_stats.denormalize(outputs[reference_key][1][i, : lengths[i]]).numpy() for i in range(len(lengths))]
+
+    rows, per_clip = [], []
+    for key, (row, mel) in outputs.items():
+        logs = [mel_stats.denormalize(mel[i, : lengths[i]]).numpy() for i in range(len(lengths))]
+        row = dict(row, name=key)
+        row["mel_l1"] = _frame_weighted_l1(logs, truth_log)
+        row["mel_l1_to_teacher"] = _frame_weighted_l1(logs, reference_log)
+        if vocoder is not None:
+            mcds = [_mcd(vocoder, log, wav, config.audio.sample_rate) for log, wav in zip(logs, truth_wavs)]
+            row["mcd"] = float(np.mean(mcds))
+            per_clip.append({"name": key, "mcd": mcds})
+        rows.append(row)
+    if vocoder is not None:
+        floor = [_mcd(vocoder, log, wav, config.audio.sample_rate) for log, wav in zip(truth_log, truth_wavs)]
+        rows.append(
+            dict(_row(GROUND_TRUTH_GL, None, None, None), name=GROUND_TRUTH_GL, mel_l1=0.0,
+                 mel_l1_to_teacher=_frame_weighted_l1(truth_log, reference_log), mcd=float(np.mean(floor)))
+        )
+    return rows, per_clip
+
+
+def _frame_weighted_l1(predicted: list[np.ndarray], target: list[np.ndarray]) -> float:
+    """Mean |a - b| over every frame and bin of every clip."""
+    total = sum(float(np.abs(p - t).sum()) for p, t in zip(predicted, target))
+    count = sum(t.size for t in target)
+    return total / max(count, 1)
+
+
+def _mcd(vocoder, log_mel: np.ndarray, wav_ref: np.ndarray, sample_rate: int) -> float:
+    from comosvc.metrics import mcd
+
+    wav = vocoder(torch.from_numpy(np.ascontiguousarray(log_mel, dtype=np.float32))[None])[0].cpu().numpy()
+    return mcd(wav_ref, wav, sample_rate)
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+def run_quality(
+    settings: QualitySettings, work_dir: str | Path | None = None, save_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Corpus -> features -> teacher -> student -> scores; the report dict (JSON-ready).
+
+    ``work_dir`` keeps the training checkpoints (default: a temporary folder);
+    ``save_dir`` receives the trained models (``save_dir/teacher``, ``save_dir/student``).
+    """
+    threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        return _run_quality(settings, work_dir, save_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any]:
+    from comosvc.data.preprocess import compute_stats
+
+    start = time.perf_counter()
+    config = quality_config(settings)
+    clips = synthetic_corpus(settings, config.audio.sample_rate)
+    features = extract_features(clips, config, seed=settings.seed)
+    splits = feature_splits(clips, features)
+    stats = compute_stats(splits, config)
+    singers = {f"{DATASET}_singer{s}": s for s in range(settings.n_singers)}
+    with tempfile.TemporaryDirectory(prefix="comosvc-quality-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        teacher, student, info = train_teacher_and_student(config, splits, stats, singers, settings, work)
+    if save_dir is not None:
+        teacher.save_pretrained(Path(save_dir) / "teacher")
+        student.distilled_from = str(Path(save_dir) / "teacher")
+        student.save_pretrained(Path(save_dir) / "student")
+    rows, per_clip = evaluate_systems(teacher, student, splits, stats, singers, clips, settings)
+    sr = config.audio.sample_rate
+    return {
+        "settings": _jsonable(asdict(settings)),
+        "corpus": {
+            "singers": settings.n_singers,
+            "train_clips": sum(c.split == "train" for c in clips),
+            "test_clips": sum(c.split == "test" for c in clips),
+            "train_seconds": round(sum(len(c.wav) for c in clips if c.split == "train") / sr, 2),
+            "test_seconds": round(sum(len(c.wav) for c in clips if c.split == "test") / sr, 2),
+        },
+        "training": info,
+        "systems": rows,
+        "per_clip": per_clip,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The systems of a report as a markdown table."""
+    has_mcd = any("mcd" in row for row in report["systems"])
+    headers = ["system", "NFE", "mel L1 to ground truth", "mel L1 to teacher-40"] + (["MCD (dB)"] if has_mcd else [])
+    headers[3] = f"mel L1 to teacher-{report['settings']['teacher_steps']}"
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    for row in report["systems"]:
+        cells = [
+            row["name"],
+            "" if row["nfe"] is None else str(row["nfe"]),
+            f"{row['mel_l1']:.3f}",
+            f"{row['mel_l1_to_teacher']:.3f}",
+        ]
+        if has_mcd:
+            cells.append(f"{row['mcd']:.2f}" if row.get("mcd") is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m comosvc.quality",
+        description="Train a tiny teacher on synthetic singers, distil it, and score teacher and student "
+        "(mel L1, MCD) on held-out clips.",
+    )
+    d = QualitySettings()
+    parser.add_argument("--config", default=d.config, help="config file (default: configs/tiny.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--quick", action="store_true", help="the test's small size (about a minute)")
+    parser.add_argument("--singers", type=int, help=f"synthetic singers (default {d.n_singers})")
+    parser.add_argument("--train-clips", type=int, help=f"training phrases per singer (default {d.train_clips_per_singer})")
+    parser.add_argument("--test-clips", type=int, help=f"held-out phrases per singer (default {d.test_clips_per_singer})")
+    parser.add_argument("--teacher-train-steps", type=int, help=f"teacher optimiser steps (default {d.teacher_train_steps})")
+    parser.add_argument("--distill-steps", type=int, help=f"distillation optimiser steps (default {d.distill_steps})")
+    parser.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    parser.add_argument("--teacher-lr", type=float, help=f"default {d.teacher_lr}")
+    parser.add_argument("--distill-lr", type=float, help=f"default {d.distill_lr}")
+    parser.add_argument("--teacher-steps", type=int, help=f"teacher sampling steps (default {d.teacher_steps})")
+    parser.add_argument("--student-steps", type=int, nargs="+", help="student sampling steps (default 1 2 4)")
+    parser.add_argument("--no-mcd", action="store_true", help="skip Griffin-Lim vocoding and MCD")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the report here (and the table as .md)")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="save the trained teacher and student under DIR")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> QualitySettings:
+    mapping = {
+        "n_singers": args.singers,
+        "train_clips_per_singer": args.train_clips,
+        "test_clips_per_singer": args.test_clips,
+        "teacher_train_steps": args.teacher_train_steps,
+        "distill_steps": args.distill_steps,
+        "batch_size": args.batch_size,
+        "teacher_lr": args.teacher_lr,
+        "distill_lr": args.distill_lr,
+        "teacher_steps": args.teacher_steps,
+        "student_steps": args.student_steps,
+        "threads": args.threads,
+    }
+    changes = {k: v for k, v in mapping.items() if v is not None}
+    changes.update(config=args.config, overrides=args.overrides, seed=args.seed)
+    if args.no_mcd:
+        changes["mcd"] = False
+    return QualitySettings.quick(**changes) if args.quick else QualitySettings(**changes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    settings = settings_from_args(args)
+    report = run_quality(settings, save_dir=args.save)
+    table = markdown_table(report)
+    print(table)
+    t = report["training"]
+    print(
+        f"\n{report['corpus']['singers']} singers, {report['corpus']['train_seconds']} s training / "
+        f"{report['corpus']['test_seconds']} s held-out; teacher {t['teacher_train_steps']} steps "
+        f"({t['teacher_train_seconds']} s), distillation {t['distill_steps']} steps ({t['distill_seconds']} s); "
+        f"total {report['seconds']} s"
+    )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(table + "\n")
+        print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
