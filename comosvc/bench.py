@@ -104,13 +104,16 @@ class BenchSettings:
 Job = Callable[[], dict[str, float]]
 
 
+CPU = "cpu:"  # prefix of the CPU-seconds twin of a timing key ("cpu:acoustic")
+
+
 def timed(fn: Callable[[], Any], key: str = "total") -> Job:
-    """A job that times ``fn()`` as ``{key: seconds}``."""
+    """A job that times ``fn()`` as ``{key: wall seconds, "cpu:" + key: process CPU seconds}``."""
 
     def job() -> dict[str, float]:
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        return {key: time.perf_counter() - start}
+        return {key: time.perf_counter() - wall, CPU + key: time.process_time() - cpu}
 
     return job
 
@@ -247,28 +250,30 @@ def null_vocoder(audio_config):
 
 
 class PriorTimer:
-    """Times condition encoder + prior inside ``model.sample`` with forward hooks (seconds, summed per call).
+    """Times condition encoder + prior inside ``model.sample`` with forward hooks, summed per conversion.
 
-    ``reset()`` before a conversion, read ``seconds`` after; nothing in the model changes.
+    ``reset()`` before a conversion, read ``seconds`` (wall) and ``cpu_seconds``
+    (process CPU) after; nothing in the model changes.
     """
 
     def __init__(self, model, device: str = "cpu"):
-        self.seconds = 0.0
-        self._start = 0.0
+        self.seconds = self.cpu_seconds = 0.0
+        self._start = (0.0, 0.0)
         self.device = device
         model.condition_encoder.register_forward_pre_hook(self._begin)
         model.prior.register_forward_hook(self._end)
 
     def _begin(self, module, args) -> None:
         sync(self.device)
-        self._start = time.perf_counter()
+        self._start = (time.perf_counter(), time.process_time())
 
     def _end(self, module, args, output) -> None:
         sync(self.device)
-        self.seconds += time.perf_counter() - self._start
+        self.seconds += time.perf_counter() - self._start[0]
+        self.cpu_seconds += time.process_time() - self._start[1]
 
     def reset(self) -> None:
-        self.seconds = 0.0
+        self.seconds = self.cpu_seconds = 0.0
 
 
 # --------------------------------------------------------------------------- building what is measured
@@ -384,7 +389,14 @@ def _conversion_job(subjects: BenchSubjects, system: System, wav: np.ndarray, se
         timer.reset()
         result = pipe(wav, subjects.singer, sampler=system.sampler, steps=system.steps, seed=seed)
         sync(pipe.device.type)
-        return {**{k: float(v) for k, v in result.timings.items()}, "prior": timer.seconds, "nfe": float(result.nfe)}
+        cpu = getattr(result, "cpu_timings", None) or {}
+        return {
+            **{k: float(v) for k, v in result.timings.items()},
+            **{CPU + k: float(v) for k, v in cpu.items()},
+            "prior": timer.seconds,
+            CPU + "prior": timer.cpu_seconds,
+            "nfe": float(result.nfe),
+        }
 
     return job
 
@@ -429,36 +441,37 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
     runs = interleave(jobs, settings.repeats, warmups=warmups, desc=f"{seconds:g} s")
 
     results = []
-    teacher_median = None
+    teacher_median = teacher_cpu = None
     for s in systems:
-        med = medians(runs[s.name])
-        nfe = int(med.pop("nfe"))
+        both = medians(runs[s.name])
+        nfe = int(both.pop("nfe"))
+        med = {k: v for k, v in both.items() if not k.startswith(CPU)}
+        med_cpu = {k[len(CPU) :]: v for k, v in both.items() if k.startswith(CPU)}
         entry = {
             "name": s.name,
             "sampler": s.sampler,
             "steps": s.steps,
             "nfe": nfe,
-            "median": med,
+            "median": med,  # wall-clock seconds
+            "median_cpu": med_cpu,  # process CPU seconds (all threads)
             "rtf": {key: med[key] / seconds for key in ("acoustic", "total") if key in med},
             "runs": [{k: v for k, v in run.items() if k != "nfe"} for run in runs[s.name]],
         }
         if s.sampler == TEACHER and teacher_median is None:
-            teacher_median = med
+            teacher_median, teacher_cpu = med, med_cpu
         results.append(entry)
     for entry in results:
-        entry["speedup"] = {
-            key: speedup(teacher_median[key], entry["median"][key]) for key in ("acoustic", "prior", "total") if key in entry["median"]
-        }
+        keys = ("acoustic", "prior", "total")
+        entry["speedup"] = {k: speedup(teacher_median[k], entry["median"][k]) for k in keys if k in entry["median"]}
+        entry["speedup_cpu"] = {k: speedup(teacher_cpu[k], entry["median_cpu"][k]) for k in keys if k in entry["median_cpu"]}
     if "whisper-padded" in runs:
-        padded_s = medians(runs["whisper-padded"])["whisper"]
-        unpadded_s = medians(runs["whisper-unpadded"])["whisper"]
-        whisper_info = {
-            "padded": padded_s,
-            "unpadded": unpadded_s,
-            "speedup": speedup(padded_s, unpadded_s),
-            "runs": {"padded": [r["whisper"] for r in runs["whisper-padded"]], "unpadded": [r["whisper"] for r in runs["whisper-unpadded"]]},
-            "clips_seconds": [round(len(w) / config.content.sample_rate, 3) for w in wavs_16k],
-        }
+        whisper_info = {"clips_seconds": [round(len(w) / config.content.sample_rate, 3) for w in wavs_16k]}
+        for clock, prefix in (("wall", ""), ("cpu", CPU)):
+            padded_s = medians(runs["whisper-padded"])[prefix + "whisper"]
+            unpadded_s = medians(runs["whisper-unpadded"])[prefix + "whisper"]
+            whisper_info[clock] = {"padded": padded_s, "unpadded": unpadded_s, "speedup": speedup(padded_s, unpadded_s)}
+        whisper_info.update(whisper_info["wall"])  # padded / unpadded / speedup: wall clock
+        whisper_info["runs"] = {mode: runs[f"whisper-{mode}"] for mode in ("padded", "unpadded")}
     return {
         "seconds": float(seconds),
         "frames": len(wav) // hop,
@@ -517,6 +530,18 @@ def _x(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}x"
 
 
+def _x2(entry: dict, key: str) -> str:
+    """``wall / CPU`` speed-ups of one timing key."""
+    wall, cpu = entry["speedup"].get(key), entry.get("speedup_cpu", {}).get(key)
+    return _x(wall) + (f" / {_x(cpu)}" if cpu is not None else "")
+
+
+def _s2(entry: dict, key: str) -> str:
+    """``wall (CPU)`` seconds of one timing key."""
+    wall, cpu = entry["median"].get(key), entry.get("median_cpu", {}).get(key)
+    return _s(wall) + (f" ({_s(cpu)})" if cpu is not None else "")
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -532,42 +557,53 @@ def markdown_report(report: dict[str, Any]) -> str:
         reps = len(d["systems"][0]["runs"])
         out.append(f"**{secs:g} s of audio** ({d['frames']} frames, {d['chunks']} chunk(s); median of {reps} interleaved run(s))")
         out.append("")
-        headers = ["system", "NFE", "acoustic model (s)", "acoustic RTF", "acoustic speed-up"]
+        headers = ["system", "NFE", "acoustic model, s (CPU s)", "acoustic RTF", "acoustic speed-up (wall / CPU)"]
         if not acoustic_only:
-            headers += ["end to end (s)", "end-to-end RTF", "end-to-end speed-up"]
+            headers += ["end to end, s (CPU s)", "end-to-end RTF", "end-to-end speed-up (wall / CPU)"]
         rows = []
         for e in d["systems"]:
-            med, rtf, up = e["median"], e["rtf"], e["speedup"]
-            row = [e["name"], str(e["nfe"]), _s(med["acoustic"]), _rtf(rtf["acoustic"]), _x(up["acoustic"])]
+            rtf = e["rtf"]
+            row = [e["name"], str(e["nfe"]), _s2(e, "acoustic"), _rtf(rtf["acoustic"]), _x2(e, "acoustic")]
             if not acoustic_only:
-                row += [_s(med["total"]), _rtf(rtf["total"]), _x(up["total"])]
+                row += [_s2(e, "total"), _rtf(rtf["total"]), _x2(e, "total")]
             rows.append(row)
         out.append(_table(headers, rows))
         out.append("")
         stages = ["prior", "acoustic"] if acoustic_only else ["content", "f0", "prior", "acoustic", "vocoder", "total"]
         names = {
-            "content": "content (s)",
-            "f0": "F0 (s)",
-            "prior": "cond. encoder + prior (s)",
-            "acoustic": "acoustic model (s)",
-            "vocoder": "vocoder (s)",
-            "total": "end to end (s)",
+            "content": "content",
+            "f0": "F0",
+            "prior": "cond. encoder + prior",
+            "acoustic": "acoustic model",
+            "vocoder": "vocoder",
+            "total": "end to end",
         }
         if not acoustic_only:
-            rows = [[e["name"]] + [_s(e["median"].get(k)) for k in stages] for e in d["systems"]]
-            out.append(_table(["per-stage split"] + [names[k] for k in stages], rows))
+            rows = [[e["name"]] + [_s2(e, k) for k in stages] for e in d["systems"]]
+            out.append(_table(["per-stage split, s (CPU s)"] + [names[k] for k in stages], rows))
             out.append("")
         else:
-            rows = [[e["name"], _s(e["median"].get("prior")), _s(e["median"]["acoustic"] - e["median"].get("prior", 0.0))] for e in d["systems"]]
-            out.append(_table(["acoustic split", "cond. encoder + prior (s)", "denoiser steps (s)"], rows))
+            rows = []
+            for e in d["systems"]:
+                denoiser = {clock: e[clock]["acoustic"] - e[clock].get("prior", 0.0) for clock in ("median", "median_cpu") if "acoustic" in e.get(clock, {})}
+                split = dict(e, median={"prior": e["median"].get("prior"), "denoiser": denoiser.get("median")},
+                             median_cpu={"prior": e.get("median_cpu", {}).get("prior"), "denoiser": denoiser.get("median_cpu")})
+                rows.append([e["name"], _s2(split, "prior"), _s2(split, "denoiser")])
+            out.append(_table(["acoustic split, s (CPU s)", "cond. encoder + prior", "denoiser steps"], rows))
             out.append("")
         w = d.get("whisper")
         if w:
             clips = ", ".join(f"{c:g}" for c in w["clips_seconds"])
+            cpu = w.get("cpu", {})
             out.append(
                 _table(
-                    ["Whisper encoder", "padded to 30 s (s)", "unpadded (s)", "padded / unpadded"],
-                    [[f"{secs:g} s as {len(w['clips_seconds'])} chunk(s) of {clips} s", _s(w["padded"]), _s(w["unpadded"]), _x(w["speedup"])]],
+                    ["Whisper encoder", "padded to 30 s, s (CPU s)", "unpadded, s (CPU s)", "padded / unpadded (wall / CPU)"],
+                    [[
+                        f"{secs:g} s as {len(w['clips_seconds'])} chunk(s) of {clips} s",
+                        f"{_s(w['padded'])} ({_s(cpu.get('padded'))})",
+                        f"{_s(w['unpadded'])} ({_s(cpu.get('unpadded'))})",
+                        f"{_x(w['speedup'])} / {_x(cpu.get('speedup'))}",
+                    ]],
                 )
             )
             out.append("")

@@ -84,10 +84,14 @@ def _check_report(report: dict, seconds: float, student_steps: list[int], teache
         assert e["rtf"]["total"] == pytest.approx(med["total"] / seconds)
         for key in ("acoustic", "total", "prior"):
             assert e["speedup"][key] == pytest.approx(teacher["median"][key] / med[key])
+            # the same from process CPU seconds (steadier than wall time on a shared machine)
+            assert e["speedup_cpu"][key] == pytest.approx(teacher["median_cpu"][key] / e["median_cpu"][key])
+        assert set(stages) <= set(e["median_cpu"])
     assert teacher["speedup"]["acoustic"] == pytest.approx(1.0)
     if full:
         w = d["whisper"]
         assert w["speedup"] == pytest.approx(w["padded"] / w["unpadded"])
+        assert w["cpu"]["speedup"] == pytest.approx(w["cpu"]["padded"] / w["cpu"]["unpadded"])
         assert len(w["clips_seconds"]) == d["chunks"]
     else:
         assert d["whisper"] is None
