@@ -252,6 +252,17 @@ def load_config(
     return _build(ComoSVCConfig, data, prefix="", source=source)
 
 
+def with_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoSVCConfig:
+    """A copy of ``config`` with ``section.key=value`` overrides applied, as strictly checked as
+    :func:`load_config` (``config`` itself is not changed)."""
+    if not overrides:
+        return config
+    data = config.to_dict()
+    for item in overrides:
+        _apply_override(data, item)
+    return ComoSVCConfig.from_dict(data, source="overrides")
+
+
 def _apply_override(data: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"Override {item!r} must look like section.key=value, e.g. train.lr=1e-4")
@@ -362,4 +373,5 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "load_config",
+    "with_overrides",
 ]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from comosvc.config import ComoSVCConfig, ConfigError, load_config
+from comosvc.config import ComoSVCConfig, ConfigError, load_config, with_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,6 +64,16 @@ def test_overrides_apply_and_coerce():
     cfg = load_config(REPO / "configs" / "tiny.yaml", overrides=["train.lr=1e-4", "model.hidden=48", "f0.method=fcpe"])
     assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
     assert cfg.model.hidden == 48 and cfg.f0.method == "fcpe"
+
+
+def test_overrides_on_a_loaded_config_leave_the_original_alone():
+    cfg = load_config(REPO / "configs" / "tiny.yaml")
+    changed = with_overrides(cfg, ["inference.teacher_steps=8", "f0.method=fcpe"])
+    assert (changed.inference.teacher_steps, changed.f0.method) == (8, "fcpe")
+    assert cfg == load_config(REPO / "configs" / "tiny.yaml")
+    assert with_overrides(cfg, []) is cfg
+    with pytest.raises(ConfigError, match="inference.teacher_stpes"):
+        with_overrides(cfg, ["inference.teacher_stpes=8"])
 
 
 def test_missing_file_says_what_to_pass(tmp_path):

@@ -52,7 +52,7 @@ from comosvc.audio import (
     load_audio,
     resample,
 )
-from comosvc.config import ComoSVCConfig, ConfigError
+from comosvc.config import ComoSVCConfig, ConfigError, with_overrides
 from comosvc.features.mel import LOG_CLAMP, MelStats
 from comosvc.pipeline.chunks import Chunk, ChunkJoiner, frame_noise, join_frames, plan_chunks
 from comosvc.pipeline.loudness import match_loudness, peak_normalise
@@ -609,14 +609,7 @@ class ConversionPipeline:
 
 def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoSVCConfig:
     """A copy of ``config`` with ``section.key=value`` overrides applied (strictly checked)."""
-    if not overrides:
-        return config
-    from comosvc.config import _apply_override
-
-    data = config.to_dict()
-    for item in overrides:
-        _apply_override(data, item)
-    new = ComoSVCConfig.from_dict(data, source="overrides")
+    new = with_overrides(config, overrides)
     if new.model != config.model or new.audio != config.audio:
         raise ConfigError(
             "Overrides cannot change the model or audio sections of a trained model (its weights fix them); "
