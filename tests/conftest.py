@@ -12,12 +12,61 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+
+
+# Tiny saved models for the pipeline, CLI and app tests ----------------------------------------
+
+SINGERS = {"synth_alto": 0, "synth_bass": 1, "other_alto": 2}
+F0_MEDIANS = {"synth_alto": 330.0, "synth_bass": 110.0, "other_alto": 300.0}
+
+
+def tiny_stats(n_mels: int = 100) -> dict:
+    """stats.json for SINGERS: mel bounds per dataset (as a trained model carries), F0 per singer."""
+    return {
+        "mel": {
+            "synth": {"min": [-11.5] * n_mels, "max": [1.5] * n_mels},
+            "other": {"min": [-10.0] * n_mels, "max": [1.0] * n_mels},
+        },
+        "f0": {name: {"median": hz, "p5": hz * 0.7, "p95": hz * 1.4} for name, hz in F0_MEDIANS.items()},
+        "durations": {name: 600.0 for name in SINGERS},
+    }
+
+
+def save_tiny_models(folder: Path, config) -> tuple[Path, Path]:
+    """A random tiny teacher and a "distilled" student of it, saved with save_pretrained.
+
+    The denoisers' zero-initialised output layers get random weights so the network
+    output matters (a fresh model's denoiser returns exactly 0). The student shares
+    the teacher's condition encoder and prior, as distillation leaves them frozen.
+    """
+    from comosvc.models import ComoSVC
+
+    teacher_dir, student_dir = folder / "teacher", folder / "student"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        teacher = ComoSVC(config, singers=SINGERS, stats=tiny_stats())
+        torch.nn.init.normal_(teacher.denoiser.output[-1].weight, std=0.1)
+        student = ComoSVC(config, singers=SINGERS, stats=tiny_stats(), distilled=True, distilled_from=str(teacher_dir))
+        student.load_state_dict(teacher.state_dict())
+        torch.nn.init.normal_(student.denoiser.output[-1].weight, std=0.1)
+    teacher.save_pretrained(teacher_dir)
+    student.save_pretrained(student_dir)
+    return teacher_dir, student_dir
+
+
+def fast_vocoder():
+    """Griffin-Lim with 2 iterations: the tests check lengths and plumbing, not sound quality."""
+    from comosvc.config import AudioConfig
+    from comosvc.vocoder import GriffinLimVocoder
+
+    return GriffinLimVocoder(AudioConfig(), n_iter=2, nnls_iters=2)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path

@@ -12,7 +12,7 @@ from comosvc.audio import load_audio
 from comosvc.cli import main
 from comosvc.config import load_config
 from comosvc.synthetic import sung_phrase
-from test_pipeline import TINY_CONFIG, fast_vocoder, save_tiny_models
+from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models
 
 
 @pytest.fixture(autouse=True)
