@@ -16,6 +16,7 @@ from diffusers import CMStochasticIterativeScheduler, EDMEulerScheduler
 
 from comosvc.config import ComoSVCConfig, load_config
 from comosvc.models import ComoSVC, ConsistencyDistiller, EDM, karras_sigmas
+from comosvc.models.comosvc import VALIDATION_SIGMAS
 from comosvc.models.prior import Prior, RelativeSelfAttention
 
 from conftest import TINY_CONFIG
@@ -235,6 +236,36 @@ def direct_denoise(model: ComoSVC, x, sigma: float, mu, mask):
     c_in = 1 / math.sqrt(sigma**2 + sd**2)
     c_noise = torch.full((x.shape[0],), math.log(sigma) / 4)
     return c_skip * x + c_out * model.denoiser(c_in * x, c_noise, mu, mask)
+
+
+def test_validation_reports_the_diffusion_loss_at_fixed_sigmas():
+    model = tiny_model()
+    batch = random_batch(model.config)
+    prepared = model.prepare_batch(batch, need_mel=True)
+    y, mask = prepared["mel"], prepared["mask"]
+    with torch.no_grad():
+        mu = model.encode(prepared)
+        # loss_at(s) against the DESIGN.md loss written out: weight (s^2 + sd^2) / (s sd)^2,
+        # noisy input y + s (eps + mu), masked mean over valid frames and bins.
+        for sigma in (0.05, 2.0):
+            eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(4))
+            noisy = y + sigma * (eps + mu)
+            weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+            error = weight * (direct_denoise(model, noisy, sigma, mu, mask) - y) ** 2
+            expected = error[mask].mean().item()
+            got = model.edm.loss_at(model.denoiser, y, mu, mask, sigma, torch.Generator().manual_seed(4)).item()
+            assert got == pytest.approx(expected, rel=1e-5)
+        model.train()
+        train_losses = model.teacher_loss(batch, generator=torch.Generator().manual_seed(5))
+        model.eval()
+        val_losses = model.teacher_loss(batch, generator=torch.Generator().manual_seed(5))
+    assert set(train_losses) == {"loss", "diffusion", "prior", "ssim"}
+    assert set(val_losses) - set(train_losses) == {f"diffusion_sigma_{s:g}" for s in VALIDATION_SIGMAS}
+    # The probes draw their noise after the training loss: "loss" itself is unchanged.
+    assert val_losses["loss"].item() == pytest.approx(train_losses["loss"].item(), rel=1e-6)
+    assert val_losses["loss"].item() == pytest.approx(
+        sum(val_losses[k].item() for k in ("diffusion", "prior", "ssim")), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun"])

@@ -167,7 +167,7 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
         assert (model_dir / name).is_file(), name
     tags = tensorboard_tags(teacher_out / "logs" / "teacher")
     assert {"train/loss", "train/diffusion", "train/prior", "train/ssim", "train/lr", "train/steps_per_second",
-            "val/loss"} <= set(tags["scalars"])
+            "val/loss", "val/diffusion_sigma_0.03", "val/diffusion_sigma_10"} <= set(tags["scalars"])
     assert {"samples/0/mel", "samples/1/mel"} <= set(tags["images"])
     assert {"samples/0/audio", "samples/0/target"} <= set(tags["audio"])
     assert (teacher_out / "config.yaml").is_file()

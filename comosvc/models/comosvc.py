@@ -48,6 +48,10 @@ CARD_FILE = "README.md"
 # Keys of the model batch (DESIGN.md contract); "mel" only for training, "mask" optional (all valid).
 CONDITION_KEYS = ("whisper", "contentvec", "f0", "energy", "speaker")
 
+# Noise levels at which an eval-mode teacher loss also reports the diffusion loss
+# ("diffusion_sigma_<s>"): the validation curves that show whether low-noise denoising is learned.
+VALIDATION_SIGMAS = (0.03, 0.1, 0.3, 1.0, 10.0)
+
 
 @dataclass
 class SampleOutput:
@@ -155,6 +159,11 @@ class ComoSVC(
         prior: masked MSE of ``mu`` against the mel (``model.prior_loss="nll"``: unit-variance
         Gaussian NLL, ``0.5 (d^2 + ln 2 pi)``); ssim: ``1 - SSIM(mu, mel)`` (0 when
         ``model.ssim_loss`` is off); diffusion: the EDM loss of :meth:`EDM.training_loss`.
+
+        In eval mode (validation) also ``diffusion_sigma_<s>`` for ``s`` in
+        :data:`VALIDATION_SIGMAS`: the same loss at fixed noise levels, not part of ``loss``.
+        It stays near 1 at low sigma until the denoiser learns to remove small noise, and
+        until then the multi-step teacher's samples end noisy.
         """
         if self.distilled:
             raise ValueError("teacher_loss trains a teacher; this model is a distilled student")
@@ -168,7 +177,11 @@ class ComoSVC(
             prior = masked_mean(squared_error, mask)
         ssim = 1 - masked_ssim(mu, mel, mask) if self.config.model.ssim_loss else torch.zeros_like(prior)
         diffusion = self.edm.training_loss(self.denoiser, mel, mu, mask, generator)
-        return {"loss": diffusion + prior + ssim, "diffusion": diffusion, "prior": prior, "ssim": ssim}
+        losses = {"loss": diffusion + prior + ssim, "diffusion": diffusion, "prior": prior, "ssim": ssim}
+        if not self.training:
+            for sigma in VALIDATION_SIGMAS:
+                losses[f"diffusion_sigma_{sigma:g}"] = self.edm.loss_at(self.denoiser, mel, mu, mask, sigma, generator)
+        return losses
 
     # ------------------------------------------------------------------ inference
 

@@ -115,6 +115,24 @@ class EDM:
         batch = y.shape[0]
         log_sigma = torch.randn(batch, generator=generator, device=y.device, dtype=y.dtype)
         sigma = (log_sigma * self.p_std + self.p_mean).exp().reshape(batch, 1, 1)
+        return self.loss_at(network, y, mu, mask, sigma, generator)
+
+    def loss_at(
+        self,
+        network: Network,
+        y: torch.Tensor,
+        mu: torch.Tensor,
+        mask: torch.Tensor,
+        sigma,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The weighted loss of :meth:`training_loss` at given noise levels (a float or ``(B,)``).
+
+        A network that outputs 0 scores about 1 at low sigma; low values there mean the
+        denoiser has learned to remove small noise, which the multi-step sampler needs
+        at the end of every trajectory.
+        """
+        sigma = _per_example(sigma, y)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         noisy = y + sigma * self.draw_noise(mu, generator)
         denoised = self.denoise(network, noisy, sigma, mu, mask)
