@@ -6,8 +6,11 @@ STFT, min/max normalised to [-1, 1]; "content" features are fixed random project
 20-band spectral envelope, so the condition is informative but not the whole mel.
 
 The denoiser is the tiny config's except for 128 channels: a denoiser narrower than the
-100 mel bins cannot pass its noisy input through, which a student must learn to do.
-Seeds and noise are fixed; one thread keeps the numbers reproducible on CPU.
+100 mel bins cannot pass its noisy input through, which it must learn to do at low noise.
+Learning rate 1e-3 (the reference trains at 4e-4): at 5e-3 most ReLUs of the denoiser's
+output head die within a few hundred steps (118 of 128 in a fixed-sigma fit) and the
+low-noise loss stops falling. Seeds and noise are fixed; one thread keeps the numbers
+reproducible on CPU.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from comosvc.synthetic import f0_at_frames, singer_voice, sung_phrase
 from conftest import TINY_CONFIG
 
 FRAMES = 32
-TEACHER_STEPS, TEACHER_LR = 300, 5e-3
+TEACHER_STEPS, TEACHER_LR = 2000, 1e-3
 DISTILL_STEPS, DISTILL_LR = 300, 2e-3
 
 
@@ -72,7 +75,7 @@ def evaluation_loss(model: ComoSVC, batch: dict, seeds: int = 8) -> dict[str, fl
     model.eval()
     with torch.no_grad():
         runs = [model.teacher_loss(batch, generator=torch.Generator().manual_seed(s)) for s in range(seeds)]
-    return {key: float(np.mean([run[key].item() for run in runs])) for key in runs[0]}
+    return {key: float(np.mean([run[key].item() for run in runs])) for key in ("loss", "diffusion", "prior", "ssim")}
 
 
 @pytest.fixture(scope="module")
@@ -125,19 +128,16 @@ def trained():
 
 
 def diffusion_loss_per_sigma(model: ComoSVC, batch: dict) -> dict[float, float]:
-    """The EDM-weighted diffusion loss at fixed noise levels (one fixed noise draw)."""
+    """The EDM-weighted diffusion loss at fixed noise levels (the same noise draw for each)."""
     model.eval()
     prepared = model.prepare_batch(batch, need_mel=True)
     y, mask = prepared["mel"], prepared["mask"]
-    out = {}
     with torch.no_grad():
         mu = model.encode(prepared)
-        n = model.edm.draw_noise(mu, torch.Generator().manual_seed(1))
-        for sigma in (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 80.0):
-            denoised = model.edm.denoise(model.denoiser, y + sigma * n, sigma, mu, mask)
-            weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
-            out[sigma] = (weight * (denoised - y) ** 2).mean().item()
-    return out
+        return {
+            sigma: model.edm.loss_at(model.denoiser, y, mu, mask, sigma, torch.Generator().manual_seed(1)).item()
+            for sigma in (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 80.0)
+        }
 
 
 def test_teacher_loss_falls_on_an_overfit_batch(trained):
@@ -145,23 +145,24 @@ def test_teacher_loss_falls_on_an_overfit_batch(trained):
     print(f"\nteacher loss before {before}\nteacher loss after {TEACHER_STEPS} steps {after}")
     print("diffusion loss per sigma after training:", {s: round(v, 3) for s, v in per_sigma.items()})
     print("fall:", {k: round(before[k] / after[k], 2) for k in before})
-    # The total falls >= 4x (measured 4.50-4.61x over three batch/init seeds). Issue 4 asks
-    # for 5x; no honest test setting reaches it robustly. Half of the ln-sigma ~ N(-1.2, 1.2)
-    # draws have sigma < 0.3, where the EDM-weighted loss stays at its zero-output value
-    # (~1 at 0.01-0.1, ~0.75 at 0.3): the BiDilConv does not learn to pass the noise through
-    # with gain ~1/sigma within CPU-test budgets. Not width, steps or data: 128 or 256
-    # channels, 4 or 8 layers, 300-900 steps, lr 2e-3..5e-3, one 32/48-frame example, and
-    # even training at one fixed sigma (0.1 or 0.3) with a perfect prior all leave it there
-    # (600 steps: 0.96 / 0.72), while a plain linear F(x_in, mu) at sigma 0.1 falls to 0.47.
-    # A single repeated 48-frame example gives 4.85-5.32x (its larger mel raises the initial
-    # loss, not the learning), so it is not used either.
-    assert before["loss"] / after["loss"] >= 4.0
+    mel = trained["mel"]
+    print("mel L1 to the batch:", {k: round((trained[k].mel - mel).abs().mean().item(), 4) for k in ("teacher_40", "teacher_1")},
+          "prior mu", round((trained["teacher_40"].mu - mel).abs().mean().item(), 4))
+    # Issue 4: the total falls >= 5x (measured 5.62x and 5.86x for batch/init seeds 1 and 2 and
+    # 5.64x for seed 0). Most of what is left is the diffusion loss at sigma < 0.3, where the
+    # denoiser must pass the noise of its input through with gain ~1/sigma; the gated WaveNet
+    # learns that slowly (at a fixed sigma of 0.3 a plain linear layer fits in 100 steps what
+    # the BiDilConv needs thousands for), which is why this test trains 2000 steps.
+    assert before["loss"] / after["loss"] >= 5.0
     assert before["prior"] / after["prior"] >= 20.0
     assert before["ssim"] / after["ssim"] >= 10.0
-    # Where the denoiser can learn in 300 steps (sigma >= 1) its loss is several times lower
+    # Where the denoiser learns quickly (sigma >= 1) its loss is several times lower
     # than the zero-initialised network's ~1.4 average.
     assert max(per_sigma[s] for s in (3.0, 10.0, 80.0)) < 0.25
     assert per_sigma[1.0] < 0.5
+    # At sigma 0.3 a network that passes nothing through scores ~0.75 (as does one whose output
+    # head died at lr 5e-3); measured 0.60-0.62 after 2000 steps.
+    assert per_sigma[0.3] < 0.7
 
 
 def test_distilled_student_one_step_is_closer_to_the_teacher_ode(trained):
