@@ -62,6 +62,9 @@ class QualitySettings:
 
     config: str = str(REPO_CONFIG)
     overrides: list[str] = field(default_factory=list)
+    # The tiny config's denoiser has 32 channels, fewer than the 100 mel bins: it cannot pass the
+    # noise of its input through, so its multi-step samples end noisy. At least n_mels here.
+    denoiser_channels: int = 128
     n_singers: int = 4
     train_clips_per_singer: int = 8
     test_clips_per_singer: int = 2
@@ -143,6 +146,7 @@ def quality_config(settings: QualitySettings):
         f"content.contentvec_layer={hcfg.num_hidden_layers}",
         "content.whisper_mode=unpadded",
         "inference.vocoder=griffinlim",
+        f"model.denoiser_channels={settings.denoiser_channels}",
     ]
     return load_config(settings.config, overrides=sizes + list(settings.overrides))
 
@@ -329,6 +333,21 @@ def evaluate_systems(teacher, student, splits, stats: dict, singers: dict[str, i
     return rows, per_clip
 
 
+@torch.no_grad()
+def teacher_loss_by_sigma(teacher, splits, stats: dict, singers: dict[str, int], seed: int = 0) -> dict[str, float]:
+    """The teacher's diffusion loss on the held-out clips at the fixed validation noise levels
+    (``diffusion_sigma_<s>`` of an eval-mode :meth:`ComoSVC.teacher_loss`): about 1 at low sigma
+    means the denoiser removes no small noise there, so the 40-step samples end noisy."""
+    from comosvc.data.dataset import FeatureDataset, collate
+
+    test = FeatureDataset(splits["test"], stats, singers, crop_frames=None, random_crop=False)
+    batch = collate([test[i] for i in range(len(test))])
+    teacher.eval()
+    losses = teacher.teacher_loss(batch, generator=torch.Generator().manual_seed(seed))
+    prefix = "diffusion_sigma_"
+    return {key[len(prefix):]: round(value.item(), 4) for key, value in losses.items() if key.startswith(prefix)}
+
+
 def _frame_weighted_l1(predicted: list[np.ndarray], target: list[np.ndarray]) -> float:
     """Mean |a - b| over every frame and bin of every clip."""
     total = sum(float(np.abs(p - t).sum()) for p, t in zip(predicted, target))
@@ -381,6 +400,7 @@ def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any
         student.distilled_from = str(Path(save_dir) / "teacher")
         student.save_pretrained(Path(save_dir) / "student")
     rows, per_clip = evaluate_systems(teacher, student, splits, stats, singers, clips, settings)
+    info["teacher_loss_by_sigma"] = teacher_loss_by_sigma(teacher, splits, stats, singers, seed=settings.seed)
     sr = config.audio.sample_rate
     return {
         "settings": _jsonable(asdict(settings)),
@@ -490,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({t['teacher_train_seconds']} s), distillation {t['distill_steps']} steps ({t['distill_seconds']} s); "
         f"total {report['seconds']} s"
     )
+    by_sigma = ", ".join(f"{sigma}: {loss:.3f}" for sigma, loss in t["teacher_loss_by_sigma"].items())
+    print(f"teacher diffusion loss on the held-out clips by sigma (~1 at low sigma: small noise is not removed): {by_sigma}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
