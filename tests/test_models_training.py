@@ -30,7 +30,7 @@ from conftest import TINY_CONFIG
 
 FRAMES = 32
 TEACHER_STEPS, TEACHER_LR = 2000, 1e-3
-DISTILL_STEPS, DISTILL_LR = 300, 2e-3
+DISTILL_STEPS, DISTILL_LR = 300, 1e-3
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -175,5 +175,5 @@ def test_distilled_student_one_step_is_closer_to_the_teacher_ode(trained):
         f"student 1 step {student_error:.4f}, relative margin {margin:.2%}"
     )
     assert trained["student_1"].nfe == 1 and trained["teacher_40"].nfe == 41
-    # Measured on this fixed setup: ~1% after 300 distillation steps. Assert half of it.
+    # Measured on this fixed setup: 1.00% after 300 distillation steps at lr 1e-3 (0.67% at 2e-3). Assert half of it.
     assert margin >= 0.005
