@@ -279,16 +279,23 @@ def _row(name: str, sampler: str | None, steps: int | None, nfe: int | None) -> 
     return {"system": name, "sampler": sampler, "steps": steps, "nfe": nfe}
 
 
+def held_out_examples(splits, stats: dict, singers: dict[str, int]) -> list[dict[str, torch.Tensor]]:
+    """The held-out clips, whole (no crops), as model examples in corpus order."""
+    from comosvc.data.dataset import FeatureDataset
+
+    test = FeatureDataset(splits["test"], stats, singers, crop_frames=None, random_crop=False)
+    return [test[i] for i in range(len(test))]
+
+
 @torch.no_grad()
-def evaluate_systems(teacher, student, splits, stats: dict, singers: dict[str, int], clips, settings: QualitySettings):
-    """Score every system on the held-out clips; returns ``(rows, per_clip)`` (see the module docstring)."""
-    from comosvc.data.dataset import FeatureDataset, collate
+def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips, settings: QualitySettings):
+    """Score every system on the held-out ``examples`` (:func:`held_out_examples`);
+    returns ``(rows, per_clip)`` (see the module docstring)."""
+    from comosvc.data.dataset import collate
     from comosvc.features.mel import MelStats
     from comosvc.vocoder import load_vocoder
 
     config = teacher.config
-    test = FeatureDataset(splits["test"], stats, singers, crop_frames=None, random_crop=False)
-    examples = [test[i] for i in range(len(test))]
     batch = collate(examples)
     lengths = batch["mask"].sum(1).tolist()
     mel_stats = MelStats.from_dict(stats["mel"][DATASET])
@@ -334,14 +341,13 @@ def evaluate_systems(teacher, student, splits, stats: dict, singers: dict[str, i
 
 
 @torch.no_grad()
-def teacher_loss_by_sigma(teacher, splits, stats: dict, singers: dict[str, int], seed: int = 0) -> dict[str, float]:
-    """The teacher's diffusion loss on the held-out clips at the fixed validation noise levels
+def teacher_loss_by_sigma(teacher, examples: list[dict], seed: int = 0) -> dict[str, float]:
+    """The teacher's diffusion loss on the held-out ``examples`` at the fixed validation noise levels
     (``diffusion_sigma_<s>`` of an eval-mode :meth:`ComoSVC.teacher_loss`): about 1 at low sigma
     means the denoiser removes no small noise there, so the 40-step samples end noisy."""
-    from comosvc.data.dataset import FeatureDataset, collate
+    from comosvc.data.dataset import collate
 
-    test = FeatureDataset(splits["test"], stats, singers, crop_frames=None, random_crop=False)
-    batch = collate([test[i] for i in range(len(test))])
+    batch = collate(examples)
     teacher.eval()
     losses = teacher.teacher_loss(batch, generator=torch.Generator().manual_seed(seed))
     prefix = "diffusion_sigma_"
@@ -399,8 +405,9 @@ def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any
         teacher.save_pretrained(Path(save_dir) / "teacher")
         student.distilled_from = str(Path(save_dir) / "teacher")
         student.save_pretrained(Path(save_dir) / "student")
-    rows, per_clip = evaluate_systems(teacher, student, splits, stats, singers, clips, settings)
-    info["teacher_loss_by_sigma"] = teacher_loss_by_sigma(teacher, splits, stats, singers, seed=settings.seed)
+    examples = held_out_examples(splits, stats, singers)
+    rows, per_clip = evaluate_systems(teacher, student, examples, stats, clips, settings)
+    info["teacher_loss_by_sigma"] = teacher_loss_by_sigma(teacher, examples, seed=settings.seed)
     sr = config.audio.sample_rate
     return {
         "settings": _jsonable(asdict(settings)),
