@@ -78,6 +78,22 @@ def evaluation_loss(model: ComoSVC, batch: dict, seeds: int = 8) -> dict[str, fl
     return {key: float(np.mean([run[key].item() for run in runs])) for key in ("loss", "diffusion", "prior", "ssim")}
 
 
+def fit(parameters, losses, steps: int, lr: float, seed: int, after_step=None) -> None:
+    """``steps`` AdamW updates of ``losses(generator)["loss"]`` with gradient clipping at 1
+    (DESIGN.md); the noise comes from one generator seeded with ``seed``."""
+    parameters = list(parameters)
+    optimiser = torch.optim.AdamW(parameters, lr=lr)
+    noise = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        loss = losses(noise)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimiser.step()
+        if after_step is not None:
+            after_step()
+
+
 @pytest.fixture(scope="module")
 def trained():
     """Train the teacher, then distil it; returns what the tests look at."""
@@ -87,14 +103,7 @@ def trained():
     teacher = ComoSVC(config)
     before = evaluation_loss(teacher, batch)
     teacher.train()
-    optimiser = torch.optim.AdamW(teacher.parameters(), lr=TEACHER_LR)
-    noise = torch.Generator().manual_seed(0)
-    for _ in range(TEACHER_STEPS):
-        loss = teacher.teacher_loss(batch, generator=noise)["loss"]
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(teacher.parameters(), 1.0)
-        optimiser.step()
+    fit(teacher.parameters(), lambda noise: teacher.teacher_loss(batch, generator=noise), TEACHER_STEPS, TEACHER_LR, seed=0)
     after = evaluation_loss(teacher, batch)
     per_sigma = diffusion_loss_per_sigma(teacher, batch)
 
@@ -105,15 +114,10 @@ def trained():
 
     distiller = ConsistencyDistiller(teacher)
     distiller.train()
-    optimiser = torch.optim.AdamW(distiller.trainable_parameters(), lr=DISTILL_LR)
-    noise = torch.Generator().manual_seed(1)
-    for _ in range(DISTILL_STEPS):
-        loss = distiller.loss(batch, generator=noise)["loss"]
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(distiller.trainable_parameters(), 1.0)
-        optimiser.step()
-        distiller.update_ema()
+    fit(
+        distiller.trainable_parameters(), lambda noise: distiller.loss(batch, generator=noise), DISTILL_STEPS, DISTILL_LR,
+        seed=1, after_step=distiller.update_ema,
+    )
     student = distiller.export(distilled_from="tests/teacher", distillation_steps=DISTILL_STEPS)
     student_1 = student.sample(condition, steps=1, noise=[eps])
     return {
