@@ -36,7 +36,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
@@ -348,8 +348,6 @@ def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
     model / evaluations / clip seconds (the condition encoder and prior counted in, so it errs
     high). Keeps ``budget`` when the run fails.
     """
-    import dataclasses
-
     from comosvc.synthetic import sung_tone
 
     seconds = float(pipe.config.inference.max_chunk_seconds)
@@ -361,7 +359,7 @@ def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
         log.exception("measuring the GPU cost failed; keeping the default budget")
         return budget
     acoustic, total = result.timings.get("acoustic", 0.0), result.timings.get("total", 0.0)
-    return dataclasses.replace(
+    return replace(
         budget,
         per_second=max(total - acoustic, 0.0) / seconds,
         per_step=acoustic / max(int(result.nfe), 1) / seconds,
