@@ -11,17 +11,32 @@ only wires the UI and the limits a public Space needs (maximum clip length,
 bounded uploads, a queue with a concurrency limit).
 
 Without a reachable model the app still starts and says what is missing.
+
+One file for every host. On a CPU or CUDA machine it runs as it is. On a ZeroGPU
+Space (the ``spaces`` package, a no-op elsewhere) the model is loaded and moved to
+CUDA once at start-up, before the server starts, as ZeroGPU expects; each conversion
+then runs inside ``spaces.GPU`` and asks for as many GPU seconds as
+:class:`GpuBudget` estimates from the clip's length and both samplers' steps.
 """
 
 from __future__ import annotations
 
+# `spaces` first: on ZeroGPU it patches torch before anything touches CUDA. Off a Space it
+# only reads its environment variables (SPACES_ZERO_GPU, ...) and `spaces.GPU` returns the
+# function unchanged. The app also runs without it installed.
+try:
+    import spaces
+except ImportError:
+    spaces = None
+
 import argparse
 import html
 import logging
+import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
@@ -41,6 +56,80 @@ HOW_TO_PROVIDE = (
     "restart the Space."
 )
 
+# The model a Space serves when COMOSVC_MODEL is not set, and the teacher it was distilled
+# from. README's front matter preloads exactly these (and the vocoder and content encoders
+# of the config defaults) at build time: see space_weights() and docs/space.md.
+# Placeholders: replace them with the Hub ids the project publishes before building a Space.
+SPACE_MODEL = "comosvc/comosvc-student"
+SPACE_TEACHER = "comosvc/comosvc-teacher"
+
+
+def on_space() -> bool:
+    """True on a Hugging Face Space (it sets SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def on_zero_gpu() -> bool:
+    """True on a ZeroGPU Space: CUDA is lent per call of a ``spaces.GPU`` function."""
+    config = getattr(getattr(spaces, "config", None), "Config", None)
+    return bool(getattr(config, "zero_gpu", False))
+
+
+def space_weights() -> list[tuple[str, list[str]]]:
+    """``(Hub id, files)`` the Space downloads at build time (README's ``preload_from_hub``).
+
+    The model and its teacher (a ``save_pretrained`` folder each), the default vocoder
+    (NVIDIA's BigVGAN layout) and the default content encoders, all read from the code's
+    defaults, and only the files the loaders read.
+    """
+    from comosvc.config import ComoSVCConfig
+
+    config = ComoSVCConfig()
+    comosvc_files = ["config.json", "model.safetensors", "singers.json", "stats.json"]
+    return [
+        (SPACE_MODEL, comosvc_files),
+        (SPACE_TEACHER, comosvc_files),
+        (config.inference.vocoder, ["config.json", "bigvgan_generator.pt"]),
+        (config.content.whisper, ["config.json", "preprocessor_config.json", "model.safetensors"]),
+        (config.content.contentvec, ["config.json", "pytorch_model.bin"]),  # the repo has no safetensors
+    ]
+
+
+# --------------------------------------------------------------------------- GPU budget
+
+
+@dataclass(frozen=True)
+class GpuBudget:
+    """How many GPU seconds one conversion asks ZeroGPU for (``spaces.GPU(duration=...)``).
+
+    ``seconds = min(cap, overhead + margin * clip_s * (runs * per_second + evaluations * per_step))``:
+    ``per_second`` is what content features, F0 and the vocoder cost per second of audio in
+    one run, ``per_step`` one denoiser evaluation per second of audio, ``evaluations`` the
+    teacher's ``steps + 1`` (its Euler sampler) plus the student's ``steps``. ZeroGPU stops
+    a call that outlives its request and queues long requests behind short ones, so the
+    estimate is generous (``margin``) but bounded: ``cap`` stays within what a visitor
+    may ask for (an unauthenticated visitor has 2 minutes of ZeroGPU a day).
+    """
+
+    # Defaults, until start-up measures them on CUDA (measure_budget): README's one-CPU-thread
+    # stage split of 30 s (content 66.3 + F0 0.1 + BigVGAN v2 139.1 s; (108.1 - 4.0) / 40 s per
+    # teacher step) divided by 50, a deliberately low GPU-over-one-thread speed-up.
+    per_second: float = 0.14  # s of GPU per s of audio per run: content + F0 + vocoder
+    per_step: float = 0.002  # s of GPU per s of audio per denoiser evaluation
+    overhead: float = 10.0  # s: lending the GPU, moving weights, the mel pictures
+    margin: float = 1.5
+    cap: float = 120.0
+    source: str = "defaults"  # "defaults", "configured" or "measured on <device>"
+
+    def seconds(self, clip_seconds: float, teacher_steps: int, student_steps: int,
+                samplers: tuple[str, ...] = ("teacher", "student")) -> int:
+        """Whole GPU seconds for a clip of ``clip_seconds`` converted by ``samplers``."""
+        evaluations = (int(teacher_steps) + 1 if "teacher" in samplers else 0) + (
+            int(student_steps) if "student" in samplers else 0
+        )
+        work = max(float(clip_seconds), 0.0) * (len(samplers) * self.per_second + evaluations * self.per_step)
+        return int(math.ceil(min(self.cap, self.overhead + self.margin * work)))
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -58,6 +147,7 @@ class AppSettings:
     queue_size: int = 16  # requests waiting at most; more are turned away
     concurrency: int = 1  # conversions running at once
     examples_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "comosvc-examples")
+    budget: GpuBudget = field(default_factory=GpuBudget)  # GPU seconds asked per conversion on ZeroGPU
 
 
 def _env_float(name: str, default: float) -> float:
@@ -65,15 +155,26 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def _env_optional_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Namespace]:
-    """Command line (and environment) -> :class:`AppSettings` plus the server options."""
+    """Command line (and environment) -> :class:`AppSettings` plus the server options.
+
+    On a Space without COMOSVC_MODEL the model is :data:`SPACE_MODEL` (and its teacher
+    :data:`SPACE_TEACHER`), the weights README's front matter preloads.
+    """
     defaults = AppSettings()
+    budget = defaults.budget
+    space_default = on_space() and not os.environ.get("COMOSVC_MODEL")
     parser = argparse.ArgumentParser(description="ComoSVC conversion app: teacher and student side by side.")
-    parser.add_argument("--model", default=os.environ.get("COMOSVC_MODEL"),
+    parser.add_argument("--model", default=os.environ.get("COMOSVC_MODEL") or (SPACE_MODEL if space_default else None),
                         help="Hub id or local folder of a ComoSVC model (env COMOSVC_MODEL)")
     parser.add_argument("--vocoder", default=os.environ.get("COMOSVC_VOCODER"),
                         help="Hub id, local folder or 'griffinlim' (env COMOSVC_VOCODER; default: the model's)")
-    parser.add_argument("--teacher", default=os.environ.get("COMOSVC_TEACHER"),
+    parser.add_argument("--teacher", default=os.environ.get("COMOSVC_TEACHER") or (SPACE_TEACHER if space_default else None),
                         help="teacher model, if the student export does not name one (env COMOSVC_TEACHER)")
     parser.add_argument("--device", default=os.environ.get("COMOSVC_DEVICE"), help="cpu, cuda, ... (default: auto)")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, or GRADIO_SERVER_NAME)")
@@ -87,7 +188,26 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="conversions at once")
     parser.add_argument("--examples-dir", type=Path, default=Path(os.environ.get("COMOSVC_EXAMPLES_DIR", defaults.examples_dir)),
                         help="where the example clips are written")
+    parser.add_argument("--gpu-cost-per-second", type=float, default=_env_optional_float("COMOSVC_GPU_COST_PER_SECOND"),
+                        help="ZeroGPU budget: GPU seconds per second of audio per run for content, F0 and vocoder "
+                             f"(env COMOSVC_GPU_COST_PER_SECOND; default: measured at start-up on CUDA, else {budget.per_second})")
+    parser.add_argument("--gpu-cost-per-step", type=float, default=_env_optional_float("COMOSVC_GPU_COST_PER_STEP"),
+                        help="ZeroGPU budget: GPU seconds per second of audio per denoiser evaluation "
+                             f"(env COMOSVC_GPU_COST_PER_STEP; default: measured at start-up on CUDA, else {budget.per_step})")
+    parser.add_argument("--gpu-max-duration", type=float, default=_env_float("COMOSVC_GPU_MAX_DURATION", budget.cap),
+                        help="most GPU seconds one conversion asks ZeroGPU for (env COMOSVC_GPU_MAX_DURATION)")
     args = parser.parse_args(argv)
+    for flag, value in (("--gpu-cost-per-second", args.gpu_cost_per_second), ("--gpu-cost-per-step", args.gpu_cost_per_step),
+                        ("--gpu-max-duration", args.gpu_max_duration)):
+        if value is not None and not value > 0:
+            parser.error(f"{flag} must be a positive number of seconds, not {value}")
+    configured = args.gpu_cost_per_second is not None or args.gpu_cost_per_step is not None
+    budget = GpuBudget(
+        per_second=budget.per_second if args.gpu_cost_per_second is None else args.gpu_cost_per_second,
+        per_step=budget.per_step if args.gpu_cost_per_step is None else args.gpu_cost_per_step,
+        cap=args.gpu_max_duration,
+        source="configured" if configured else budget.source,
+    )
     settings = AppSettings(
         model=args.model or None,
         vocoder=args.vocoder or None,
@@ -98,6 +218,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
         queue_size=args.queue_size,
         concurrency=args.concurrency,
         examples_dir=args.examples_dir,
+        budget=budget,
     )
     return settings, args
 
@@ -113,6 +234,7 @@ class ModelState:
     status: str  # Markdown shown at the top of the page
     problem: str | None = None  # plain sentence raised as gr.Error when converting without a model
     samplers: tuple[str, ...] = ()  # what the model can run: "teacher", "student"
+    budget: GpuBudget = field(default_factory=GpuBudget)  # GPU seconds per conversion (ZeroGPU)
 
 
 def load_model(settings: AppSettings) -> ModelState:
@@ -126,7 +248,7 @@ def load_model(settings: AppSettings) -> ModelState:
         from comosvc.pipeline import ConversionPipeline
 
         pipe = ConversionPipeline.from_pretrained(
-            settings.model, vocoder=settings.vocoder, teacher=settings.teacher, device=settings.device
+            settings.model, vocoder=settings.vocoder, teacher=settings.teacher, device=settings.device or default_device()
         )
     except Exception as err:  # any failure (missing files, offline Hub, bad config) becomes the banner
         log.exception("could not load model %s", settings.model)
@@ -152,14 +274,53 @@ def load_model(settings: AppSettings) -> ModelState:
             f"⚠️ The vocoder `{requested}` could not be reached, so Griffin-Lim (low quality) makes the audio. "
             "Pass `--vocoder` (or `COMOSVC_VOCODER`) with a Hub id or a local BigVGAN folder."
         )
-    warm_up(pipe, samplers)
+    measure = settings.budget.source == "defaults" and _device_type(pipe) == "cuda"
+
+    def start_up():  # runs on the GPU on ZeroGPU (a forked worker: only the result comes back)
+        warm_up(pipe, samplers)
+        return measure_budget(pipe, samplers, settings.budget) if measure else settings.budget
+
+    try:
+        budget = on_gpu(start_up, WARM_UP_GPU_SECONDS)()
+    except Exception:  # no GPU lent at start-up, quota...: convert anyway, with the default budget
+        log.exception("warm-up on the GPU failed")
+        budget = settings.budget
+    log.info("GPU budget per conversion (%s): %.3f s/s per run + %.4f s/s per step, at most %.0f s",
+             budget.source, budget.per_second, budget.per_step, budget.cap)
     status = (
         f"**Model** `{settings.model}` · **vocoder** `{pipe.vocoder_name}` · "
         f"**{len(singer_names(pipe))} singer(s)** · samplers: {', '.join(samplers)} · "
         f"clips up to {settings.max_seconds:.0f} s"
     )
     status = "\n\n".join([status, *notes])
-    return ModelState(pipe, status, samplers=tuple(samplers))
+    return ModelState(pipe, status, samplers=tuple(samplers), budget=budget)
+
+
+# GPU seconds asked for the start-up warm-up (and measurement) on ZeroGPU.
+WARM_UP_GPU_SECONDS = 60
+
+
+def on_gpu(function, duration):
+    """``function`` inside ``spaces.GPU(duration=duration)`` when ``spaces`` is installed, else itself.
+
+    Off ZeroGPU ``spaces.GPU`` returns the function unchanged. On ZeroGPU each call runs in a
+    worker forked from this process, holding a lent GPU for at most ``duration`` seconds (a
+    number, or a function of the call's arguments); the arguments and the result are pickled.
+    """
+    if spaces is None:
+        return function
+    return spaces.GPU(duration=duration)(function)
+
+
+def default_device() -> str:
+    """``cuda`` when there is one (on ZeroGPU there is one per call), else ``cpu``."""
+    import torch
+
+    return "cuda" if on_zero_gpu() or torch.cuda.is_available() else "cpu"
+
+
+def _device_type(pipe) -> str:
+    return getattr(getattr(pipe, "device", None), "type", str(getattr(pipe, "device", "cpu")))
 
 
 def warm_up(pipe, samplers) -> None:
@@ -176,6 +337,34 @@ def warm_up(pipe, samplers) -> None:
         except Exception:  # a warm-up failure is not fatal; the real request will report it
             log.exception("warm-up with the %s failed", sampler)
         log.info("warm-up with the %s: %.1f s", sampler, time.perf_counter() - started)
+
+
+def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
+    """``budget`` with ``per_second`` and ``per_step`` measured on one chunk of synthetic singing.
+
+    One run at one step on ``inference.max_chunk_seconds`` of audio (a full chunk, so the
+    padded Whisper window costs what it costs a real request), after :func:`warm_up`:
+    ``per_second`` = (end to end - acoustic model) / clip seconds, ``per_step`` = acoustic
+    model / evaluations / clip seconds (the condition encoder and prior counted in, so it errs
+    high). Keeps ``budget`` when the run fails.
+    """
+    from comosvc.synthetic import sung_tone
+
+    seconds = float(pipe.config.inference.max_chunk_seconds)
+    wav, _ = sung_tone(220.0, seconds, sr=pipe.sample_rate)
+    sampler = "student" if "student" in samplers else samplers[0]
+    try:
+        result = pipe(wav, singer_names(pipe)[0], sampler=sampler, steps=1, seed=0)
+    except Exception:
+        log.exception("measuring the GPU cost failed; keeping the default budget")
+        return budget
+    acoustic, total = result.timings.get("acoustic", 0.0), result.timings.get("total", 0.0)
+    return replace(
+        budget,
+        per_second=max(total - acoustic, 0.0) / seconds,
+        per_step=acoustic / max(int(result.nfe), 1) / seconds,
+        source=f"measured on {_device_type(pipe)}",
+    )
 
 
 def _is_griffinlim(vocoder) -> bool:
@@ -231,7 +420,11 @@ def _file_error(err: Exception, path: str) -> str:
 
 
 def make_convert(state: ModelState, settings: AppSettings):
-    """The button's handler: inputs of the form -> (teacher audio, student audio, 3 mel images, table)."""
+    """The button's handler: inputs of the form -> (teacher audio, student audio, 3 mel images, table).
+
+    With ``spaces`` installed it runs inside ``spaces.GPU``, asking for ``gpu_seconds(...)``
+    of the same arguments (the handler's ``.gpu_seconds``).
+    """
 
     def convert(audio_path, singer, key, auto_key, teacher_steps, student_steps, seed, progress=gr.Progress()):
         if state.pipe is None:
@@ -302,7 +495,17 @@ def make_convert(state: ModelState, settings: AppSettings):
             pd.DataFrame(cells, columns=headers),
         )
 
-    return convert
+    def gpu_seconds(audio_path, singer=None, key=0, auto_key=False, teacher_steps=40, student_steps=1, seed=0,
+                    progress=None) -> int:
+        """ZeroGPU's duration for this request (same arguments as ``convert``): the budget of the
+        clip's length (at most --max-seconds: longer clips are refused at once) and both steps."""
+        seconds = _duration(audio_path) if audio_path else 0.0
+        seconds = min(seconds, settings.max_seconds) if math.isfinite(seconds) else 0.0
+        return state.budget.seconds(seconds, int(teacher_steps), int(student_steps), state.samplers or ("teacher", "student"))
+
+    handler = on_gpu(convert, gpu_seconds)
+    handler.gpu_seconds = gpu_seconds  # the estimate, for logs and tests
+    return handler
 
 
 def _duration(path: str) -> float:

@@ -45,6 +45,7 @@ class Comparison:
     teacher_steps: int
     student_steps: int
     notes: list[str] = field(default_factory=list)  # why a sampler did not run
+    device: str | None = None  # what ran both systems, e.g. "cpu" or "cuda (NVIDIA H200)"
 
     @property
     def seconds(self) -> float:
@@ -135,7 +136,23 @@ def compare(
         teacher_steps=steps["teacher"],
         student_steps=steps["student"],
         notes=[MISSING_SAMPLER[name] for name in ("teacher", "student") if name not in results],
+        device=device_name(getattr(pipe, "device", None)),
     )
+
+
+def device_name(device) -> str | None:
+    """``"cpu"``, ``"cuda (NVIDIA H200)"``...: the device a pipeline runs on, for the cost table."""
+    if device is None:
+        return None
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        try:
+            return f"cuda ({torch.cuda.get_device_name(device)})"
+        except Exception:  # no name (e.g. a device lent by ZeroGPU not yet attached)
+            return "cuda"
+    return device.type
 
 
 # --------------------------------------------------------------------------- timing table
@@ -145,22 +162,23 @@ def compare(
 class TimingRow:
     """One line of the comparison table: a cost for the teacher and for the student.
 
-    ``unit`` is ``""`` (a count), ``"s"`` (seconds) or ``"rtf"`` (seconds of compute
-    per second of audio). A value is ``None`` when that sampler did not run.
+    ``unit`` is ``""`` (a count), ``"s"`` (seconds), ``"rtf"`` (seconds of compute
+    per second of audio) or ``"text"`` (a string, e.g. the device). A value is ``None``
+    when that sampler did not run.
     ``compared`` is False for costs that do not depend on the sampler (content
     features, vocoder): no speed-up is reported for them.
     """
 
     name: str
-    teacher: float | None
-    student: float | None
+    teacher: float | str | None
+    student: float | str | None
     unit: str = "s"
     compared: bool = True
 
     @property
     def speedup(self) -> float | None:
         """Teacher cost over student cost (how many times cheaper the student is); None if one is missing."""
-        if self.teacher is None or self.student is None:
+        if self.teacher is None or self.student is None or self.unit == "text":
             return None
         return self.teacher / self.student if self.student > 0 else float("inf")
 
@@ -173,11 +191,13 @@ ROW_VOCODER = "vocoder (s)"
 ROW_TOTAL = "end to end (s)"
 ROW_RTF_ACOUSTIC = "real-time factor, acoustic model"
 ROW_RTF_TOTAL = "real-time factor, end to end"
-ROW_NAMES = (ROW_NFE, ROW_FEATURES, ROW_ACOUSTIC, ROW_VOCODER, ROW_TOTAL, ROW_RTF_ACOUSTIC, ROW_RTF_TOTAL)
+ROW_DEVICE = "device"
+ROW_NAMES = (ROW_NFE, ROW_FEATURES, ROW_ACOUSTIC, ROW_VOCODER, ROW_TOTAL, ROW_RTF_ACOUSTIC, ROW_RTF_TOTAL, ROW_DEVICE)
 
 
 def timing_rows(comparison: Comparison) -> list[TimingRow]:
-    """The costs of both runs: NFE, stage times (s) and real-time factors, in :data:`ROW_NAMES` order.
+    """The costs of both runs: NFE, stage times (s), real-time factors and the device that ran
+    them, in :data:`ROW_NAMES` order.
 
     NFE is the denoiser's network evaluations per chunk (``result.nfe``).
     """
@@ -197,12 +217,16 @@ def timing_rows(comparison: Comparison) -> list[TimingRow]:
         TimingRow(ROW_TOTAL, *values(stage("total"))),
         TimingRow(ROW_RTF_ACOUSTIC, *values(lambda r: r.timings.get("acoustic", 0.0) / seconds), unit="rtf"),
         TimingRow(ROW_RTF_TOTAL, *values(lambda r: r.timings.get("total", 0.0) / seconds), unit="rtf"),
+        TimingRow(ROW_DEVICE, *(None if r is None else comparison.device or "-" for r in (comparison.teacher, comparison.student)),
+                  unit="text", compared=False),
     ]
 
 
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "text":
+        return str(value)
     if unit == "":
         return f"{value:.0f}"
     if unit == "rtf":
@@ -292,6 +316,7 @@ __all__ = [
     "ROW_NAMES",
     "TimingRow",
     "compare",
+    "device_name",
     "format_timing_table",
     "mel_image",
     "mel_range",
