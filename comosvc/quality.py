@@ -2,7 +2,7 @@
 
 A self-contained check on synthetic data, small enough for a CPU:
 
-1. a multi-singer corpus of synthetic singing (:func:`comosvc.data.synthetic.synthetic_clip`:
+1. a multi-singer corpus of synthetic singing (:func:`comosvc.measure.songs.synthetic_song`:
    a distinct timbre and register per singer, short phrases), split into training
    clips and held-out clips (every singer has both);
 2. features with :class:`~comosvc.features.extract.FeatureExtractor` and tiny
@@ -120,7 +120,7 @@ class SyntheticClip:
 
 def synthetic_corpus(settings: QualitySettings, sample_rate: int = 24000) -> list[SyntheticClip]:
     """``n_singers`` synthetic singers, each with training and held-out phrases of random length."""
-    from comosvc.data.synthetic import synthetic_clip
+    from comosvc.measure.songs import synthetic_song
 
     rng = np.random.default_rng(settings.seed)
     clips = []
@@ -128,7 +128,7 @@ def synthetic_corpus(settings: QualitySettings, sample_rate: int = 24000) -> lis
     for s in range(settings.n_singers):
         for i in range(per_singer):
             seconds = float(rng.uniform(*settings.clip_seconds))
-            wav = synthetic_clip(seconds, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
+            wav = synthetic_song(seconds, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
             split = "train" if i < settings.train_clips_per_singer else "test"
             clips.append(SyntheticClip(f"singer{s}", f"phrase{i:03d}", wav, split))
     return clips

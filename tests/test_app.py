@@ -21,7 +21,7 @@ import soundfile as sf
 
 from comosvc.audio import save_audio
 from comosvc.compare import ROW_NAMES
-from comosvc.synthetic import singer_voice, sung_phrase
+from comosvc.measure.songs import singer_voice, sung_phrase
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

@@ -24,7 +24,7 @@ from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, a
 from comosvc.features.energy import energy_from_mel
 from comosvc.features.f0 import F0_METHODS, extract_f0
 from comosvc.features.mel import log_mel
-from comosvc.synthetic import sung_phrase
+from comosvc.measure.songs import sung_phrase
 
 
 def _seconds(fn: Callable[[], object], repeats: int, slow: float = 20.0) -> tuple[float, float]:

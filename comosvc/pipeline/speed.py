@@ -24,7 +24,7 @@ import torch
 
 from comosvc.config import ComoSVCConfig, load_config
 from comosvc.pipeline.conversion import ConversionPipeline
-from comosvc.synthetic import singer_voice, sung_phrase
+from comosvc.measure.songs import singer_voice, sung_phrase
 
 STAGES = ("content", "f0", "acoustic", "vocoder", "total")
 
