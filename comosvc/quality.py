@@ -437,10 +437,12 @@ def _jsonable(value):
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The systems of a report as a markdown table."""
+    from comosvc.measure import tables
+
     has_mcd = any("mcd" in row for row in report["systems"])
     headers = ["system", "NFE", "mel L1 to ground truth", "mel L1 to teacher-40"] + (["MCD (dB)"] if has_mcd else [])
     headers[3] = f"mel L1 to teacher-{report['settings']['teacher_steps']}"
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    rows = []
     for row in report["systems"]:
         cells = [
             row["name"],
@@ -450,8 +452,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         ]
         if has_mcd:
             cells.append(f"{row['mcd']:.2f}" if row.get("mcd") is not None else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return tables.markdown_table(headers, rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
