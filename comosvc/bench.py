@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from comosvc.measure.songs import synthetic_song
-from comosvc.measure.stand_ins import copy_model, random_stats
+from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
 from comosvc.measure.timer import CPU, Job, Timer, interleave, medians, speedup, sync_device, timed
 
@@ -126,59 +125,6 @@ def environment(device: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
-
-
-# --------------------------------------------------------------------------- stand-ins for --acoustic-only
-
-
-class StandInFeatures:
-    """Instant features of the right shapes, so only the acoustic model costs time (``--acoustic-only``).
-
-    Same interface as :meth:`comosvc.features.extract.FeatureExtractor.extract_batch`.
-    The acoustic model's cost does not depend on the values: content vectors are
-    seeded Gaussian noise, F0 is 220 Hz on every frame, energy comes from the mel.
-    """
-
-    def __init__(self, config, seed: int = 0):
-        from comosvc.features.mel import MelSpectrogram
-
-        self.config = config
-        self.seed = seed
-        self.mel = MelSpectrogram(config.audio)
-
-    def extract_batch(self, wavs, features=("mel", "f0", "energy", "whisper", "contentvec")) -> list[dict[str, np.ndarray]]:
-        from comosvc.features.energy import energy_from_mel
-
-        c, hop = self.config.content, self.config.audio.hop_length
-        out = []
-        for wav in wavs:
-            frames = len(wav) // hop
-            rng = np.random.default_rng(self.seed + frames)
-            item: dict[str, np.ndarray] = {}
-            if "mel" in features or "energy" in features:
-                with torch.no_grad():
-                    mel = self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)))
-                item["mel"] = mel.numpy()
-                item["energy"] = energy_from_mel(mel).numpy()
-            if "f0" in features:
-                item["f0"] = np.full(frames, 220.0, dtype=np.float32)
-            if "whisper" in features:
-                item["whisper"] = rng.standard_normal((frames, c.whisper_dim), dtype=np.float32)
-            if "contentvec" in features:
-                item["contentvec"] = rng.standard_normal((frames, c.contentvec_dim), dtype=np.float32)
-            out.append({k: v for k, v in item.items() if k in features})
-        return out
-
-
-def null_vocoder(audio_config):
-    """A vocoder that returns silence of the right length at no cost (``--acoustic-only``)."""
-    from comosvc.vocoder import Vocoder
-
-    class NullVocoder(Vocoder):
-        def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
-            return log_mel.new_zeros(log_mel.shape[0], log_mel.shape[1] * self.hop_length)
-
-    return NullVocoder("none (acoustic only)", audio_config.sample_rate, audio_config.hop_length, audio_config.n_mels)
 
 
 # --------------------------------------------------------------------------- prior timing
@@ -412,7 +358,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
     """
     settings.check()
     systems = bench_systems(settings.teacher_steps, settings.student_steps)
-    started = time.perf_counter()
+    run_timer = Timer().start()
     given = subjects
     durations, vocoder_names = [], []
     for vocoder in [None] if given is not None or settings.acoustic_only else settings.vocoders or [None]:
@@ -435,7 +381,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "notes": subjects.notes,
         },
         "durations": durations,
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "wall_seconds": round(run_timer.elapsed().wall, 1),
     }
 
 
@@ -576,13 +522,11 @@ __all__ = [
     "BenchSettings",
     "BenchSubjects",
     "PriorTimer",
-    "StandInFeatures",
     "System",
     "bench_duration",
     "bench_systems",
     "build_subjects",
     "markdown_report",
-    "null_vocoder",
     "run_bench",
     "write_report",
 ]

@@ -13,7 +13,19 @@ import pytest
 from comosvc.measure.songs import synthetic_song
 from comosvc.measure.stand_ins import copy_model, random_stats
 from comosvc.measure.tables import markdown_table
-from comosvc.measure.timer import CPU, Timer, best_of, interleave, medians, speedup, time_call, timed
+from comosvc.measure.timer import (
+    CPU,
+    Seconds,
+    Timer,
+    best_of,
+    interleave,
+    median_of,
+    medians,
+    repeat,
+    speedup,
+    time_call,
+    timed,
+)
 
 
 def test_timer_sums_blocks_and_reads_while_running():
@@ -36,6 +48,13 @@ def test_time_call_and_timed_jobs():
     assert time_call(lambda: time.sleep(0.01)).wall >= 0.01
     result = timed(lambda: None, key="whisper")()
     assert set(result) == {"whisper", CPU + "whisper"} and min(result.values()) >= 0
+
+
+def test_repeat_and_median_of():
+    calls = []
+    times = repeat(lambda: calls.append(1), runs=3)
+    assert len(calls) == 3 and len(times) == 3 and all(t.wall >= 0 for t in times)
+    assert median_of([Seconds(1.0, 9.0), Seconds(3.0, 7.0), Seconds(2.0, 8.0)]) == Seconds(2.0, 8.0)
 
 
 def test_best_of_warms_up_then_repeats():

@@ -30,11 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each system, interleaved (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on a short clip (default: 1)")
     parser.add_argument(
-        "--vocoder",
-        dest="vocoders",
-        nargs="+",
-        default=[],
-        metavar="NAME",
+        "--vocoder", dest="vocoders", nargs="+", default=[], metavar="NAME",
         help="vocoder(s): Hub id, folder or 'griffinlim' (with --config: a known BigVGAN name built with random "
         "weights, e.g. nvidia/bigvgan_base_24khz_100band); several are measured one after the other "
         "(default: inference.vocoder)",

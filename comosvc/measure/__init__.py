@@ -3,7 +3,7 @@
 - :mod:`comosvc.measure.timer`: wall and process-CPU seconds (:class:`Timer`), repeats, interleaving, medians;
 - :mod:`comosvc.measure.songs`: synthetic singing (:func:`synthetic_song`, :func:`sung_phrase`, ...);
 - :mod:`comosvc.measure.tables`: :func:`markdown_table`;
-- :mod:`comosvc.measure.stand_ins`: :func:`random_stats`, :func:`copy_model`.
+- :mod:`comosvc.measure.stand_ins`: :func:`random_stats`, :func:`copy_model`, stand-in features and vocoder.
 """
 
 from comosvc.measure.songs import synthetic_song

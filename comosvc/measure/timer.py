@@ -157,6 +157,11 @@ def repeat(fn: Callable[[], Any], runs: int, sync: Callable[[], None] | None = N
     return [time_call(fn, sync) for _ in range(runs)]
 
 
+def median_of(times: list[Seconds]) -> Seconds:
+    """The median wall and the median CPU seconds of several runs (each clock on its own)."""
+    return Seconds(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
+
+
 def best_of(fn: Callable[[], Any], repeats: int, slow: float = 20.0) -> Seconds:
     """One warm-up call, then ``repeats`` calls: the fastest wall time and the median CPU time.
 
@@ -183,6 +188,7 @@ __all__ = [
     "Timer",
     "best_of",
     "interleave",
+    "median_of",
     "medians",
     "now",
     "repeat",
