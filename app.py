@@ -326,7 +326,7 @@ def _device_type(pipe) -> str:
 def warm_up(pipe, samplers) -> None:
     """Convert one second of synthetic singing with each sampler (one step), so one-time costs
     (lazy initialisation, first-call allocations) do not land in the first user's timings."""
-    from comosvc.synthetic import sung_tone
+    from comosvc.measure.songs import sung_tone
 
     wav, _ = sung_tone(220.0, 1.0, sr=pipe.sample_rate)
     singer = singer_names(pipe)[0]
@@ -399,7 +399,7 @@ EXAMPLES = (
 
 def write_examples(folder: Path) -> list[tuple[Path, str]]:
     """Synthesise the example clips (a few seconds each) into ``folder`` once; returns (path, label)."""
-    from comosvc.synthetic import singer_voice, sung_phrase
+    from comosvc.measure.songs import singer_voice, sung_phrase
 
     out = []
     for name, notes, voice, label in EXAMPLES:

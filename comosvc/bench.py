@@ -1,6 +1,6 @@
 """Speed of the teacher against the student: ``python -m comosvc bench``.
 
-The same synthetic song (:func:`comosvc.data.synthetic.synthetic_clip`, one per
+The same synthetic song (:func:`comosvc.measure.songs.synthetic_song`, one per
 requested duration) is converted by the diffusion teacher at ``N`` steps and by the
 consistency student at 1, 2 and 4 steps. Runs are INTERLEAVED: every repeat runs
 each system once, round-robin (the starting system rotates between repeats), so a
@@ -21,6 +21,9 @@ What is measured (seconds of wall time; RTF = seconds of compute per second of a
 
 Speed does not depend on trained weights, so ``--config`` builds every network with
 random weights at the config's size (``configs/comosvc.yaml`` = the default size).
+Several ``--vocoder`` names measure the whole conversion once per vocoder (the
+per-stage split shows what each vocoder costs next to the acoustic model). Timing
+is :mod:`comosvc.measure.timer`; tables are :func:`comosvc.measure.tables.markdown_table`.
 
     >>> report = run_bench(BenchSettings(config="configs/tiny.yaml", seconds=[2.0], repeats=1))
     >>> print(markdown_report(report))
@@ -30,16 +33,17 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from comosvc.measure.songs import synthetic_song
+from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
+from comosvc.measure.tables import markdown_table
+from comosvc.measure.timer import CPU, Job, Timer, interleave, medians, speedup, sync_device, timed
 
 STAGES = ("content", "f0", "acoustic", "vocoder")
 TEACHER = "teacher"
@@ -80,7 +84,7 @@ class BenchSettings:
     student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     repeats: int = 3
     warmup: int = 1
-    vocoder: str | None = None  # default: inference.vocoder of the config/model
+    vocoders: list[str] = field(default_factory=list)  # each is measured in turn; none: inference.vocoder
     acoustic_only: bool = False  # skip content, F0 and vocoder: the acoustic model on ready features
     whisper: bool = True  # also time Whisper padded vs unpadded (full mode)
     overrides: list[str] = field(default_factory=list)
@@ -98,71 +102,7 @@ class BenchSettings:
         bench_systems(self.teacher_steps, self.student_steps)
 
 
-# --------------------------------------------------------------------------- the interleaved harness
-
-# A job runs once and returns its timings in seconds, e.g. {"acoustic": 0.8, "total": 3.1}.
-Job = Callable[[], dict[str, float]]
-
-
-CPU = "cpu:"  # prefix of the CPU-seconds twin of a timing key ("cpu:acoustic")
-
-
-def timed(fn: Callable[[], Any], key: str = "total") -> Job:
-    """A job that times ``fn()`` as ``{key: wall seconds, "cpu:" + key: process CPU seconds}``."""
-
-    def job() -> dict[str, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        return {key: time.perf_counter() - wall, CPU + key: time.process_time() - cpu}
-
-    return job
-
-
-def interleave(
-    jobs: dict[str, Job], repeats: int, warmups: dict[str, Job] | None = None, desc: str = "bench"
-) -> dict[str, list[dict[str, float]]]:
-    """Run every job ``repeats`` times, round-robin; returns ``{name: [timings of each repeat]}``.
-
-    Repeat ``r`` starts with job ``r mod n`` and goes round, so no job always runs
-    first (or right after the most expensive one). ``warmups`` (default: the jobs
-    themselves) each run once, untimed, before the first repeat.
-    """
-    names = list(jobs)
-    for name, job in (warmups if warmups is not None else jobs).items():
-        job()
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    with tqdm(total=repeats * len(names), desc=desc, unit="run", leave=False) as bar:
-        for r in range(repeats):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                bar.set_postfix_str(name)
-                runs[name].append({k: float(v) for k, v in jobs[name]().items()})
-                bar.update()
-    return runs
-
-
-def medians(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Per key, the median over the runs (keys missing from a run are skipped)."""
-    keys = list(dict.fromkeys(k for run in runs for k in run))
-    return {k: float(statistics.median(run[k] for run in runs if k in run)) for k in keys}
-
-
-def speedup(teacher: float, other: float) -> float:
-    """How many times cheaper ``other`` is than ``teacher`` (``inf`` if ``other`` is 0)."""
-    return teacher / other if other > 0 else float("inf")
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def bench_clip(seconds: float, sample_rate: int = 24000, singer_index: int = 0, seed: int = 0) -> np.ndarray:
-    """Exactly ``seconds`` of synthetic singing ``(round(seconds * sr),)`` float32 (notes with short gaps)."""
-    from comosvc.data.synthetic import synthetic_clip
-
-    n = int(round(seconds * sample_rate))
-    wav = synthetic_clip(seconds, singer_index, seed=seed, sample_rate=sample_rate)
-    out = np.zeros(n, dtype=np.float32)
-    out[: min(n, len(wav))] = wav[:n]
-    return out
+# --------------------------------------------------------------------------- where it ran
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -187,65 +127,6 @@ def environment(device: str) -> dict[str, Any]:
     return info
 
 
-def sync(device: str) -> None:
-    """Wait for queued GPU work, so wall time measures it."""
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-# --------------------------------------------------------------------------- stand-ins for --acoustic-only
-
-
-class StandInFeatures:
-    """Instant features of the right shapes, so only the acoustic model costs time (``--acoustic-only``).
-
-    Same interface as :meth:`comosvc.features.extract.FeatureExtractor.extract_batch`.
-    The acoustic model's cost does not depend on the values: content vectors are
-    seeded Gaussian noise, F0 is 220 Hz on every frame, energy comes from the mel.
-    """
-
-    def __init__(self, config, seed: int = 0):
-        from comosvc.features.mel import MelSpectrogram
-
-        self.config = config
-        self.seed = seed
-        self.mel = MelSpectrogram(config.audio)
-
-    def extract_batch(self, wavs, features=("mel", "f0", "energy", "whisper", "contentvec")) -> list[dict[str, np.ndarray]]:
-        from comosvc.features.energy import energy_from_mel
-
-        c, hop = self.config.content, self.config.audio.hop_length
-        out = []
-        for wav in wavs:
-            frames = len(wav) // hop
-            rng = np.random.default_rng(self.seed + frames)
-            item: dict[str, np.ndarray] = {}
-            if "mel" in features or "energy" in features:
-                with torch.no_grad():
-                    mel = self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)))
-                item["mel"] = mel.numpy()
-                item["energy"] = energy_from_mel(mel).numpy()
-            if "f0" in features:
-                item["f0"] = np.full(frames, 220.0, dtype=np.float32)
-            if "whisper" in features:
-                item["whisper"] = rng.standard_normal((frames, c.whisper_dim), dtype=np.float32)
-            if "contentvec" in features:
-                item["contentvec"] = rng.standard_normal((frames, c.contentvec_dim), dtype=np.float32)
-            out.append({k: v for k, v in item.items() if k in features})
-        return out
-
-
-def null_vocoder(audio_config):
-    """A vocoder that returns silence of the right length at no cost (``--acoustic-only``)."""
-    from comosvc.vocoder import Vocoder
-
-    class NullVocoder(Vocoder):
-        def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
-            return log_mel.new_zeros(log_mel.shape[0], log_mel.shape[1] * self.hop_length)
-
-    return NullVocoder("none (acoustic only)", audio_config.sample_rate, audio_config.hop_length, audio_config.n_mels)
-
-
 # --------------------------------------------------------------------------- prior timing
 
 
@@ -257,23 +138,26 @@ class PriorTimer:
     """
 
     def __init__(self, model, device: str = "cpu"):
-        self.seconds = self.cpu_seconds = 0.0
-        self._start = (0.0, 0.0)
-        self.device = device
+        self.timer = Timer(sync=sync_device(device))
         model.condition_encoder.register_forward_pre_hook(self._begin)
         model.prior.register_forward_hook(self._end)
 
-    def _begin(self, module, args) -> None:
-        sync(self.device)
-        self._start = (time.perf_counter(), time.process_time())
+    def _begin(self, module, args) -> None:  # a hook must return None: anything else replaces the inputs
+        self.timer.start()
 
     def _end(self, module, args, output) -> None:
-        sync(self.device)
-        self.seconds += time.perf_counter() - self._start[0]
-        self.cpu_seconds += time.process_time() - self._start[1]
+        self.timer.stop()
+
+    @property
+    def seconds(self) -> float:
+        return self.timer.wall
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.timer.cpu
 
     def reset(self) -> None:
-        self.seconds = self.cpu_seconds = 0.0
+        self.timer.reset()
 
 
 # --------------------------------------------------------------------------- building what is measured
@@ -295,26 +179,6 @@ class BenchSubjects:
         self.timers = {sampler: PriorTimer(pipe.model, device) for sampler, pipe in self.pipelines.items()}
 
 
-def random_stats(config, singers: dict[str, int]) -> dict:
-    """Plausible ``stats.json`` content for random-weight models: one dataset ``"random"``, 220 Hz singers."""
-    from comosvc.features.mel import LOG_CLAMP
-
-    n_mels = config.audio.n_mels
-    return {
-        "mel": {"random": {"min": [float(np.log(LOG_CLAMP))] * n_mels, "max": [2.0] * n_mels}},
-        "f0": {name: {"median": 220.0, "p5": 150.0, "p95": 400.0} for name in singers},
-    }
-
-
-def _as_teacher(model):
-    """An undistilled ComoSVC with ``model``'s weights (speed stand-in for a missing teacher)."""
-    from comosvc.models import ComoSVC
-
-    teacher = ComoSVC(model.config, singers=model.singers, stats=model.stats, distilled=False)
-    teacher.load_state_dict(model.state_dict())
-    return teacher.to(model.device).eval()
-
-
 def _as_student(model):
     """A student exported from ``model`` without distillation steps (speed stand-in for a missing student)."""
     from comosvc.models import ConsistencyDistiller
@@ -322,8 +186,8 @@ def _as_student(model):
     return ConsistencyDistiller(model).export(distillation_steps=0).eval()
 
 
-def build_subjects(settings: BenchSettings) -> BenchSubjects:
-    """Teacher and student pipelines sharing one feature extractor and one vocoder."""
+def build_subjects(settings: BenchSettings, vocoder: str | None = None) -> BenchSubjects:
+    """Teacher and student pipelines sharing one feature extractor and one vocoder (``vocoder``: default the config's)."""
     from comosvc.config import load_config
     from comosvc.models import ComoSVC
     from comosvc.pipeline import ConversionPipeline, apply_overrides
@@ -341,10 +205,10 @@ def build_subjects(settings: BenchSettings) -> BenchSubjects:
             features, vocoder = StandInFeatures(config, settings.seed), null_vocoder(config.audio).to(device)
         else:
             base = ConversionPipeline.from_config(
-                config, vocoder=settings.vocoder, device=device, distilled=True, seed=settings.seed
+                config, vocoder=vocoder, device=device, distilled=True, seed=settings.seed
             )
             student, features, vocoder = base.model, base.features, base.vocoder
-        teacher = _as_teacher(student)
+        teacher = copy_model(student, distilled=False)
         notes.append(f"random weights at the sizes of {settings.config} (speed does not depend on the weights)")
     else:
         if settings.acoustic_only:
@@ -354,7 +218,7 @@ def build_subjects(settings: BenchSettings) -> BenchSubjects:
             features, vocoder = StandInFeatures(config, settings.seed), null_vocoder(config.audio).to(device)
         else:
             base = ConversionPipeline.from_pretrained(
-                settings.model, vocoder=settings.vocoder, device=device, overrides=settings.overrides
+                settings.model, vocoder=vocoder, device=device, overrides=settings.overrides
             )
             model, features, vocoder, config = base.model, base.features, base.vocoder, base.config
         if model.distilled:
@@ -363,7 +227,7 @@ def build_subjects(settings: BenchSettings) -> BenchSubjects:
                 teacher = ComoSVC.from_pretrained(model.distilled_from, map_location=device)
                 teacher.config = config
             else:
-                teacher = _as_teacher(model)
+                teacher = copy_model(model, distilled=False)
                 notes.append("the model does not record its teacher: the teacher rows run the student's weights")
         else:
             teacher = model
@@ -388,7 +252,7 @@ def _conversion_job(subjects: BenchSubjects, system: System, wav: np.ndarray, se
     def job() -> dict[str, float]:
         timer.reset()
         result = pipe(wav, subjects.singer, sampler=system.sampler, steps=system.steps, seed=seed)
-        sync(pipe.device.type)
+        sync_device(pipe.device.type)()
         cpu = getattr(result, "cpu_timings", None) or {}
         return {
             **{k: float(v) for k, v in result.timings.items()},
@@ -418,8 +282,8 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
 
     config = subjects.config
     sr, hop = config.audio.sample_rate, config.audio.hop_length
-    wav = bench_clip(seconds, sr, seed=settings.seed)
-    short = bench_clip(min(2.0, seconds), sr, seed=settings.seed + 1)
+    wav = synthetic_song(seconds, sample_rate=sr, seed=settings.seed)
+    short = synthetic_song(min(2.0, seconds), sample_rate=sr, seed=settings.seed + 1)
     jobs = {s.name: _conversion_job(subjects, s, wav, settings.seed) for s in systems}
     warmups = {s.name: _conversion_job(subjects, s, short, settings.seed) for s in systems} if settings.warmup else {}
 
@@ -474,6 +338,7 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
         whisper_info["runs"] = {mode: runs[f"whisper-{mode}"] for mode in ("padded", "unpadded")}
     return {
         "seconds": float(seconds),
+        "vocoder": next(iter(subjects.pipelines.values())).vocoder_name,
         "frames": len(wav) // hop,
         "chunks": len(sounding),
         "chunk_seconds": [round((c.end - c.start) / sr, 3) for c in sounding],
@@ -486,14 +351,21 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
 
 
 def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) -> dict[str, Any]:
-    """Build the pipelines (unless given) and measure every duration; the report dict (JSON-ready)."""
+    """Build the pipelines (unless given) and measure every duration with every vocoder; the report dict (JSON-ready).
+
+    Each vocoder of ``settings.vocoders`` gets pipelines of its own, built in turn
+    (with ``--config`` the acoustic model has the same random weights every time).
+    """
     settings.check()
     systems = bench_systems(settings.teacher_steps, settings.student_steps)
-    started = time.perf_counter()
-    subjects = subjects or build_subjects(settings)
-    config = subjects.config
-    teacher_model = subjects.pipelines[TEACHER].model
-    durations = [bench_duration(subjects, systems, s, settings) for s in settings.seconds]
+    run_timer = Timer().start()
+    given = subjects
+    durations, vocoder_names = [], []
+    for vocoder in [None] if given is not None or settings.acoustic_only else settings.vocoders or [None]:
+        subjects = given or build_subjects(settings, vocoder)
+        config, teacher_model = subjects.config, subjects.pipelines[TEACHER].model
+        vocoder_names.append(subjects.pipelines[STUDENT].vocoder_name)
+        durations += [bench_duration(subjects, systems, s, settings) for s in settings.seconds]
     return {
         "settings": asdict(settings),
         "environment": environment(settings.device),
@@ -502,14 +374,14 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "random_weights": settings.config is not None,
             "parameters": teacher_model.num_parameters(),
             "whisper_mode": None if settings.acoustic_only else config.content.whisper_mode,
-            "vocoder": subjects.pipelines[STUDENT].vocoder_name,
+            "vocoder": ", ".join(vocoder_names),
             "max_chunk_seconds": config.inference.max_chunk_seconds,
             "chunk_batch_size": config.inference.batch_size,
             "teacher_solver": config.model.teacher_solver,
             "notes": subjects.notes,
         },
         "durations": durations,
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "wall_seconds": round(run_timer.elapsed().wall, 1),
     }
 
 
@@ -542,20 +414,19 @@ def _s2(entry: dict, key: str) -> str:
     return _s(wall) + (f" ({_s(cpu)})" if cpu is not None else "")
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def markdown_report(report: dict[str, Any]) -> str:
     """The report as markdown: per duration the speed table, the per-stage split and Whisper."""
     acoustic_only = report["settings"]["acoustic_only"]
+    several_vocoders = len({d.get("vocoder") for d in report["durations"]}) > 1
     out = []
     for d in report["durations"]:
         secs = d["seconds"]
         reps = len(d["systems"][0]["runs"])
-        out.append(f"**{secs:g} s of audio** ({d['frames']} frames, {d['chunks']} chunk(s); median of {reps} interleaved run(s))")
+        vocoder = f" with {d['vocoder']}" if several_vocoders else ""
+        out.append(
+            f"**{secs:g} s of audio{vocoder}** ({d['frames']} frames, {d['chunks']} chunk(s); "
+            f"median of {reps} interleaved run(s))"
+        )
         out.append("")
         headers = ["system", "NFE", "acoustic model, s (CPU s)", "acoustic RTF", "acoustic speed-up (wall / CPU)"]
         if not acoustic_only:
@@ -567,7 +438,7 @@ def markdown_report(report: dict[str, Any]) -> str:
             if not acoustic_only:
                 row += [_s2(e, "total"), _rtf(rtf["total"]), _x2(e, "total")]
             rows.append(row)
-        out.append(_table(headers, rows))
+        out.append(markdown_table(headers, rows))
         out.append("")
         stages = ["prior", "acoustic"] if acoustic_only else ["content", "f0", "prior", "acoustic", "vocoder", "total"]
         names = {
@@ -580,7 +451,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         }
         if not acoustic_only:
             rows = [[e["name"]] + [_s2(e, k) for k in stages] for e in d["systems"]]
-            out.append(_table(["per-stage split, s (CPU s)"] + [names[k] for k in stages], rows))
+            out.append(markdown_table(["per-stage split, s (CPU s)"] + [names[k] for k in stages], rows))
             out.append("")
         else:
             rows = []
@@ -589,14 +460,14 @@ def markdown_report(report: dict[str, Any]) -> str:
                 split = dict(e, median={"prior": e["median"].get("prior"), "denoiser": denoiser.get("median")},
                              median_cpu={"prior": e.get("median_cpu", {}).get("prior"), "denoiser": denoiser.get("median_cpu")})
                 rows.append([e["name"], _s2(split, "prior"), _s2(split, "denoiser")])
-            out.append(_table(["acoustic split, s (CPU s)", "cond. encoder + prior", "denoiser steps"], rows))
+            out.append(markdown_table(["acoustic split, s (CPU s)", "cond. encoder + prior", "denoiser steps"], rows))
             out.append("")
         w = d.get("whisper")
         if w:
             clips = ", ".join(f"{c:g}" for c in w["clips_seconds"])
             cpu = w.get("cpu", {})
             out.append(
-                _table(
+                markdown_table(
                     ["Whisper encoder", "padded to 30 s, s (CPU s)", "unpadded, s (CPU s)", "padded / unpadded (wall / CPU)"],
                     [[
                         f"{secs:g} s as {len(w['clips_seconds'])} chunk(s) of {clips} s",
@@ -651,19 +522,11 @@ __all__ = [
     "BenchSettings",
     "BenchSubjects",
     "PriorTimer",
-    "StandInFeatures",
     "System",
-    "bench_clip",
     "bench_duration",
     "bench_systems",
     "build_subjects",
-    "interleave",
     "markdown_report",
-    "medians",
-    "null_vocoder",
-    "random_stats",
     "run_bench",
-    "speedup",
-    "timed",
     "write_report",
 ]

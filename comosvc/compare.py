@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from comosvc.measure import tables
+
 # progress(fraction of the whole comparison in [0, 1], what is happening)
 ProgressFn = Callable[[float, str], None]
 
@@ -251,10 +253,7 @@ def timing_table(rows: list[TimingRow], teacher_label: str = "teacher", student_
 
 def format_timing_table(rows: list[TimingRow], teacher_label: str = "teacher", student_label: str = "student") -> str:
     """The timing table as Markdown (for the terminal, logs and reports)."""
-    headers, cells = timing_table(rows, teacher_label, student_label)
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    lines += ["| " + " | ".join(line) + " |" for line in cells]
-    return "\n".join(lines)
+    return tables.markdown_table(*timing_table(rows, teacher_label, student_label))
 
 
 # --------------------------------------------------------------------------- pictures

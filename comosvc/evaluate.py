@@ -26,6 +26,7 @@ from tqdm import tqdm
 from comosvc import metrics
 from comosvc.audio import AudioError, load_audio
 from comosvc.config import AudioConfig, F0Config
+from comosvc.measure import tables
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 
@@ -213,15 +214,16 @@ def _cell(value, fmt: str) -> str:
 def markdown_table(report: dict) -> str:
     """The report as a markdown table: one row per file, then the mean; notes on failures and unmatched names."""
     header = ["file"] + [title for title, _ in METRICS.values()]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows = []
     for name, values in report["files"].items():
         if "error" in values:
             cells = ["could not be read"] + [""] * (len(METRICS) - 1)
         else:
             cells = [_cell(values[key], fmt) for key, (_, fmt) in METRICS.items()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append([name] + cells)
     means = [_cell(report["mean"][key], fmt) for key, (_, fmt) in METRICS.items()]
-    lines.append(f"| **mean of {report['n_evaluated']}** | " + " | ".join(f"**{m}**" for m in means) + " |")
+    rows.append([f"**mean of {report['n_evaluated']}**"] + [f"**{m}**" for m in means])
+    lines = [tables.markdown_table(header, rows)]
     notes = []
     for name, message in report["failed"].items():
         notes.append(f"- {name}: {message}")

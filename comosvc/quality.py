@@ -2,7 +2,7 @@
 
 A self-contained check on synthetic data, small enough for a CPU:
 
-1. a multi-singer corpus of synthetic singing (:func:`comosvc.data.synthetic.synthetic_clip`:
+1. a multi-singer corpus of synthetic singing (:func:`comosvc.measure.songs.synthetic_song`:
    a distinct timbre and register per singer, short phrases), split into training
    clips and held-out clips (every singer has both);
 2. features with :class:`~comosvc.features.extract.FeatureExtractor` and tiny
@@ -120,7 +120,7 @@ class SyntheticClip:
 
 def synthetic_corpus(settings: QualitySettings, sample_rate: int = 24000) -> list[SyntheticClip]:
     """``n_singers`` synthetic singers, each with training and held-out phrases of random length."""
-    from comosvc.data.synthetic import synthetic_clip
+    from comosvc.measure.songs import synthetic_song
 
     rng = np.random.default_rng(settings.seed)
     clips = []
@@ -128,7 +128,7 @@ def synthetic_corpus(settings: QualitySettings, sample_rate: int = 24000) -> lis
     for s in range(settings.n_singers):
         for i in range(per_singer):
             seconds = float(rng.uniform(*settings.clip_seconds))
-            wav = synthetic_clip(seconds, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
+            wav = synthetic_song(seconds, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
             split = "train" if i < settings.train_clips_per_singer else "test"
             clips.append(SyntheticClip(f"singer{s}", f"phrase{i:03d}", wav, split))
     return clips
@@ -437,10 +437,12 @@ def _jsonable(value):
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The systems of a report as a markdown table."""
+    from comosvc.measure import tables
+
     has_mcd = any("mcd" in row for row in report["systems"])
     headers = ["system", "NFE", "mel L1 to ground truth", "mel L1 to teacher-40"] + (["MCD (dB)"] if has_mcd else [])
     headers[3] = f"mel L1 to teacher-{report['settings']['teacher_steps']}"
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    rows = []
     for row in report["systems"]:
         cells = [
             row["name"],
@@ -450,8 +452,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         ]
         if has_mcd:
             cells.append(f"{row['mcd']:.2f}" if row.get("mcd") is not None else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return tables.markdown_table(headers, rows)
 
 
 def build_parser() -> argparse.ArgumentParser:

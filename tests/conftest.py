@@ -46,6 +46,7 @@ def save_tiny_models(folder: Path, config) -> tuple[Path, Path]:
     output matters (a fresh model's denoiser returns exactly 0). The student shares
     the teacher's condition encoder and prior, as distillation leaves them frozen.
     """
+    from comosvc.measure.stand_ins import copy_model
     from comosvc.models import ComoSVC
 
     teacher_dir, student_dir = folder / "teacher", folder / "student"
@@ -53,8 +54,7 @@ def save_tiny_models(folder: Path, config) -> tuple[Path, Path]:
         torch.manual_seed(0)
         teacher = ComoSVC(config, singers=SINGERS, stats=tiny_stats())
         torch.nn.init.normal_(teacher.denoiser.output[-1].weight, std=0.1)
-        student = ComoSVC(config, singers=SINGERS, stats=tiny_stats(), distilled=True, distilled_from=str(teacher_dir))
-        student.load_state_dict(teacher.state_dict())
+        student = copy_model(teacher, distilled=True, distilled_from=str(teacher_dir))
         torch.nn.init.normal_(student.denoiser.output[-1].weight, std=0.1)
     teacher.save_pretrained(teacher_dir)
     student.save_pretrained(student_dir)
@@ -94,6 +94,6 @@ def tiny_config(tiny_overrides):
 @pytest.fixture(scope="session")
 def sung_clip() -> tuple[np.ndarray, np.ndarray]:
     """2 s of a synthetic sung phrase at 24 kHz: ``(wav, f0_per_sample)``."""
-    from comosvc.synthetic import sung_phrase
+    from comosvc.measure.songs import sung_phrase
 
     return sung_phrase([220.0, 330.0, 262.0], note_seconds=0.55, gap_seconds=0.1, seed=3)

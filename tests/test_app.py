@@ -21,7 +21,7 @@ import soundfile as sf
 
 from comosvc.audio import save_audio
 from comosvc.compare import ROW_NAMES
-from comosvc.synthetic import singer_voice, sung_phrase
+from comosvc.measure.songs import singer_voice, sung_phrase
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -84,6 +84,7 @@ def build_tiny_model(folder: Path, overrides: list[str]) -> Path:
 
     from comosvc.config import load_config
     from comosvc.features.mel import LOG_CLAMP
+    from comosvc.measure.stand_ins import copy_model
     from comosvc.models import ComoSVC
 
     config = load_config(REPO / "configs" / "tiny.yaml", overrides=overrides)
@@ -98,8 +99,7 @@ def build_tiny_model(folder: Path, overrides: list[str]) -> Path:
     torch.manual_seed(0)
     teacher = ComoSVC(config, singers=singers, stats=stats)
     teacher.save_pretrained(folder / "teacher")
-    student = ComoSVC(config, singers=singers, stats=stats, distilled=True, distilled_from=str(folder / "teacher"))
-    student.load_state_dict(teacher.state_dict())
+    student = copy_model(teacher, distilled=True, distilled_from=str(folder / "teacher"))
     student.save_pretrained(folder / "student")
     return folder / "student"
 

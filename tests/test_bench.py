@@ -1,4 +1,6 @@
-"""The bench command: interleaving, medians, and a tiny end-to-end run whose JSON adds up.
+"""The bench command: systems, settings, and tiny end-to-end runs whose JSON adds up.
+
+The harness it runs on (interleaving, medians, the timer) is tested in test_measure.py.
 
 Timings are never asserted (shared CPUs); only structure and arithmetic between the numbers.
 """
@@ -6,46 +8,15 @@ Timings are never asserted (shared CPUs); only structure and arithmetic between 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
-from comosvc.bench import (
-    BenchSettings,
-    System,
-    bench_clip,
-    bench_systems,
-    interleave,
-    markdown_report,
-    medians,
-    speedup,
-)
+from comosvc.bench import BenchSettings, System, bench_systems, markdown_report
 from comosvc.cli import main
 from tests.conftest import TINY_CONFIG
 
 # The tiny random content encoders of comosvc.features.content ("tiny" size).
 TINY_SIZES = ["--set", "content.whisper_dim=64", "--set", "content.contentvec_layer=2"]
-
-
-def test_interleave_round_robin_rotates_the_first_job():
-    order = []
-    jobs = {name: (lambda name=name: order.append(name) or {"total": 1.0}) for name in "abc"}
-    runs = interleave(jobs, repeats=3, warmups={})
-    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    assert {name: len(r) for name, r in runs.items()} == {"a": 3, "b": 3, "c": 3}
-
-
-def test_interleave_warms_up_untimed():
-    calls = []
-    jobs = {"a": lambda: calls.append("a") or {"t": 2.0}}
-    runs = interleave(jobs, repeats=2)  # warm-ups default to the jobs themselves
-    assert calls == ["a", "a", "a"] and runs == {"a": [{"t": 2.0}, {"t": 2.0}]}
-
-
-def test_medians_and_speedup():
-    runs = [{"acoustic": 3.0, "total": 10.0}, {"acoustic": 1.0, "total": 30.0}, {"acoustic": 2.0, "total": 20.0}]
-    assert medians(runs) == {"acoustic": 2.0, "total": 20.0}
-    assert speedup(8.0, 2.0) == 4.0 and speedup(1.0, 0.0) == math.inf
 
 
 def test_systems_and_settings():
@@ -57,11 +28,6 @@ def test_systems_and_settings():
         BenchSettings(model="x", config="y").check()
     with pytest.raises(ValueError, match="exactly one"):
         BenchSettings().check()
-
-
-def test_bench_clip_has_the_exact_length():
-    wav = bench_clip(2.5, 24000)
-    assert wav.shape == (60000,) and wav.dtype.name == "float32" and abs(wav).max() > 0.05
 
 
 def _check_report(report: dict, seconds: float, student_steps: list[int], teacher_steps: int, full: bool) -> None:
@@ -113,7 +79,7 @@ def test_bench_command_full_pipeline_tiny(tmp_path, capsys):
 
 
 def test_bench_acoustic_only_from_a_saved_teacher(tmp_path, tiny_config):
-    from comosvc.bench import random_stats
+    from comosvc.measure.stand_ins import random_stats
     from comosvc.models import ComoSVC
 
     singers = {"random_a": 0}
@@ -132,3 +98,22 @@ def test_bench_acoustic_only_from_a_saved_teacher(tmp_path, tiny_config):
 def test_bench_refuses_bad_arguments(capsys):
     assert main(["bench", "--config", str(TINY_CONFIG), "--repeats", "0"]) == 2
     assert "--repeats" in capsys.readouterr().err
+
+
+def test_bench_measures_each_vocoder_in_turn(tmp_path):
+    """Several --vocoder names: the whole conversion (per-stage split) once per vocoder, random weights."""
+    out = tmp_path / "vocoders.json"
+    code = main(
+        ["bench", "--config", str(TINY_CONFIG), *TINY_SIZES, "--seconds", "1", "--repeats", "1", "--teacher-steps", "2",
+         "--student-steps", "1", "--warmup", "0", "--no-whisper", "--threads", "1",
+         "--vocoder", "griffinlim", "nvidia/bigvgan_base_24khz_100band", "--out", str(out)]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    vocoders = [d["vocoder"] for d in report["durations"]]
+    assert vocoders[0] == "griffinlim" and vocoders[1].startswith("nvidia/bigvgan_base_24khz_100band")
+    assert report["model"]["vocoder"] == ", ".join(vocoders)
+    for d in report["durations"]:
+        assert all(e["median"]["vocoder"] <= e["median"]["total"] for e in d["systems"])
+    table = markdown_report(report)
+    assert "**1 s of audio with griffinlim**" in table and table.count("per-stage split") == 2

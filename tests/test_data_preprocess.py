@@ -17,7 +17,8 @@ from comosvc.config import load_config
 from comosvc.data.corpora import CORPORA
 from comosvc.data.preprocess import load_processed, main, preprocess, summary
 from comosvc.data.singers import TooManySingersError
-from comosvc.data.synthetic import synthetic_clip, write_corpus
+from comosvc.data.synthetic import write_corpus
+from comosvc.measure.songs import synthetic_song
 
 from conftest import TINY_CONFIG
 
@@ -56,7 +57,7 @@ def corpora(tmp_path_factory):
     bad = root / "generic"
     (bad / "singer0" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
     (bad / "singer1" / "empty.flac").write_bytes(b"")
-    save_audio(bad / "singer1" / "short.wav", synthetic_clip(0.2, 1, seed=5), SR)
+    save_audio(bad / "singer1" / "short.wav", synthetic_song(0.2, 1, seed=5), SR)
     return root, written
 
 
@@ -206,7 +207,7 @@ def test_changed_file_or_setting_reextracts_what_it_affects(config, tmp_path, mo
     before = _features_of(first.dataset, singer, utt)
 
     calls = count_extractions(monkeypatch)
-    save_audio(path, synthetic_clip(1.1, 2, seed=99), SR)  # new content, size and mtime
+    save_audio(path, synthetic_song(1.1, 2, seed=99), SR)  # new content, size and mtime
     second = preprocess(config, [f"generic={corpus}"], out)
     assert 1 <= second.extracted < 4 and sum(calls) == second.extracted
     assert second.sliced_files < 4

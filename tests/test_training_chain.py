@@ -157,7 +157,7 @@ def test_sigkill_then_resume_continues_from_the_last_complete_checkpoint(teacher
 
 
 def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overrides, tmp_path):
-    from comosvc.data.synthetic import synthetic_clip
+    from comosvc.measure.songs import synthetic_song
     from comosvc.models import ComoSVC
     from comosvc.pipeline import ConversionPipeline
 
@@ -199,7 +199,7 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
     )
 
     pipe = ConversionPipeline.from_pretrained(student_out / "model", vocoder="griffinlim", device="cpu")
-    clip = synthetic_clip(1.5, singer_index=0, seed=11)
+    clip = synthetic_song(1.5, singer_index=0, seed=11)
     converted = pipe(clip, singer="generic_singer1", sampler="student", steps=1, seed=0)
     assert converted.audio.shape == clip.shape and converted.sample_rate == 24000
     assert np.isfinite(converted.audio).all() and np.abs(converted.audio).max() > 0

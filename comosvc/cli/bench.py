@@ -16,7 +16,8 @@ def register(subparsers) -> argparse.ArgumentParser:
             "interleaving the runs, and report medians: acoustic-model time, end-to-end time, real-time "
             "factor and speed-up over the teacher, the per-stage split (content, F0, acoustic, vocoder) and "
             "Whisper padded vs unpadded. --config needs no trained weights (random weights at the config's "
-            "sizes: configs/comosvc.yaml is the default model size)."
+            "sizes: configs/comosvc.yaml is the default model size). Several --vocoder names repeat the "
+            "measurement with each vocoder."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -29,10 +30,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each system, interleaved (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on a short clip (default: 1)")
     parser.add_argument(
-        "--vocoder",
-        default=None,
-        help="vocoder: Hub id, folder or 'griffinlim' (with --config: a known BigVGAN name built with random "
-        "weights, e.g. nvidia/bigvgan_base_24khz_100band; default: inference.vocoder)",
+        "--vocoder", dest="vocoders", nargs="+", default=[], metavar="NAME",
+        help="vocoder(s): Hub id, folder or 'griffinlim' (with --config: a known BigVGAN name built with random "
+        "weights, e.g. nvidia/bigvgan_base_24khz_100band); several are measured one after the other "
+        "(default: inference.vocoder)",
     )
     parser.add_argument(
         "--acoustic-only", action="store_true",
@@ -76,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         student_steps=list(args.student_steps),
         repeats=args.repeats,
         warmup=args.warmup,
-        vocoder=args.vocoder,
+        vocoders=list(args.vocoders),
         acoustic_only=args.acoustic_only,
         whisper=not args.no_whisper,
         overrides=list(args.overrides),

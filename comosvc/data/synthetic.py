@@ -2,7 +2,7 @@
 
 For tests, smoke runs and throughput measurements: every reader of
 :mod:`comosvc.data.corpora` gets a folder laid out like the real release, with
-:func:`comosvc.synthetic.sung_phrase` audio (a distinct timbre per singer).
+:func:`comosvc.measure.songs.synthetic_song` audio (a distinct timbre per singer).
 
     >>> files = write_corpus("m4singer", "/tmp/m4", n_singers=2, files_per_singer=2)
 """
@@ -15,19 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from comosvc.audio import save_audio
-from comosvc.synthetic import singer_voice, sung_phrase
-
-
-def synthetic_clip(seconds: float, singer_index: int, seed: int, sample_rate: int = 24000) -> np.ndarray:
-    """About ``seconds`` of sung notes with short gaps, ``(N,)`` float32 at ``sample_rate``."""
-    rng = np.random.default_rng(seed)
-    n_notes = max(1, int(round(seconds / 0.5)))
-    gap = 0.08
-    note = max(0.1, (seconds - gap * (n_notes + 1)) / n_notes)
-    base = 150.0 * 2 ** (singer_index % 5 / 5)
-    notes = [float(base * 2 ** (rng.integers(0, 12) / 12)) for _ in range(n_notes)]
-    wav, _ = sung_phrase(notes, note_seconds=note, gap_seconds=gap, sr=sample_rate, voice=singer_voice(singer_index), seed=seed)
-    return wav
+from comosvc.measure.songs import synthetic_song
 
 
 def _paths(corpus: str, root: Path, singer: int, index: int) -> tuple[str, str, Path]:
@@ -80,7 +68,7 @@ def write_corpus(
         for i in range(files_per_singer):
             singer, utt, path = _paths(corpus, root, s, s * files_per_singer + i if corpus == "opencpop" else i)
             dur = float(rng.uniform(*seconds)) if isinstance(seconds, tuple) else float(seconds)
-            wav = synthetic_clip(dur, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
+            wav = synthetic_song(dur, s, seed=int(rng.integers(1 << 30)), sample_rate=sample_rate)
             save_audio(path, wav, sample_rate)
             if corpus == "vctk":
                 save_audio(path.with_name(path.name.replace("_mic1", "_mic2")), wav, sample_rate)
@@ -114,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "synthetic_clip", "write_corpus"]
+__all__ = ["main", "write_corpus"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

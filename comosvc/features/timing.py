@@ -5,17 +5,13 @@ tests, or ``--size default`` = whisper-medium's encoder and HuBERT-base), so no
 download is needed: speed does not depend on trained weights. After one warm-up run,
 each feature is run ``--repeats`` times: the fastest wall time and the median
 CPU time are reported (just the warm-up run when it takes over 20 s, e.g. CREPE
-"full" on a CPU).
+"full" on a CPU): :func:`comosvc.measure.timer.best_of`.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
 
-import numpy as np
 import torch
 
 from comosvc.audio import resample
@@ -24,26 +20,9 @@ from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, a
 from comosvc.features.energy import energy_from_mel
 from comosvc.features.f0 import F0_METHODS, extract_f0
 from comosvc.features.mel import log_mel
-from comosvc.synthetic import sung_phrase
-
-
-def _seconds(fn: Callable[[], object], repeats: int, slow: float = 20.0) -> tuple[float, float]:
-    """``(wall, cpu)`` seconds of one call: the fastest wall time and the median process CPU time.
-
-    On a shared machine the fastest run is the least disturbed one, and CPU time
-    (summed over torch's threads) hardly depends on what else is running.
-    """
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    fn()  # warm-up: model loading, caches
-    if time.perf_counter() - wall0 > slow:  # e.g. CREPE full on a CPU: one run says enough
-        return time.perf_counter() - wall0, time.process_time() - cpu0
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - wall0)
-        cpus.append(time.process_time() - cpu0)
-    return min(walls), statistics.median(cpus)
+from comosvc.measure.songs import synthetic_song
+from comosvc.measure.tables import markdown_table
+from comosvc.measure.timer import best_of
 
 
 def time_features(
@@ -51,31 +30,27 @@ def time_features(
 ) -> dict[str, tuple[float, float]]:
     """``(wall, cpu)`` seconds to extract each feature of ``seconds`` of 24 kHz audio on ``device``."""
     audio = AudioConfig()
-    n_notes = max(1, int(seconds / 0.75))
-    wav, _ = sung_phrase(list(np.linspace(180, 520, n_notes)), note_seconds=0.6, gap_seconds=0.15, seed=0)
-    wav = np.resize(wav, int(seconds * audio.sample_rate)).astype(np.float32)
+    wav = synthetic_song(seconds, sample_rate=audio.sample_rate)
     wav_16k = resample(wav, audio.sample_rate, 16000)
     n_frames = len(wav) // audio.hop_length
 
     results: dict[str, tuple[float, float]] = {}
-    results["mel"] = _seconds(lambda: log_mel(wav, audio), repeats)
+    results["mel"] = best_of(lambda: log_mel(wav, audio), repeats)
     mel = log_mel(wav, audio)
-    results["energy (from mel)"] = _seconds(lambda: energy_from_mel(mel), repeats)
+    results["energy (from mel)"] = best_of(lambda: energy_from_mel(mel), repeats)
     for method in F0_METHODS if f0 else ():
         models = ("tiny", "full") if method == "crepe" else (None,)
         for model in models:
             cfg = F0Config(method=method, crepe_model=model or "full")
             name = f"f0 {method}" + (f" ({model})" if model else "")
-            results[name] = _seconds(lambda: extract_f0(wav, cfg, audio, device=device), repeats)
+            results[name] = best_of(lambda: extract_f0(wav, cfg, audio, device=device), repeats)
     for mode in ("padded", "unpadded"):
         enc = WhisperContentEncoder.random(size, mode=mode, device=device)
-        results[f"whisper {mode}"] = _seconds(
-            lambda: align_to_mel(enc([wav_16k])[0], n_frames), repeats
-        )
+        results[f"whisper {mode}"] = best_of(lambda: align_to_mel(enc([wav_16k])[0], n_frames), repeats)
         del enc
     cv = ContentVecEncoder.random(size, device=device)
-    results["contentvec"] = _seconds(lambda: align_to_mel(cv([wav_16k])[0], n_frames), repeats)
-    results["resample 24k->16k"] = _seconds(lambda: resample(wav, audio.sample_rate, 16000), repeats)
+    results["contentvec"] = best_of(lambda: align_to_mel(cv([wav_16k])[0], n_frames), repeats)
+    results["resample 24k->16k"] = best_of(lambda: resample(wav, audio.sample_rate, 16000), repeats)
     return results
 
 
@@ -95,9 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.seconds:g} s of audio, {args.size} content encoders, {args.device}, "
           f"{torch.get_num_threads()} torch threads, {args.repeats} runs each")
     results = time_features(args.seconds, args.size, args.repeats, args.device, f0=not args.skip_f0)
-    print(f"  {'feature':<22} {'wall ms':>10} {'cpu ms':>10}")
-    for name, (wall, cpu) in results.items():
-        print(f"  {name:<22} {wall * 1000:10.1f} {cpu * 1000:10.1f}")
+    rows = [[name, f"{wall * 1000:.1f}", f"{cpu * 1000:.1f}"] for name, (wall, cpu) in results.items()]
+    print(markdown_table(["feature", "wall ms", "cpu ms"], rows, align="lrr"))
     (pw, pc), (uw, uc) = results["whisper padded"], results["whisper unpadded"]
     print(f"  whisper padded / unpadded: {pw / uw:.1f}x wall, {pc / uc:.1f}x cpu")
 

@@ -259,11 +259,9 @@ class ConversionPipeline:
 
         singers = singers or {"random_0": 0}
         if stats is None:
-            n_mels = config.audio.n_mels
-            stats = {
-                "mel": {"random": {"min": [float(np.log(LOG_CLAMP))] * n_mels, "max": [2.0] * n_mels}},
-                "f0": {name: {"median": 220.0, "p5": 150.0, "p95": 400.0} for name in singers},
-            }
+            from comosvc.measure.stand_ins import random_stats
+
+            stats = random_stats(config, singers)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             acoustic = ComoSVC(config, singers=singers, stats=stats, distilled=distilled)

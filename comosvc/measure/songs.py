@@ -1,10 +1,16 @@
-"""Synthetic singing for tests, smoke runs and benchmarks.
+"""Synthetic singing for tests, smoke runs, fake corpora and benchmarks.
 
 A source-filter voice: a band-limited harmonic source whose F0 follows notes with
 vibrato, shaped by vowel formant resonators, with a little breath noise. It is not
 music, but it has what the feature extractors and the model care about: a known
 F0 (Hz, per sample), voiced and silent regions, and a timbre that differs per
 "singer" (formants and spectral tilt), so a multi-singer corpus can be learned.
+
+:func:`synthetic_song` is the song every measurement and fake corpus uses;
+:func:`sung_phrase` and :func:`sung_tone` are the building blocks (tests use them
+for a known F0).
+
+    >>> wav = synthetic_song(2.5, singer_index=1, seed=0)  # (60000,) float32 at 24 kHz
 """
 
 from __future__ import annotations
@@ -110,6 +116,29 @@ def sung_phrase(
     return np.concatenate(wavs), np.concatenate(f0s)
 
 
+def synthetic_song(seconds: float, singer_index: int = 0, seed: int = 0, sample_rate: int = 24000) -> np.ndarray:
+    """Exactly ``seconds`` of sung notes with short gaps, ``(round(seconds * sample_rate),)`` float32.
+
+    Notes of about 0.5 s (random pitches within an octave above a base that depends
+    on ``singer_index``), separated by 80 ms of silence, in the timbre of
+    :func:`singer_voice` ``(singer_index)``. The phrase is zero-padded or cut to the
+    exact length (a few samples of the closing gap at most, except below ~0.26 s
+    where the single 0.1 s note is the shortest phrase).
+    """
+    rng = np.random.default_rng(seed)
+    n_notes = max(1, int(round(seconds / 0.5)))
+    gap = 0.08
+    note = max(0.1, (seconds - gap * (n_notes + 1)) / n_notes)
+    base = 150.0 * 2 ** (singer_index % 5 / 5)
+    notes = [float(base * 2 ** (rng.integers(0, 12) / 12)) for _ in range(n_notes)]
+    voice = singer_voice(singer_index)
+    wav, _ = sung_phrase(notes, note_seconds=note, gap_seconds=gap, sr=sample_rate, voice=voice, seed=seed)
+    n = int(round(seconds * sample_rate))
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(wav))] = wav[:n]
+    return out
+
+
 def f0_at_frames(f0_per_sample: np.ndarray, hop: int = 256, n_fft: int = 1024) -> np.ndarray:
     """Sample a per-sample F0 track at the centres of the mel frames, ``(len // hop,)`` Hz.
 
@@ -121,4 +150,4 @@ def f0_at_frames(f0_per_sample: np.ndarray, hop: int = 256, n_fft: int = 1024) -
     return f0_per_sample[centres]
 
 
-__all__ = ["VOWELS", "Voice", "f0_at_frames", "singer_voice", "sung_phrase", "sung_tone"]
+__all__ = ["VOWELS", "Voice", "f0_at_frames", "singer_voice", "sung_phrase", "sung_tone", "synthetic_song"]
