@@ -409,6 +409,21 @@ def test_teacher_save_load_round_trip(tmp_path):
         assert torch.equal(a, b)
     card = (tmp_path / "teacher" / "README.md").read_text()
     assert "diffusion teacher" in card and "1234" in card and "toyset: 1.00 h" in card and "other_bass" in card
+    assert f"`{model.config.inference.vocoder}`" in card  # the vocoder named from the config, not hard-coded
+
+
+@pytest.mark.parametrize("name", ["config.json", "singers.json", "stats.json"])
+def test_malformed_json_in_a_model_folder_names_the_file(tmp_path, name):
+    from comosvc.config import ConfigError
+    from comosvc.models import read_singer_tables
+
+    tiny_model(singers=SINGERS, stats=STATS).save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / name).write_text("{bad")
+    with pytest.raises(ConfigError, match=rf"model/{name} is not valid JSON \(.*\)\. .*save_pretrained.*download it again"):
+        ComoSVC.from_pretrained(tmp_path / "model")
+    if name != "config.json":
+        with pytest.raises(ConfigError, match=rf"model/{name} is not valid JSON"):
+            read_singer_tables(tmp_path / "model")
 
 
 def test_distilled_export_round_trip_and_size(tmp_path):

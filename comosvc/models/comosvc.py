@@ -323,8 +323,16 @@ class ComoSVC(
         Keyword arguments: ``revision``, ``cache_dir``, ``force_download``, ``local_files_only``,
         ``token`` (Hub), ``map_location`` (default "cpu"), ``strict`` (default True).
         """
+        folder = Path(pretrained_model_name_or_path)
+        if (folder / MODEL_CONFIG_FILE).is_file():  # the Hub mixin parses it first, with json's bare message
+            read_model_json(folder / MODEL_CONFIG_FILE)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except json.JSONDecodeError as err:  # a downloaded config.json
+            raise ConfigError(
+                f"{pretrained_model_name_or_path}/{MODEL_CONFIG_FILE} is not valid JSON ({err}). The model is damaged: "
+                "re-save it with ComoSVC.save_pretrained, or download it again (force_download=True)."
+            ) from err
         except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError) as err:
             raise FileNotFoundError(
                 f"{pretrained_model_name_or_path} is not a model folder and could not be fetched from the Hugging "
