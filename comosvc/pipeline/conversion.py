@@ -491,7 +491,14 @@ class ConversionPipeline:
         return self.vocoder(log_mel[None])[0].cpu().numpy()
 
     def _convert_chunks(
-        self, padded: np.ndarray, n_samples: int, chunks: list[Chunk], f0: np.ndarray, request, clock, report
+        self,
+        padded: np.ndarray,
+        n_samples: int,
+        chunks: list[Chunk],
+        f0: np.ndarray,
+        request: ConversionRequest,
+        clock: StageClock,
+        report: ProgressFn,
     ) -> tuple[SongJoiner, int]:
         """Content, acoustic model and vocoder over the sounding chunks, batch by batch, joined into the song."""
         sounding = [c for c in chunks if not c.silent]
