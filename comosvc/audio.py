@@ -97,13 +97,46 @@ def load_audio(
             "Use wav, flac, ogg or mp3."
         ) from err
 
-    if data.shape[0] == 0:
+    return audio_from_samples(data, file_rate, sample_rate, max_seconds=max_seconds, min_seconds=min_seconds, name=name)
+
+
+def audio_from_samples(
+    samples: np.ndarray,
+    rate: int,
+    target_rate: int = 24000,
+    max_seconds: float | None = None,
+    min_seconds: float = MIN_SECONDS,
+    name: str = "The audio",
+) -> np.ndarray:
+    """Decoded samples -> mono float32 ``(N,)`` at ``target_rate`` Hz, checked like a file.
+
+    ``samples`` ``(N,)`` or ``(N, channels)`` (channels are averaged), float in
+    [-1, 1] or integer PCM (scaled by the type's maximum), at ``rate`` Hz. Raises
+    :class:`EmptyAudioError`, :class:`NonFiniteAudioError`, :class:`TooShortError` or
+    :class:`TooLongError` (``name`` starts the message), and :class:`ValueError` for
+    any other shape.
+    """
+    samples = np.asarray(samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise ValueError(f"audio samples must be mono (N,) or (N, channels), got shape {samples.shape}")
+    samples = samples.astype(np.float32, copy=False)
+    check_samples(samples, rate, max_seconds=max_seconds, min_seconds=min_seconds, name=name)
+    return resample(samples, rate, target_rate)
+
+
+def check_samples(
+    samples: np.ndarray, rate: int, max_seconds: float | None = None, min_seconds: float = MIN_SECONDS, name: str = "The audio"
+) -> None:
+    """Raise the :class:`AudioError` that says why ``samples`` ``(N, ...)`` at ``rate`` Hz cannot be converted."""
+    if samples.shape[0] == 0:
         raise EmptyAudioError(f"{name} holds no samples. Re-export or remove it.")
-    if not np.isfinite(data).all():
-        raise NonFiniteAudioError(
-            f"{name} contains NaN or infinite samples; the file is corrupt. Re-export it."
-        )
-    duration = data.shape[0] / file_rate
+    if not np.isfinite(samples).all():
+        raise NonFiniteAudioError(f"{name} contains NaN or infinite samples; the file is corrupt. Re-export it.")
+    duration = samples.shape[0] / rate
     if duration < min_seconds:
         raise TooShortError(
             f"{name} lasts {duration * 1000:.1f} ms, shorter than one analysis frame "
@@ -114,9 +147,6 @@ def load_audio(
             f"{name} lasts {duration:.1f} s, more than the maximum of {max_seconds:.0f} s. "
             "Cut it into shorter files or raise the limit (audio.max_duration)."
         )
-
-    wav = data.mean(axis=1)
-    return resample(wav, file_rate, sample_rate)
 
 
 def resample(wav: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
@@ -147,6 +177,8 @@ __all__ = [
     "NotAudioError",
     "TooLongError",
     "TooShortError",
+    "audio_from_samples",
+    "check_samples",
     "load_audio",
     "resample",
     "save_audio",

@@ -2,12 +2,14 @@
 
 One config system serves the library, the training scripts and the app. A config
 is a tree of dataclasses; ``configs/comosvc.yaml`` holds the defaults of
-``DESIGN.md`` and ``configs/tiny.yaml`` the same structure with tiny sizes for
+``docs/design.md`` and ``configs/tiny.yaml`` the same structure with tiny sizes for
 tests and CPU smoke runs.
 
 Loading is strict: an unknown key, or a value of the wrong type, raises
 :class:`ConfigError` naming the dotted key (``model.prior_layers``) and the file,
-so a typo never silently falls back to a default.
+so a typo never silently falls back to a default. Keys that older versions wrote
+but nothing reads (:data:`RETIRED_KEYS`) are dropped with a logged warning, so old
+model folders still load.
 
     >>> cfg = load_config("configs/comosvc.yaml", overrides=["train.lr=1e-4"])
     >>> cfg.audio.hop_length
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,8 +30,15 @@ from typing import Any, Literal, Union
 import yaml
 
 
+logger = logging.getLogger(__name__)
+
+
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
+
+
+# Dotted keys older versions wrote that nothing reads any more -> what to set instead.
+RETIRED_KEYS = {"model.teacher_steps": "inference.teacher_steps"}
 
 
 # --------------------------------------------------------------------------- sections
@@ -36,7 +46,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class AudioConfig:
-    """Audio and the BigVGAN mel (DESIGN.md "Audio and mel")."""
+    """Audio and the BigVGAN mel (docs/design.md "Audio and mel")."""
 
     sample_rate: int = 24000  # Hz
     n_fft: int = 1024
@@ -66,7 +76,7 @@ class ContentConfig:
 
 @dataclass
 class F0Config:
-    """F0 extraction and its coarse embedding bins (DESIGN.md "Features")."""
+    """F0 extraction and its coarse embedding bins (docs/design.md "Features")."""
 
     method: Literal["parselmouth", "fcpe", "crepe", "harvest", "dio"] = "parselmouth"
     f0_min: float = 50.0  # Hz
@@ -91,7 +101,7 @@ class EnergyConfig:
 
 @dataclass
 class ModelConfig:
-    """Acoustic model sizes and the EDM / consistency constants (DESIGN.md "Model")."""
+    """Acoustic model sizes and the EDM / consistency constants (docs/design.md "Model")."""
 
     hidden: int = 384
     n_speakers: int = 512
@@ -119,8 +129,7 @@ class ModelConfig:
     noise_prior_mean: bool = True  # reference: x_T = mu + sigma * eps (Grad-TTS prior)
     prior_loss: Literal["mse", "nll"] = "mse"
     ssim_loss: bool = True
-    # sampling
-    teacher_steps: int = 40
+    # sampling (the number of teacher steps is inference.teacher_steps)
     teacher_solver: Literal["euler", "heun"] = "euler"
     # consistency distillation
     cd_steps: int = 40  # N Karras sigmas in the distillation grid
@@ -146,7 +155,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation for teacher training and distillation (DESIGN.md "Training defaults")."""
+    """Optimisation for teacher training and distillation (docs/design.md "Training defaults")."""
 
     lr: float = 4e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -172,7 +181,7 @@ class TrainConfig:
 
 @dataclass
 class InferenceConfig:
-    """Conversion defaults (DESIGN.md "Inference")."""
+    """Conversion defaults (docs/design.md "Inference")."""
 
     max_chunk_seconds: float = 10.0
     silence_db: float = -40.0
@@ -280,6 +289,7 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     where = prefix.rstrip(".") or "top level"
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {where} must be a mapping, got {data!r}")
+    data = _drop_retired(data, prefix, source)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -292,6 +302,17 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
     return cls(**kwargs)
+
+
+def _drop_retired(data: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
+    """``data`` without the :data:`RETIRED_KEYS` of this section (a warning for each one found)."""
+    retired = [name for name in data if prefix + name in RETIRED_KEYS]
+    for name in retired:
+        logger.warning(
+            "%s: %s is no longer read (it never acted); remove it and set %s instead",
+            source, prefix + name, RETIRED_KEYS[prefix + name],
+        )
+    return {name: value for name, value in data.items() if name not in retired}
 
 
 def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
@@ -371,6 +392,7 @@ __all__ = [
     "F0Config",
     "InferenceConfig",
     "ModelConfig",
+    "RETIRED_KEYS",
     "TrainConfig",
     "load_config",
     "with_overrides",

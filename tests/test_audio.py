@@ -15,6 +15,7 @@ from comosvc.audio import (
     NotAudioError,
     TooLongError,
     TooShortError,
+    audio_from_samples,
     load_audio,
     resample,
     save_audio,
@@ -96,6 +97,24 @@ def test_longer_than_max(tmp_path):
 def test_errors_are_distinct_audio_errors():
     classes = [NotAudioError, EmptyAudioError, TooShortError, TooLongError, NonFiniteAudioError]
     assert len(set(classes)) == 5 and all(issubclass(c, AudioError) and issubclass(c, ValueError) for c in classes)
+
+
+def test_samples_are_checked_like_files():
+    # int16 stereo PCM (what Gradio gives) -> scaled mono float32, resampled
+    pcm = np.stack([np.full(4800, 16383, np.int16), np.full(4800, -16383, np.int16) // 2], axis=1)
+    wav = audio_from_samples(pcm, 48000, 24000)
+    assert wav.dtype == np.float32 and wav.shape == (2400,)
+    np.testing.assert_allclose(wav[100:-100], (16383 - 8192) / 32767 / 2, atol=1e-3)
+    with pytest.raises(EmptyAudioError, match="no samples"):
+        audio_from_samples(np.zeros(0, np.float32), 24000)
+    with pytest.raises(NonFiniteAudioError, match="NaN or infinite"):
+        audio_from_samples(np.array([0.0, np.nan] * 2000, np.float32), 24000)
+    with pytest.raises(TooShortError, match="shorter than one analysis frame"):
+        audio_from_samples(np.zeros(100, np.float32), 24000)
+    with pytest.raises(TooLongError, match="audio.max_duration"):
+        audio_from_samples(np.zeros(24000 * 3, np.float32), 24000, max_seconds=2)
+    with pytest.raises(ValueError, match="mono"):
+        audio_from_samples(np.zeros((2, 2, 4000), np.float32), 24000)
 
 
 # --------------------------------------------------------------------------- formats

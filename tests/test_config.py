@@ -1,4 +1,4 @@
-"""The config system: defaults match DESIGN.md, loading is strict, overrides work."""
+"""The config system: defaults match docs/design.md, loading is strict, overrides work."""
 
 from pathlib import Path
 
@@ -20,7 +20,7 @@ def test_defaults_are_design_numbers():
     assert (cfg.model.sigma_data, cfg.model.sigma_min, cfg.model.sigma_max, cfg.model.rho) == (0.5, 0.002, 80.0, 7.0)
     assert (cfg.model.prior_layers, cfg.model.hidden, cfg.model.denoiser_layers) == (6, 384, 20)
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.crop_frames, cfg.train.grad_clip) == (4e-4, 64, 512, 1.0)
-    assert cfg.model.ema_decay == 0.95 and cfg.model.cd_steps == 40 and cfg.model.teacher_steps == 40
+    assert cfg.model.ema_decay == 0.95 and cfg.model.cd_steps == 40 and cfg.inference.teacher_steps == 40
 
 
 def test_tiny_keeps_structure_and_shrinks_sizes():
@@ -87,3 +87,14 @@ def test_round_trip_through_dict_and_files(tmp_path):
     for name in ("c.yaml", "c.json"):
         cfg.save(tmp_path / name)
         assert load_config(tmp_path / name) == cfg
+
+
+def test_retired_key_of_old_model_folders_is_dropped_with_a_warning(caplog):
+    # model.teacher_steps was written by older versions but never read; their model folders must still load.
+    old = ComoSVCConfig().to_dict()
+    old["model"]["teacher_steps"] = 7
+    with caplog.at_level("WARNING", logger="comosvc.config"):
+        cfg = ComoSVCConfig.from_dict(old, source="old/config.json")
+    assert cfg == ComoSVCConfig()
+    assert "model.teacher_steps" in caplog.text and "inference.teacher_steps" in caplog.text
+    assert not hasattr(cfg.model, "teacher_steps")

@@ -111,7 +111,7 @@ def test_consistency_boundary_condition_is_exact():
     x = torch.randn(mu.shape) * 3
     with torch.no_grad():
         network_out = model.denoiser(x, torch.zeros(x.shape[0]), mu, batch["mask"])
-        denoised = model.edm.denoise(model.denoiser, x, model.edm.sigma_min, mu, batch["mask"])
+        denoised = model.edm.denoised(model.denoiser, x, model.edm.sigma_min, mu, batch["mask"])
     assert network_out.abs().max() > 0.1  # F really is non-zero
     assert (denoised - x).abs().max().item() <= 1e-6
 
@@ -228,7 +228,7 @@ def test_whole_model_padding_does_not_change_valid_frames():
 
 
 def direct_denoise(model: ComoSVC, x, sigma: float, mu, mask):
-    """D(x, s) written out from DESIGN.md, independent of EDM.denoise."""
+    """D(x, s) written out from docs/design.md, independent of EDM.denoised."""
     cfg = model.config.model
     sd, s_min = cfg.sigma_data, cfg.sigma_min
     c_skip = sd**2 / ((sigma - s_min) ** 2 + sd**2)
@@ -245,7 +245,7 @@ def test_validation_reports_the_diffusion_loss_at_fixed_sigmas():
     y, mask = prepared["mel"], prepared["mask"]
     with torch.no_grad():
         mu = model.encode(prepared)
-        # loss_at(s) against the DESIGN.md loss written out: weight (s^2 + sd^2) / (s sd)^2,
+        # loss_at(s) against the docs/design.md loss written out: weight (s^2 + sd^2) / (s sd)^2,
         # noisy input y + s (eps + mu), masked mean over valid frames and bins.
         for sigma in (0.05, 2.0):
             eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(4))
@@ -409,6 +409,21 @@ def test_teacher_save_load_round_trip(tmp_path):
         assert torch.equal(a, b)
     card = (tmp_path / "teacher" / "README.md").read_text()
     assert "diffusion teacher" in card and "1234" in card and "toyset: 1.00 h" in card and "other_bass" in card
+    assert f"`{model.config.inference.vocoder}`" in card  # the vocoder named from the config, not hard-coded
+
+
+@pytest.mark.parametrize("name", ["config.json", "singers.json", "stats.json"])
+def test_malformed_json_in_a_model_folder_names_the_file(tmp_path, name):
+    from comosvc.config import ConfigError
+    from comosvc.models import read_singer_tables
+
+    tiny_model(singers=SINGERS, stats=STATS).save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / name).write_text("{bad")
+    with pytest.raises(ConfigError, match=rf"model/{name} is not valid JSON \(.*\)\. .*save_pretrained.*download it again"):
+        ComoSVC.from_pretrained(tmp_path / "model")
+    if name != "config.json":
+        with pytest.raises(ConfigError, match=rf"model/{name} is not valid JSON"):
+            read_singer_tables(tmp_path / "model")
 
 
 def test_distilled_export_round_trip_and_size(tmp_path):
@@ -471,5 +486,5 @@ def test_parameter_counts_at_default_size():
     model = ComoSVC(ComoSVCConfig())
     counts = model.num_parameters()
     print("default-size parameters:", counts)
-    assert 25.0e6 < counts["denoiser"] < 27.0e6  # DESIGN.md: about 26M
+    assert 25.0e6 < counts["denoiser"] < 27.0e6  # docs/design.md: about 26M
     assert 10.0e6 < counts["prior"] < 12.0e6  # about 11M (condition encoder: another 0.9M)

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from comosvc.pipeline import read_singer_tables
+    from comosvc.models.folder import read_singer_tables
 
     try:
         singers, stats = read_singer_tables(args.model)

@@ -58,7 +58,8 @@ from tqdm.auto import tqdm
 from comosvc.audio import AudioError, load_audio
 from comosvc.config import ComoSVCConfig, load_config
 from comosvc.data.corpora import AudioRecord, CorpusError, DatasetSpec
-from comosvc.data.singers import SINGERS_FILE, SingerTable
+from comosvc.data.singers import SingerTable
+from comosvc.files import RUN_CONFIG_FILE, SINGERS_FILE, STATS_FILE
 from comosvc.slicer import slice_audio
 
 # Bump when the code of a stage changes its output: old caches then stop matching.
@@ -66,9 +67,7 @@ SLICE_VERSION = 1
 FEATURE_VERSION = 1
 
 MANIFEST_FILE = "dataset.json"
-STATS_FILE = "stats.json"
 REPORT_FILE = "skipped.tsv"
-CONFIG_FILE = "config.yaml"
 SPLITS = ("train", "validation")
 FEATURE_COLUMNS = ("mel", "f0", "energy", "whisper", "contentvec")
 
@@ -659,7 +658,7 @@ def preprocess(
     singers.save(out_dir / SINGERS_FILE)
     (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=1) + "\n")
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-    config.save(out_dir / CONFIG_FILE)
+    config.save(out_dir / RUN_CONFIG_FILE)
     _write_report(out_dir / REPORT_FILE, skipped)
     seconds = {
         split: float(sum(e - s for s, e in zip(dataset_dict[split]["start"], dataset_dict[split]["end"])))
@@ -701,7 +700,7 @@ def load_processed(out_dir: str | Path, splits: Sequence[str] = SPLITS):
             )
         sets = [Dataset.from_file(str(out_dir / f)) for f in files]
         if not sets:
-            config = load_config(out_dir / CONFIG_FILE) if (out_dir / CONFIG_FILE).is_file() else ComoSVCConfig()
+            config = load_config(out_dir / RUN_CONFIG_FILE) if (out_dir / RUN_CONFIG_FILE).is_file() else ComoSVCConfig()
             result[split] = _concat([], config)
         else:
             from datasets import concatenate_datasets

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
-SINGERS_FILE = "singers.json"
+from comosvc.files import SINGERS_FILE
 
 
 class TooManySingersError(ValueError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from comosvc.audio import MIN_SECONDS, NonFiniteAudioError, TooShortError, resample
+from comosvc.audio import check_samples, resample
 from comosvc.config import ComoSVCConfig
 from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, align_to_mel
 from comosvc.features.energy import energy_from_mel
@@ -68,13 +68,8 @@ class FeatureExtractor:
         wav = np.asarray(wav, dtype=np.float32)
         if wav.ndim != 1:
             raise ValueError(f"expected a mono clip of shape (N,), got {wav.shape}")
-        if len(wav) < self.cfg.audio.n_fft:
-            raise TooShortError(
-                f"a clip of {len(wav)} samples ({len(wav) / self.cfg.audio.sample_rate * 1000:.1f} ms) is shorter "
-                f"than one analysis frame ({MIN_SECONDS * 1000:.1f} ms); use a longer clip"
-            )
-        if not np.isfinite(wav).all():
-            raise NonFiniteAudioError("the clip contains NaN or infinite samples")
+        rate = self.cfg.audio.sample_rate
+        check_samples(wav, rate, min_seconds=self.cfg.audio.n_fft / rate, name=f"A clip of {len(wav)} samples")
         return wav
 
     def __call__(self, wav_24k: np.ndarray) -> dict[str, np.ndarray]:

@@ -5,7 +5,9 @@ from comosvc.models.condition import ConditionEncoder
 from comosvc.models.consistency import ConsistencyDistiller, consistency_sample
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.edm import EDM, karras_sigmas
+from comosvc.models.folder import read_model_json, read_singer_tables
 from comosvc.models.prior import Prior
+from comosvc.models.samplers import check_sampler, default_sampler
 
 __all__ = [
     "BiDilConv",
@@ -16,6 +18,10 @@ __all__ = [
     "EDM",
     "Prior",
     "SampleOutput",
+    "check_sampler",
     "consistency_sample",
+    "default_sampler",
     "karras_sigmas",
+    "read_model_json",
+    "read_singer_tables",
 ]

@@ -31,21 +31,18 @@ from torch import nn
 
 from comosvc import __version__
 from comosvc.config import ComoSVCConfig, ConfigError
+from comosvc.files import CARD_FILE, MODEL_CONFIG_FILE, SINGERS_FILE, STATS_FILE, WEIGHTS_FILE
 from comosvc.models.condition import ConditionEncoder
 from comosvc.models.consistency import consistency_sample
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.edm import EDM
+from comosvc.models.folder import read_model_json
 from comosvc.models.masking import apply_mask, masked_mean
 from comosvc.models.prior import Prior
+from comosvc.models.samplers import Sampler, check_sampler
 from comosvc.models.ssim import masked_ssim
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-SINGERS_FILE = "singers.json"
-STATS_FILE = "stats.json"
-CARD_FILE = "README.md"
-
-# Keys of the model batch (DESIGN.md contract); "mel" only for training, "mask" optional (all valid).
+# Keys of the model batch (docs/design.md contract); "mel" only for training, "mask" optional (all valid).
 CONDITION_KEYS = ("whisper", "contentvec", "f0", "energy", "speaker")
 
 # Noise levels at which an eval-mode teacher loss also reports the diffusion loss
@@ -59,7 +56,7 @@ class SampleOutput:
 
     mel: torch.Tensor  # (B, T, n_mels) normalised mel in [-1, 1] (roughly), 0 on padded frames
     mu: torch.Tensor  # (B, T, n_mels) the prior's coarse mel
-    nfe: int  # denoiser network evaluations
+    nfe: int  # evaluations of the denoiser network
     sampler: str  # "teacher" or "student"
     steps: int
 
@@ -74,10 +71,14 @@ class ComoSVC(
 ):
     """The acoustic model: batch of features -> normalised mel.
 
+    ``denoiser`` is the network ``F`` (:class:`~comosvc.models.denoiser.BiDilConv`);
+    ``edm`` wraps it into the preconditioned denoised estimate ``D(x, sigma)``
+    (:meth:`~comosvc.models.edm.EDM.denoised`) that both samplers step with.
+
     Args:
         config: the whole :class:`~comosvc.config.ComoSVCConfig` (sizes in ``config.model``).
         singers: the global singer table ``{"<dataset>_<singer>": id}`` (ids < ``model.n_speakers``).
-        stats: feature statistics (DESIGN.md ``stats.json``), used to denormalise mels.
+        stats: feature statistics (``stats.json``, see docs/design.md), used to denormalise mels.
         distilled: True for a consistency-distilled student (sampled with ``sampler="student"``).
         distilled_from: the teacher's Hub id or folder, for side-by-side comparison.
         training_steps / distillation_steps: optimiser steps of the teacher / of the distillation.
@@ -186,7 +187,7 @@ class ComoSVC(
     # ------------------------------------------------------------------ inference
 
     @staticmethod
-    def noise_draws(sampler: Literal["teacher", "student"], steps: int) -> int:
+    def noise_draws(sampler: Sampler, steps: int) -> int:
         """How many standard-normal ``(B, T, n_mels)`` draws :meth:`sample` uses (length of its ``noise``)."""
         return steps if sampler == "student" else 1
 
@@ -195,7 +196,7 @@ class ComoSVC(
         self,
         batch: dict[str, Any],
         steps: int | None = None,
-        sampler: Literal["teacher", "student"] | None = None,
+        sampler: Sampler | None = None,
         solver: Literal["euler", "heun"] | None = None,
         generator: torch.Generator | None = None,
         noise: Sequence[torch.Tensor] | None = None,
@@ -209,16 +210,9 @@ class ComoSVC(
         ``solver`` (teacher only) defaults to ``model.teacher_solver``. Noise comes from
         ``generator``, or from ``noise`` (:meth:`noise_draws` standard-normal tensors).
         """
-        sampler = sampler or ("student" if self.distilled else "teacher")
-        if sampler not in ("teacher", "student"):
-            raise ValueError(f"sampler must be 'teacher' or 'student', got {sampler!r}")
-        if sampler == "teacher" and self.distilled:
-            raise ValueError(
-                "This is a distilled student: sample it with sampler='student'. For the teacher, load "
-                f"ComoSVC.from_pretrained({self.distilled_from!r}) (model.distilled_from)."
-            )
-        if sampler == "student" and not self.distilled:
-            raise ValueError("This model is a teacher: use sampler='teacher', or distil it first (ConsistencyDistiller).")
+        sampler = check_sampler(
+            self.distilled, sampler, steps, cd_steps=self.config.model.cd_steps, teacher_source=self.distilled_from
+        )
         batch = self.prepare_batch(batch)
         mask = batch["mask"]
         mu = self.encode(batch)
@@ -264,7 +258,7 @@ class ComoSVC(
             f"- Parameters: {counts['total']} (condition encoder {counts['condition_encoder']}, "
             f"prior {counts['prior']}, denoiser {counts['denoiser']})",
             f"- Mel: {self.config.audio.sample_rate} Hz, {self.config.audio.n_mels} bins, hop {self.config.audio.hop_length} "
-            "(BigVGAN 24 kHz 100-band)",
+            f"(default vocoder `inference.vocoder`: `{self.config.inference.vocoder}`)",
             f"- comosvc version: {__version__}",
         ]
         usage_sampler = "student" if self.distilled else "teacher"
@@ -273,7 +267,7 @@ class ComoSVC(
                 f"# ComoSVC {kind}",
                 "",
                 "Singing voice conversion acoustic model (CoMoSVC, arXiv 2401.01792): content, F0, energy and a "
-                "singer embedding in, a mel spectrogram out (vocode with BigVGAN).",
+                "singer embedding in, a log mel spectrogram out (vocode it with a vocoder trained on these mel settings).",
                 "",
                 *[line for line in facts if line],
                 "",
@@ -316,7 +310,7 @@ class ComoSVC(
             "distillation_steps": self.distillation_steps,
             "config": self.config.to_dict(),
         }
-        (save_directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        (save_directory / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         (save_directory / SINGERS_FILE).write_text(json.dumps(self.singers, indent=2, ensure_ascii=False))
         (save_directory / STATS_FILE).write_text(json.dumps(self.stats, indent=2, ensure_ascii=False))
         save_model(self, str(save_directory / WEIGHTS_FILE))
@@ -329,8 +323,16 @@ class ComoSVC(
         Keyword arguments: ``revision``, ``cache_dir``, ``force_download``, ``local_files_only``,
         ``token`` (Hub), ``map_location`` (default "cpu"), ``strict`` (default True).
         """
+        folder = Path(pretrained_model_name_or_path)
+        if (folder / MODEL_CONFIG_FILE).is_file():  # the Hub mixin parses it first, with json's bare message
+            read_model_json(folder / MODEL_CONFIG_FILE)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except json.JSONDecodeError as err:  # a downloaded config.json
+            raise ConfigError(
+                f"{pretrained_model_name_or_path}/{MODEL_CONFIG_FILE} is not valid JSON ({err}). The model is damaged: "
+                "re-save it with ComoSVC.save_pretrained, or download it again (force_download=True)."
+            ) from err
         except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError) as err:
             raise FileNotFoundError(
                 f"{pretrained_model_name_or_path} is not a model folder and could not be fetched from the Hugging "
@@ -364,21 +366,21 @@ class ComoSVC(
                     force_download=force_download,
                     local_files_only=local_files_only,
                     token=token,
-                    allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, SINGERS_FILE, STATS_FILE, CARD_FILE],
+                    allow_patterns=[MODEL_CONFIG_FILE, WEIGHTS_FILE, SINGERS_FILE, STATS_FILE, CARD_FILE],
                 )
             )
-        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+        missing = [name for name in (MODEL_CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{model_id} is not a ComoSVC model: {', '.join(missing)} missing. "
                 "Model folders are written by ComoSVC.save_pretrained (or train/train.py, train/distill.py)."
             )
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        if "config" not in meta:
-            raise ConfigError(f"{folder / CONFIG_FILE} has no 'config' section; it was not written by ComoSVC.save_pretrained")
-        read_json = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
+        meta = read_model_json(folder / MODEL_CONFIG_FILE)
+        if not isinstance(meta, dict) or "config" not in meta:
+            raise ConfigError(f"{folder / MODEL_CONFIG_FILE} has no 'config' section; it was not written by ComoSVC.save_pretrained")
+        read_json = lambda name: read_model_json(folder / name) if (folder / name).is_file() else {}  # noqa: E731
         model = cls(
-            config=ComoSVCConfig.from_dict(meta["config"], source=str(folder / CONFIG_FILE)),
+            config=ComoSVCConfig.from_dict(meta["config"], source=str(folder / MODEL_CONFIG_FILE)),
             singers=read_json(SINGERS_FILE),
             stats=read_json(STATS_FILE),
             distilled=bool(meta.get("distilled", False)),

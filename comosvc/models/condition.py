@@ -18,7 +18,7 @@ from comosvc.features.bins import coarse_f0, energy_bins, voiced_flag
 class ConditionEncoder(nn.Module):
     """``batch`` -> ``(B, T, hidden)`` condition, the sum of six projections/embeddings.
 
-    Batch keys (DESIGN.md contract): ``whisper`` ``(B, T, whisper_dim)``,
+    Batch keys (docs/design.md contract): ``whisper`` ``(B, T, whisper_dim)``,
     ``contentvec`` ``(B, T, contentvec_dim)``, ``f0`` ``(B, T)`` Hz (0 = unvoiced),
     ``energy`` ``(B, T)`` linear frame energy, ``speaker`` ``(B,)`` int64 global singer id.
     """

@@ -1,8 +1,9 @@
 """Consistency distillation (Song et al. 2023, CD with a Heun teacher step) and the student sampler.
 
-Distillation: the condition encoder, the prior and the teacher denoiser ``phi`` are
-frozen; the student ``theta`` and its EMA target ``theta-`` both start as copies of
-``phi``. On a grid of ``N = cd_steps`` Karras sigmas ``t_1 < ... < t_N``
+Distillation: the condition encoder, the prior and the teacher's denoiser network
+``phi`` are frozen; the student network ``theta`` and its EMA target ``theta-`` both
+start as copies of ``phi``. ``D_phi`` is the denoised estimate of network ``phi``
+(:meth:`~comosvc.models.edm.EDM.denoised`). On a grid of ``N = cd_steps`` Karras sigmas ``t_1 < ... < t_N``
 (``t_1 = s_min``, ``t_N = s_max``), one training step::
 
     n ~ U{1 .. N-1},  n' = eps (+ mu)                       (the teacher's noise, edm.py)
@@ -92,7 +93,7 @@ def consistency_sample(
     for k, sigma in enumerate(tqdm(sigmas, desc="student", disable=not progress, leave=False)):
         if k > 0:
             x = x + (sigma**2 - edm.sigma_min**2) ** 0.5 * draw(k)
-        x = edm.denoise(network, x, sigma, mu, mask)
+        x = edm.denoised(network, x, sigma, mu, mask)
     return x, steps
 
 
@@ -140,12 +141,12 @@ class ConsistencyDistiller(nn.Module):
             t_cur, t_next = self.sigmas[n], self.sigmas[n + 1]
             x_next = y + t_next[:, None, None] * edm.draw_noise(mu, generator)
 
-            def teacher(x: torch.Tensor, sigma) -> torch.Tensor:
-                return edm.denoise(self.teacher.denoiser, x, sigma, mu, mask)
+            def teacher_denoised(x: torch.Tensor, sigma) -> torch.Tensor:
+                return edm.denoised(self.teacher.denoiser, x, sigma, mu, mask)
 
-            x_cur = edm.heun_step(teacher, x_next, t_next, t_cur)
-            target = edm.denoise(self.target, x_cur, t_cur, mu, mask)
-        prediction = edm.denoise(self.student, x_next, t_next, mu, mask)
+            x_cur = edm.heun_step(teacher_denoised, x_next, t_next, t_cur)
+            target = edm.denoised(self.target, x_cur, t_cur, mu, mask)
+        prediction = edm.denoised(self.student, x_next, t_next, mu, mask)
         return {"loss": masked_mean((prediction - target) ** 2, mask)}
 
     @torch.no_grad()
@@ -160,7 +161,7 @@ class ConsistencyDistiller(nn.Module):
         distillation_steps: int | None = None,
         denoiser: Literal["target", "student"] = "target",
     ) -> "ComoSVC":
-        """An inference model: condition encoder + prior + ONE denoiser (the EMA target by default).
+        """An inference model: condition encoder + prior + ONE denoiser network (the EMA target by default).
 
         ``distilled_from`` (Hub id or folder of the teacher) defaults to where the teacher was loaded from.
         """

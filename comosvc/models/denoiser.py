@@ -1,7 +1,8 @@
 """The denoiser network F: BiDilConv, a non-causal WaveNet over mel frames.
 
 ``F(c_in x, c_noise, mu)`` is the raw network of the EDM parametrisation
-(:mod:`comosvc.models.edm` wraps it into the denoiser ``D``). Layout, as in the
+(:meth:`comosvc.models.edm.EDM.denoised` wraps it into the preconditioned denoised
+estimate ``D``; "denoiser" in this package always means this network). Layout, as in the
 reference (Amphion ``BiDilConv`` with ``conditioner_size = n_mels``: the
 conditioner is the prior's coarse mel ``mu``):
 

@@ -1,14 +1,17 @@
 """EDM (Karras et al. 2022) for the teacher: preconditioning, training loss, ODE steps, sampler.
 
 Preconditioning with the *shifted* skip and output scalings of consistency models
-(DESIGN.md; ``s`` is the noise level sigma, ``sd`` = sigma_data)::
+(docs/design.md; ``s`` is the noise level sigma, ``sd`` = sigma_data)::
 
     c_skip  = sd^2 / ((s - s_min)^2 + sd^2)        c_out   = (s - s_min) sd / sqrt(s^2 + sd^2)
     c_in    = 1 / sqrt(s^2 + sd^2)                  c_noise = ln(s) / 4
     D(x, s) = c_skip x + c_out F(c_in x, c_noise, mu)
 
-so ``D(x, s_min) = x`` exactly (the consistency boundary condition). The same ``D``
-serves the teacher and the consistency student.
+Names: the *denoiser* is the network ``F`` (:class:`~comosvc.models.denoiser.BiDilConv`,
+``ComoSVC.denoiser``); ``D(x, s)`` is the *denoised estimate* built from it by the
+preconditioning above (:meth:`EDM.denoised`). ``D(x, s_min) = x`` exactly (the
+consistency boundary condition). The same ``D`` serves the teacher and the
+consistency student.
 
 Noise: with ``noise_prior_mean`` (the reference, after Grad-TTS) a "noise draw" is
 ``n = eps + mu`` with ``eps ~ N(0, I)``; otherwise ``n = eps``. A clean mel ``y`` at
@@ -20,7 +23,7 @@ final 0, i.e. ``steps + 1`` Euler updates (the reference's "40 steps" are 41 net
 evaluations); Heun adds a corrector on every update except the last (to 0). The
 sigmas, the input scaling ``c_in`` and the Euler update come from diffusers'
 ``EDMEulerScheduler``; its output scaling is the unshifted EDM one, so the
-scheduler receives our ``D`` as ``pred_original_sample``. diffusers' Heun scheduler
+scheduler receives our ``D`` (the denoised estimate) as ``pred_original_sample``. diffusers' Heun scheduler
 derives its sigmas from a discrete beta schedule, so the Heun corrector is written
 out here on the same sigmas. Tests compare both solvers with the formulas above.
 """
@@ -36,10 +39,10 @@ from tqdm.auto import tqdm
 from comosvc.config import ModelConfig
 from comosvc.models.masking import masked_mean
 
-# F(x_in, c_noise, mu, mask) -> (B, T, n_mels): the raw network (BiDilConv).
+# F(x_in, c_noise, mu, mask) -> (B, T, n_mels): the denoiser network (BiDilConv).
 Network = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-# D(x, sigma) -> (B, T, n_mels): a denoiser with everything else bound.
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# D(x, sigma) -> (B, T, n_mels): the preconditioned denoised estimate, network, mu and mask bound.
+DenoisedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
@@ -83,12 +86,12 @@ class EDM:
         return c_skip, c_out, c_in, c_noise
 
     def precondition_outputs(self, x: torch.Tensor, network_out: torch.Tensor, sigma) -> torch.Tensor:
-        """``c_skip x + c_out F``."""
+        """``c_skip x + c_out F``: the denoised estimate from the network's output ``F``."""
         c_skip, c_out, _, _ = self.scalings(_per_example(sigma, x))
         return c_skip * x + c_out * network_out
 
-    def denoise(self, network: Network, x: torch.Tensor, sigma, mu: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise, mu)``."""
+    def denoised(self, network: Network, x: torch.Tensor, sigma, mu: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The denoised estimate ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise, mu)`` of the denoiser network ``F``."""
         sigma = _per_example(sigma, x)
         _, _, c_in, c_noise = self.scalings(sigma)
         return self.precondition_outputs(x, network(c_in * x, c_noise.flatten(), mu, mask), sigma)
@@ -129,35 +132,35 @@ class EDM:
         """The weighted loss of :meth:`training_loss` at given noise levels (a float or ``(B,)``).
 
         A network that outputs 0 scores about 1 at low sigma; low values there mean the
-        denoiser has learned to remove small noise, which the multi-step sampler needs
+        denoiser network has learned to remove small noise, which the multi-step sampler needs
         at the end of every trajectory.
         """
         sigma = _per_example(sigma, y)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         noisy = y + sigma * self.draw_noise(mu, generator)
-        denoised = self.denoise(network, noisy, sigma, mu, mask)
+        denoised = self.denoised(network, noisy, sigma, mu, mask)
         return masked_mean(weight * (denoised - y) ** 2, mask)
 
     # ------------------------------------------------------------------ ODE steps
 
     @staticmethod
-    def heun_step(denoiser: Denoiser, x: torch.Tensor, t_cur, t_next) -> torch.Tensor:
-        """Heun's 2nd-order step from ``t_cur`` to ``t_next > 0`` (EDM Algorithm 1, no churn)."""
+    def heun_step(denoised_fn: DenoisedFn, x: torch.Tensor, t_cur, t_next) -> torch.Tensor:
+        """Heun's 2nd-order step from ``t_cur`` to ``t_next > 0`` (EDM Algorithm 1, no churn); ``denoised_fn`` is ``D``."""
         t_cur, t_next = _per_example(t_cur, x), _per_example(t_next, x)
-        denoised = denoiser(x, t_cur)
+        denoised = denoised_fn(x, t_cur)
         x_euler = x + (t_next - t_cur) * (x - denoised) / t_cur
-        return EDM.heun_correction(denoiser, x, denoised, x_euler, t_cur, t_next)
+        return EDM.heun_correction(denoised_fn, x, denoised, x_euler, t_cur, t_next)
 
     @staticmethod
     def heun_correction(
-        denoiser: Denoiser, x: torch.Tensor, denoised: torch.Tensor, x_euler: torch.Tensor, t_cur, t_next
+        denoised_fn: DenoisedFn, x: torch.Tensor, denoised: torch.Tensor, x_euler: torch.Tensor, t_cur, t_next
     ) -> torch.Tensor:
         """Heun's corrector for the Euler prediction ``x_euler`` of ``x`` (``denoised = D(x, t_cur)``):
         ``x + (t_next - t_cur) (slope(x, t_cur) + slope(x_euler, t_next)) / 2``, ``slope(x, t) = (x - D(x, t)) / t``.
         """
         t_cur, t_next = _per_example(t_cur, x), _per_example(t_next, x)
         slope = (x - denoised) / t_cur
-        slope_next = (x_euler - denoiser(x_euler, t_next)) / t_next
+        slope_next = (x_euler - denoised_fn(x_euler, t_next)) / t_next
         return x + (t_next - t_cur) * 0.5 * (slope + slope_next)
 
     # ------------------------------------------------------------------ teacher sampler
@@ -198,7 +201,7 @@ class EDM:
         scheduler = self.scheduler()
         scheduler.set_timesteps(steps + 1, device=mu.device)
         x = self.sigma_max * self.draw_noise(mu, generator, eps=noise[0] if noise else None)
-        denoiser = lambda x_, sigma_: self.denoise(network, x_, sigma_, mu, mask)  # noqa: E731
+        denoised_fn = lambda x_, sigma_: self.denoised(network, x_, sigma_, mu, mask)  # noqa: E731
         nfe = 0
         for i, timestep in enumerate(tqdm(scheduler.timesteps, desc="teacher", disable=not progress, leave=False)):
             sigma, sigma_next = scheduler.sigmas[i], scheduler.sigmas[i + 1]
@@ -208,7 +211,7 @@ class EDM:
             nfe += 1
             x_next = scheduler.step(denoised, timestep, x, pred_original_sample=denoised).prev_sample
             if solver == "heun" and sigma_next > 0:
-                x_next = self.heun_correction(denoiser, x, denoised, x_next, sigma, sigma_next)
+                x_next = self.heun_correction(denoised_fn, x, denoised, x_next, sigma, sigma_next)
                 nfe += 1
             x = x_next
         return x, nfe

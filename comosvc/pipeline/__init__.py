@@ -4,22 +4,39 @@
 are small modules of their own: ``chunks.py`` (long songs in bounded, crossfaded
 pieces; position-keyed noise), ``pitch.py`` (key shift), ``loudness.py`` (envelope
 matching, peak normalisation), ``singers.py`` (singer lookup).
+
+``read_singer_tables`` lives in :mod:`comosvc.models.folder` (beside the model whose
+files it reads); it is re-exported here for older imports.
 """
+
+from typing import Any
 
 from comosvc.pipeline.conversion import (
     PEAK,
     ConversionPipeline,
+    ConversionRequest,
     ConversionResult,
+    StageClock,
     apply_overrides,
-    read_singer_tables,
 )
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import UnknownSingerError, resolve_singer
 
+
+def __getattr__(name: str) -> Any:
+    if name == "read_singer_tables":  # lazy: comosvc.models imports diffusers
+        from comosvc.models.folder import read_singer_tables
+
+        return read_singer_tables
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "PEAK",
     "ConversionPipeline",
+    "ConversionRequest",
     "ConversionResult",
+    "StageClock",
     "UnknownSingerError",
     "apply_overrides",
     "auto_key",

@@ -158,16 +158,45 @@ class ChunkJoiner:
         return self._buffer[: self.n_samples].copy()
 
 
+def core_frames(chunk: Chunk, values: np.ndarray, hop: int) -> np.ndarray:
+    """The frames of ``chunk``'s core out of its per-frame array ``(T_chunk, ...)``: song frames
+    ``core_start // hop .. core_end // hop``."""
+    offset = (chunk.core_start - chunk.start) // hop
+    return values[offset : offset + (chunk.core_end - chunk.core_start) // hop]
+
+
 def join_frames(chunks: list[Chunk], frames: list[np.ndarray], hop: int) -> np.ndarray:
     """Per-frame arrays ``(T_i, ...)`` of the chunks -> one ``(T, ...)`` array for the song.
 
     Each song frame is taken from the chunk that owns it (its core); no blending.
     """
-    parts = []
-    for chunk, values in zip(chunks, frames):
-        offset = (chunk.core_start - chunk.start) // hop
-        parts.append(values[offset : offset + (chunk.core_end - chunk.core_start) // hop])
-    return np.concatenate(parts, axis=0)
+    return np.concatenate([core_frames(chunk, values, hop) for chunk, values in zip(chunks, frames)], axis=0)
+
+
+class SongJoiner:
+    """The converted song, built chunk by chunk in any order.
+
+    Audio ``(n_samples,)`` is crossfaded (:class:`ChunkJoiner`); the log mel
+    ``(ceil(n_samples / hop), n_mels)`` takes each frame from the chunk that owns it,
+    and frames of chunks never added (silence) stay ``fill``.
+    """
+
+    def __init__(self, n_samples: int, hop: int, n_mels: int, fill: float):
+        self.hop = hop
+        self.audio = ChunkJoiner(n_samples, hop)
+        self.mel = np.full((math.ceil(n_samples / hop), n_mels), fill, dtype=np.float32)
+
+    def add(self, chunk: Chunk, wav: np.ndarray, mel: np.ndarray) -> None:
+        """Add one converted chunk: ``wav`` ``(N_chunk,)`` and its log mel ``(T_chunk, n_mels)``."""
+        self.audio.add(chunk, wav)
+        self.mel[chunk.core_start // self.hop : chunk.core_end // self.hop] = core_frames(chunk, mel, self.hop)
+
+
+def length_batches(chunks: list[Chunk], size: int) -> list[list[Chunk]]:
+    """``chunks`` in batches of at most ``size``, of similar length (less padding), shortest first."""
+    order = sorted(chunks, key=lambda c: c.n_samples)
+    size = max(1, size)
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def frame_noise(seed: int, stream: int, start_frame: int, n_frames: int, n_mels: int) -> np.ndarray:
@@ -196,9 +225,12 @@ __all__ = [
     "Chunk",
     "ChunkJoiner",
     "NOISE_BLOCK_FRAMES",
+    "SongJoiner",
+    "core_frames",
     "crossfade_weights",
     "frame_noise",
     "join_frames",
+    "length_batches",
     "plan_chunks",
     "split_at",
 ]

@@ -4,7 +4,12 @@
     >>> result = pipe("song.wav", singer="opensinger_0", key="auto")
     >>> save_audio("out.wav", result.audio, result.sample_rate)
 
-What a call does, in order (timed per stage in ``result.timings``):
+What a call does, in order (timed per stage in ``result.timings``); each phase is
+a method of its own (:meth:`~ConversionPipeline.load`, :meth:`~ConversionPipeline.plan_chunks`,
+:meth:`~ConversionPipeline.song_f0`, :meth:`~ConversionPipeline.key_shift`,
+:meth:`~ConversionPipeline.chunk_features`, :meth:`~ConversionPipeline.acoustic`,
+:meth:`~ConversionPipeline.vocode`, :class:`~comosvc.pipeline.chunks.SongJoiner`,
+:func:`~comosvc.pipeline.loudness.finish_loudness`) that a streaming converter can reuse:
 
 1. Load the input (any file :func:`comosvc.audio.load_audio` reads, or samples) as
    24 kHz mono and pad it to whole hops.
@@ -38,40 +43,30 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 import torch
 
-from comosvc.audio import (
-    MIN_SECONDS,
-    EmptyAudioError,
-    NonFiniteAudioError,
-    TooLongError,
-    TooShortError,
-    load_audio,
-    resample,
-)
+from comosvc.audio import audio_from_samples, load_audio
 from comosvc.config import ComoSVCConfig, ConfigError, with_overrides
 from comosvc.features.mel import LOG_CLAMP, MelStats
-from comosvc.pipeline.chunks import Chunk, ChunkJoiner, frame_noise, join_frames, plan_chunks
-from comosvc.pipeline.loudness import match_loudness, peak_normalise
+from comosvc.pipeline import chunks as chunking
+from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
+from comosvc.pipeline.loudness import PEAK, finish_loudness
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
 from comosvc.slicer import slice_audio
 
 if TYPE_CHECKING:
+    from comosvc.models.samplers import Sampler
     from comosvc.vocoder import Vocoder
 
 logger = logging.getLogger(__name__)
 
-PEAK = 0.9  # peak level of the output without loudness matching (the reference's volume peak)
-CLIP_PEAK = 0.99  # with loudness matching, scale down only above this
-
 AudioInput = Union[str, Path, bytes, np.ndarray, tuple]
 # progress(fraction of the conversion done in [0, 1], what is happening)
 ProgressFn = Callable[[float, str], None]
-Sampler = Literal["teacher", "student"]
 
 
 @dataclass
@@ -105,6 +100,18 @@ class ConversionResult:
     seed: int = 0
     n_chunks: int = 0  # chunks converted (silent chunks are not)
     chunks: list[Chunk] = field(default_factory=list)  # the plan, in samples (see comosvc.pipeline.chunks)
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    """The options of one conversion, resolved and checked (:meth:`ConversionPipeline.request`)."""
+
+    singer: str  # the singer table key "<dataset>_<singer>"
+    sampler: Sampler
+    steps: int
+    key: float | str  # semitones, or "auto"
+    loudness_match: bool
+    seed: int
 
 
 class StageClock:
@@ -221,7 +228,6 @@ class ConversionPipeline:
     def from_config(
         cls,
         config: ComoSVCConfig,
-        random_weights: bool = True,
         vocoder: str | None = None,
         device: str | torch.device | None = None,
         singers: dict[str, int] | None = None,
@@ -239,24 +245,11 @@ class ConversionPipeline:
         ``"nvidia/bigvgan_base_24khz_100band"`` for v1 base; or ``"griffinlim"``).
         ``singers``/``stats`` default to one singer ``"random_0"`` with plausible stats.
         """
-        if not random_weights:
-            raise ValueError("from_config builds random weights; load trained ones with from_pretrained")
-        from comosvc.features.content import WHISPER_SIZES, ContentVecEncoder, WhisperContentEncoder
-        from comosvc.features.extract import FeatureExtractor
         from comosvc.models import ComoSVC
         from comosvc.vocoder import GRIFFINLIM, KNOWN_CONFIGS, BigVGANGenerator, BigVGANVocoder, GriffinLimVocoder
 
         device = _device(device)
-        sizes = [name for name, size in WHISPER_SIZES.items() if size["d_model"] == config.content.whisper_dim]
-        if not sizes:
-            raise ValueError(
-                f"no random content encoder size has whisper_dim={config.content.whisper_dim}; "
-                f"known: { {name: size['d_model'] for name, size in WHISPER_SIZES.items()} }"
-            )
-        whisper = WhisperContentEncoder.random(sizes[0], mode=config.content.whisper_mode, device=device, seed=seed)
-        contentvec = ContentVecEncoder.random(sizes[0], layer=config.content.contentvec_layer, device=device, seed=seed)
-        features = FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec)
-
+        features = _random_features(config, device, seed)
         singers = singers or {"random_0": 0}
         if stats is None:
             from comosvc.measure.stand_ins import random_stats
@@ -305,27 +298,19 @@ class ConversionPipeline:
         """``"<dataset>_<singer>"`` or an unambiguous bare name -> the table key (else :class:`UnknownSingerError`)."""
         return resolve_singer(singer, self.model.singers)
 
-    def check_sampler(self, sampler: str | None, steps: int | None = None) -> str:
-        """Validate ``sampler``/``steps``; ``None`` picks the student of a distilled model, else the teacher."""
-        sampler = sampler or ("student" if self.model.distilled else "teacher")
-        if sampler not in ("teacher", "student"):
-            raise ValueError(f"sampler must be 'teacher' or 'student', got {sampler!r}")
-        if sampler == "student" and not self.model.distilled:
-            raise ValueError(
-                "This model is a diffusion teacher: it has no consistency student. Use sampler='teacher', or "
-                "distil it first (train/distill.py) and load the distilled model."
-            )
-        if sampler == "teacher" and self._teacher is None and not self.teacher_source:
-            raise ValueError(
-                "This distilled model does not record its teacher (distilled_from is empty): pass "
-                "teacher=<Hub id or folder of the teacher> to ConversionPipeline.from_pretrained (--teacher on the CLI)."
-            )
-        if steps is not None:
-            if steps < 1:
-                raise ValueError(f"steps must be at least 1, got {steps}")
-            if sampler == "student" and steps > self.config.model.cd_steps:
-                raise ValueError(f"the student samples in 1..{self.config.model.cd_steps} steps (1-4 typical), got {steps}")
-        return sampler
+    def check_sampler(self, sampler: str | None, steps: int | None = None) -> Sampler:
+        """Validate ``sampler``/``steps`` (:func:`comosvc.models.samplers.check_sampler`); ``None`` picks the
+        student of a distilled model, else the teacher. A distilled model's teacher is loaded from ``teacher``."""
+        from comosvc.models.samplers import check_sampler  # lazy: comosvc.models imports diffusers
+
+        return check_sampler(
+            self.model.distilled,
+            sampler,
+            steps,
+            cd_steps=self.config.model.cd_steps,
+            teacher_source=self.teacher_source,
+            loads_teacher=True,
+        )
 
     def teacher(self):
         """The teacher model, loaded on first use for a distilled pipeline."""
@@ -365,7 +350,7 @@ class ConversionPipeline:
             self._stats_cache[dataset] = MelStats.from_dict(self.model.stats["mel"][dataset])
         return self._stats_cache[dataset]
 
-    # ------------------------------------------------------------------ input
+    # ------------------------------------------------------------------ 1. input
 
     def load(self, audio: AudioInput) -> np.ndarray:
         """Any input -> ``(N,)`` float32 at 24 kHz (the loader's :class:`AudioError` on bad input).
@@ -373,6 +358,7 @@ class ConversionPipeline:
         ``audio``: a path or the file's bytes (:func:`comosvc.audio.load_audio`); a
         1-D array of samples at 24 kHz; or ``(sample_rate, samples)`` with samples
         ``(N,)`` or ``(N, channels)``, float or integer PCM (what Gradio gives).
+        Samples are checked like a file (:func:`comosvc.audio.audio_from_samples`).
         """
         sr = self.sample_rate
         max_seconds = self.config.audio.max_duration
@@ -382,30 +368,155 @@ class ConversionPipeline:
             if len(audio) != 2:
                 raise ValueError("audio as a tuple must be (sample_rate, samples)")
             rate, samples = int(audio[0]), np.asarray(audio[1])
-            if np.issubdtype(samples.dtype, np.integer):
-                samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
-            if samples.ndim == 2:
-                samples = samples.mean(axis=1)
         else:
             rate, samples = sr, np.asarray(audio)
-        if samples.ndim != 1:
-            raise ValueError(f"audio samples must be mono (N,) (or (N, channels) in a (rate, samples) tuple), got {samples.shape}")
-        if samples.size == 0:
-            raise EmptyAudioError("The audio holds no samples.")
-        samples = samples.astype(np.float32, copy=False)
-        if not np.isfinite(samples).all():
-            raise NonFiniteAudioError("The audio contains NaN or infinite samples.")
-        duration = len(samples) / rate
-        if duration < MIN_SECONDS:
-            raise TooShortError(
-                f"The audio lasts {duration * 1000:.1f} ms, shorter than one analysis frame ({MIN_SECONDS * 1000:.1f} ms)."
+            if samples.ndim != 1:
+                raise ValueError(
+                    f"audio samples must be mono (N,) (or (N, channels) in a (rate, samples) tuple), got {samples.shape}"
+                )
+        return audio_from_samples(samples, rate, sr, max_seconds=max_seconds)
+
+    def request(
+        self,
+        singer: str,
+        sampler: str | None = None,
+        steps: int | None = None,
+        key: float | str = 0.0,
+        loudness_match: bool | None = None,
+        seed: int | None = None,
+    ) -> ConversionRequest:
+        """The options of a call resolved (config defaults, a random seed) and checked, before any audio is read.
+
+        A distilled pipeline loads its teacher here for ``sampler="teacher"``, so that error comes first too.
+        """
+        inference = self.config.inference
+        singer_key = self.resolve_singer(singer)
+        sampler = self.check_sampler(sampler, steps)
+        key = parse_key(key)
+        self._acoustic_model(sampler)
+        return ConversionRequest(
+            singer=singer_key,
+            sampler=sampler,
+            steps=steps or (inference.teacher_steps if sampler == "teacher" else inference.student_steps),
+            key=key,
+            loudness_match=inference.loudness_match if loudness_match is None else loudness_match,
+            seed=int(np.random.default_rng().integers(2**31)) if seed is None else int(seed),
+        )
+
+    # ------------------------------------------------------------------ 2. chunks
+
+    def plan_chunks(self, wav: np.ndarray) -> list[Chunk]:
+        """Chunks of the song ``(N,)`` cut at its silences (:mod:`comosvc.pipeline.chunks`); ``[]`` when all is silence."""
+        cfg = self.config
+        pieces = slice_audio(
+            wav,
+            cfg.audio.sample_rate,
+            max_seconds=cfg.inference.max_chunk_seconds,
+            min_seconds=0.0,
+            silence_db=cfg.inference.silence_db,
+            min_silence_seconds=cfg.inference.min_silence_seconds,
+        )
+        if not pieces:
+            return []
+        margin = int(round(cfg.inference.crossfade_seconds * cfg.audio.sample_rate / 2))
+        return chunking.plan_chunks(len(wav), pieces, cfg.audio.hop_length, margin, min_samples=cfg.audio.n_fft)
+
+    def pad_to_hops(self, wav: np.ndarray) -> np.ndarray:
+        """``wav`` zero-padded to whole hops, ``(ceil(N / hop) * hop,)``: what the chunks index."""
+        hop = self.config.audio.hop_length
+        return np.pad(wav, (0, -(-len(wav) // hop) * hop - len(wav)))
+
+    # ------------------------------------------------------------------ 3. F0 and key
+
+    def song_f0(self, padded: np.ndarray, chunks: list[Chunk]) -> np.ndarray:
+        """F0 ``(T,)`` Hz of the whole song from its sounding chunks (silent chunks: unvoiced, 0)."""
+        hop = self.config.audio.hop_length
+        per_chunk = [
+            self.features.extract_batch([padded[c.start : c.end]], features=("f0",))[0]["f0"]
+            if not c.silent
+            else np.zeros((c.end - c.start) // hop, dtype=np.float32)
+            for c in chunks
+        ]
+        return join_frames(chunks, per_chunk, hop)
+
+    def key_shift(self, source_f0: np.ndarray, singer: str, key: float | str) -> tuple[np.ndarray, float, list[str]]:
+        """``(shifted F0 (T,) Hz, semitones, warnings)``; ``key="auto"`` moves the source's median
+        voiced F0 onto ``singer``'s (``stats.json``)."""
+        if key != "auto":
+            return shift_f0(source_f0, float(key)), float(key), []
+        target = singer_f0_median(singer, self.model.stats)
+        if target is None:
+            raise ValueError(
+                f"key='auto' needs the median F0 of {singer}, which the model's stats.json does not record; "
+                "pass a key in semitones instead."
             )
-        if duration > max_seconds:
-            raise TooLongError(
-                f"The audio lasts {duration:.1f} s, more than the maximum of {max_seconds:.0f} s. "
-                "Cut it into shorter pieces or raise audio.max_duration."
-            )
-        return resample(samples, rate, sr)
+        semitones = auto_key(source_f0, target)
+        if semitones is None:
+            return shift_f0(source_f0, 0.0), 0.0, ["No voiced frame found in the input: the automatic key shift is 0."]
+        return shift_f0(source_f0, semitones), semitones, []
+
+    # ------------------------------------------------------------------ 4. per batch of chunks
+
+    def chunk_features(self, wavs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Content features of a batch of chunks ``(N_i,)``: energy, Whisper, ContentVec, one dict each."""
+        return self.features.extract_batch(wavs, features=("energy", "whisper", "contentvec"))
+
+    def acoustic(
+        self,
+        chunks: list[Chunk],
+        feats: list[dict[str, np.ndarray]],
+        f0: np.ndarray,
+        singer: str,
+        seed: int,
+        sampler: Sampler,
+        steps: int,
+    ) -> tuple[list[torch.Tensor], int]:
+        """A batch of chunks -> ``([log mel (T_i, n_mels) per chunk], nfe)``.
+
+        ``f0`` ``(T,)`` Hz is the song's conditioning F0; the noise is keyed to song
+        frames (``seed``); the mel is denormalised with ``singer``'s dataset stats.
+        """
+        model = self._acoustic_model(sampler)
+        n_mels = self.config.audio.n_mels
+        batch, lengths = self._model_batch(chunks, feats, f0, int(self.model.singers[singer]))
+        noise = [self._noise(chunks, lengths, seed, k, n_mels) for k in range(model.noise_draws(sampler, steps))]
+        out = model.sample(batch, steps=steps, sampler=sampler, noise=noise)
+        log_mel = self._mel_stats(singer).denormalize(out.mel.float())
+        return [log_mel[row, :frames] for row, frames in enumerate(lengths)], out.nfe
+
+    def vocode(self, log_mel: torch.Tensor) -> np.ndarray:
+        """One chunk's log mel ``(T, n_mels)`` -> its samples ``(N,)`` float32."""
+        return self.vocoder(log_mel[None])[0].cpu().numpy()
+
+    def _convert_chunks(
+        self,
+        padded: np.ndarray,
+        n_samples: int,
+        chunks: list[Chunk],
+        f0: np.ndarray,
+        request: ConversionRequest,
+        clock: StageClock,
+        report: ProgressFn,
+    ) -> tuple[SongJoiner, int]:
+        """Content, acoustic model and vocoder over the sounding chunks, batch by batch, joined into the song."""
+        sounding = [c for c in chunks if not c.silent]
+        cfg = self.config
+        song = SongJoiner(n_samples, cfg.audio.hop_length, cfg.audio.n_mels, fill=float(np.log(LOG_CLAMP)))
+        nfe, done = 0, 0
+        for batch in length_batches(sounding, cfg.inference.batch_size):
+            with clock("content"):
+                feats = self.chunk_features([padded[c.start : c.end] for c in batch])
+            with clock("acoustic"):
+                mels, nfe = self.acoustic(
+                    batch, feats, f0, request.singer, request.seed, request.sampler, request.steps
+                )
+            for chunk, mel in zip(batch, mels):
+                with clock("vocoder"):
+                    wav = self.vocode(mel)
+                song.add(chunk, wav, mel.cpu().numpy())
+            done += len(batch)
+            report(done / len(sounding), f"{done}/{len(sounding)} chunks")
+        return song, nfe
 
     # ------------------------------------------------------------------ conversion
 
@@ -435,139 +546,72 @@ class ConversionPipeline:
             progress: called as ``progress(fraction, description)``.
         """
         clock = StageClock()
-        cfg = self.config
-        hop, sr, n_mels = cfg.audio.hop_length, cfg.audio.sample_rate, cfg.audio.n_mels
-        warnings: list[str] = []
         report = progress or (lambda fraction, desc: None)
-
-        singer_key = self.resolve_singer(singer)
-        sampler = self.check_sampler(sampler, steps)
-        key = parse_key(key)
-        loudness_match = cfg.inference.loudness_match if loudness_match is None else loudness_match
-        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
-        model = self._acoustic_model(sampler)
-        steps = steps or (cfg.inference.teacher_steps if sampler == "teacher" else cfg.inference.student_steps)
-
+        request = self.request(singer, sampler, steps, key, loudness_match, seed)
+        # 1. load
         wav = self.load(audio)
-        n = len(wav)
-        n_frames = -(-n // hop)
-        padded = np.pad(wav, (0, n_frames * hop - n))
-        pieces = slice_audio(
-            wav,
-            sr,
-            max_seconds=cfg.inference.max_chunk_seconds,
-            min_seconds=0.0,
-            silence_db=cfg.inference.silence_db,
-            min_silence_seconds=cfg.inference.min_silence_seconds,
-        )
-        common = dict(sample_rate=sr, singer=singer_key, sampler=sampler, steps=steps, seed=seed)
-        if not pieces:
-            warnings.append(
-                f"The input is silent (no part louder than {cfg.inference.silence_db:g} dBFS), so the output is "
-                "silence. If it is just very quiet, normalise it or lower inference.silence_db."
-            )
+        # 2. plan chunks (an all-silent input is not converted)
+        chunks = self.plan_chunks(wav)
+        if not chunks:
             report(1.0, "silent input")
-            return ConversionResult(
-                audio=np.zeros(n, dtype=np.float32),
-                mel=np.full((n_frames, n_mels), np.log(LOG_CLAMP), dtype=np.float32),
-                f0=np.zeros(n_frames, dtype=np.float32),
-                nfe=0,
-                timings=clock.wall(),
-                cpu_timings=clock.cpu(),
-                warnings=warnings,
-                key=0.0 if key == "auto" else float(key),
-                **common,
-            )
-        margin = int(round(cfg.inference.crossfade_seconds * sr / 2))
-        chunks = plan_chunks(n, pieces, hop, margin, min_samples=cfg.audio.n_fft)
-        sounding = [c for c in chunks if not c.silent]
-
-        # F0 of every sounding chunk, joined into the song's track (silent chunks: unvoiced).
+            return self._silent_result(len(wav), request, clock)
+        padded = self.pad_to_hops(wav)
+        # 3. F0 of the song, key shift
         report(0.0, "F0")
         with clock("f0"):
-            chunk_f0 = [
-                self.features.extract_batch([padded[c.start : c.end]], features=("f0",))[0]["f0"]
-                if not c.silent
-                else np.zeros((c.end - c.start) // hop, dtype=np.float32)
-                for c in chunks
-            ]
-            source_f0 = join_frames(chunks, chunk_f0, hop)
-            del chunk_f0
-
-        if key == "auto":
-            target = singer_f0_median(singer_key, self.model.stats)
-            if target is None:
-                raise ValueError(
-                    f"key='auto' needs the median F0 of {singer_key}, which the model's stats.json does not record; "
-                    "pass a key in semitones instead."
-                )
-            semitones = auto_key(source_f0, target)
-            if semitones is None:
-                warnings.append("No voiced frame found in the input: the automatic key shift is 0.")
-                semitones = 0.0
-        else:
-            semitones = float(key)
-        song_f0 = shift_f0(source_f0, semitones)
-
-        stats = self._mel_stats(singer_key)
-        speaker = int(self.model.singers[singer_key])
-        n_draws = model.noise_draws(sampler, steps)
-        joiner = ChunkJoiner(n, hop)
-        song_mel = np.full((n_frames, n_mels), np.log(LOG_CLAMP), dtype=np.float32)
-        nfe = 0
-        # Batches of chunks of similar length: less padding. Any order works for the joiner.
-        order = sorted(sounding, key=lambda c: c.n_samples)
-        size = max(1, cfg.inference.batch_size)
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        done = 0
-        for batch_chunks in batches:
-            wavs = [padded[c.start : c.end] for c in batch_chunks]
-            with clock("content"):
-                feats = self.features.extract_batch(wavs, features=("energy", "whisper", "contentvec"))
-            with clock("acoustic"):
-                batch, lengths = self._model_batch(batch_chunks, feats, song_f0, speaker)
-                noise = [self._noise(batch_chunks, lengths, seed, k, n_mels) for k in range(n_draws)]
-                out = model.sample(batch, steps=steps, sampler=sampler, noise=noise)
-                nfe = out.nfe
-                log_mel = stats.denormalize(out.mel.float())
-
-            for row, (chunk, frames) in enumerate(zip(batch_chunks, lengths)):
-                mel = log_mel[row, :frames]
-                with clock("vocoder"):
-                    chunk_wav = self.vocoder(mel[None])[0].cpu().numpy()
-                joiner.add(chunk, chunk_wav)
-                first = chunk.core_start // hop
-                offset = first - chunk.start // hop
-                song_mel[first : chunk.core_end // hop] = mel[offset : offset + (chunk.core_end - chunk.core_start) // hop].cpu().numpy()
-            done += len(batch_chunks)
-            report(done / len(sounding), f"{done}/{len(sounding)} chunks")
-
-        result = joiner.result()
-        if loudness_match:
-            result = match_loudness(result, wav, hop=hop, window=cfg.audio.win_length)
-            peak = float(np.abs(result).max())
-            if peak > CLIP_PEAK:
-                result = peak_normalise(result, CLIP_PEAK)
-        else:
-            result = peak_normalise(result, PEAK)
+            source_f0 = self.song_f0(padded, chunks)
+        f0, semitones, warnings = self.key_shift(source_f0, request.singer, request.key)
+        # 4. content, acoustic model and vocoder per batch of chunks, joined with crossfades
+        song, nfe = self._convert_chunks(padded, len(wav), chunks, f0, request, clock, report)
+        # 5. loudness
+        cfg = self.config.audio
+        out = finish_loudness(song.audio.result(), wav, request.loudness_match, cfg.hop_length, cfg.win_length)
         return ConversionResult(
-            audio=result,
-            mel=song_mel,
-            f0=song_f0,
+            audio=out,
+            mel=song.mel,
+            f0=f0,
             nfe=nfe,
             timings=clock.wall(),
             cpu_timings=clock.cpu(),
             warnings=warnings,
             key=semitones,
-            n_chunks=len(sounding),
+            n_chunks=sum(not c.silent for c in chunks),
             chunks=chunks,
-            **common,
+            **self._result_fields(request),
+        )
+
+    def _result_fields(self, request: ConversionRequest) -> dict:
+        return dict(
+            sample_rate=self.sample_rate,
+            singer=request.singer,
+            sampler=request.sampler,
+            steps=request.steps,
+            seed=request.seed,
+        )
+
+    def _silent_result(self, n_samples: int, request: ConversionRequest, clock: StageClock) -> ConversionResult:
+        """Silence out for a silent input, with a warning that says what to do if it was only quiet."""
+        silence_db = self.config.inference.silence_db
+        n_frames = -(-n_samples // self.config.audio.hop_length)
+        return ConversionResult(
+            audio=np.zeros(n_samples, dtype=np.float32),
+            mel=np.full((n_frames, self.config.audio.n_mels), np.log(LOG_CLAMP), dtype=np.float32),
+            f0=np.zeros(n_frames, dtype=np.float32),
+            nfe=0,
+            timings=clock.wall(),
+            cpu_timings=clock.cpu(),
+            warnings=[
+                f"The input is silent (no part louder than {silence_db:g} dBFS), so the output is "
+                "silence. If it is just very quiet, normalise it or lower inference.silence_db."
+            ],
+            key=0.0 if request.key == "auto" else float(request.key),
+            **self._result_fields(request),
         )
 
     def _model_batch(
         self, chunks: list[Chunk], feats: list[dict[str, np.ndarray]], song_f0: np.ndarray, speaker: int
     ) -> tuple[dict[str, torch.Tensor], list[int]]:
-        """Pad the chunks' features to one ``(B, T_max, ...)`` batch with a mask (DESIGN.md batch contract)."""
+        """Pad the chunks' features to one ``(B, T_max, ...)`` batch with a mask (the model batch of docs/design.md)."""
         hop = self.config.audio.hop_length
         lengths = [(c.end - c.start) // hop for c in chunks]
         longest = max(lengths)
@@ -605,6 +649,22 @@ class ConversionPipeline:
 # --------------------------------------------------------------------------- helpers
 
 
+def _random_features(config: ComoSVCConfig, device: torch.device, seed: int):
+    """A :class:`~comosvc.features.extract.FeatureExtractor` with random content encoders of ``content.whisper_dim``."""
+    from comosvc.features.content import WHISPER_SIZES, ContentVecEncoder, WhisperContentEncoder
+    from comosvc.features.extract import FeatureExtractor
+
+    sizes = [name for name, size in WHISPER_SIZES.items() if size["d_model"] == config.content.whisper_dim]
+    if not sizes:
+        raise ValueError(
+            f"no random content encoder size has whisper_dim={config.content.whisper_dim}; "
+            f"known: { {name: size['d_model'] for name, size in WHISPER_SIZES.items()} }"
+        )
+    whisper = WhisperContentEncoder.random(sizes[0], mode=config.content.whisper_mode, device=device, seed=seed)
+    contentvec = ContentVecEncoder.random(sizes[0], layer=config.content.contentvec_layer, device=device, seed=seed)
+    return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec)
+
+
 def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoSVCConfig:
     """A copy of ``config`` with ``section.key=value`` overrides applied (strictly checked)."""
     new = with_overrides(config, overrides)
@@ -616,35 +676,11 @@ def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoS
     return new
 
 
-def read_singer_tables(model: str | Path) -> tuple[dict[str, int], dict[str, Any]]:
-    """``(singers, stats)`` of a model folder or Hub id, without loading its weights."""
-    import json
-
-    from comosvc.models.comosvc import CONFIG_FILE, SINGERS_FILE, STATS_FILE
-
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        if not (folder / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{folder} is not a ComoSVC model folder ({CONFIG_FILE} missing).")
-        paths = {name: folder / name for name in (SINGERS_FILE, STATS_FILE)}
-    else:
-        from huggingface_hub import hf_hub_download
-
-        paths = {}
-        for name in (SINGERS_FILE, STATS_FILE):
-            try:
-                paths[name] = Path(hf_hub_download(str(model), name))
-            except Exception as err:  # offline, missing repo or file
-                if name == STATS_FILE:
-                    paths[name] = None
-                    continue
-                raise OSError(f"Could not read {name} of the model {model!r} ({type(err).__name__}: {err}).") from err
-    if paths[SINGERS_FILE] is None or not paths[SINGERS_FILE].is_file():
-        raise FileNotFoundError(f"{model} has no {SINGERS_FILE}: it is not a complete ComoSVC model.")
-    singers = json.loads(paths[SINGERS_FILE].read_text())
-    stats_path = paths.get(STATS_FILE)
-    stats = json.loads(stats_path.read_text()) if stats_path is not None and stats_path.is_file() else {}
-    return singers, stats
-
-
-__all__ = ["PEAK", "ConversionPipeline", "ConversionResult", "apply_overrides", "read_singer_tables"]
+__all__ = [
+    "PEAK",
+    "ConversionPipeline",
+    "ConversionRequest",
+    "ConversionResult",
+    "StageClock",
+    "apply_overrides",
+]

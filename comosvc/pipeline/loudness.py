@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+PEAK = 0.9  # peak level of the output without loudness matching (the reference's volume peak)
+CLIP_PEAK = 0.99  # with loudness matching, scale down only above this
+
 
 def frame_rms(wav: np.ndarray, hop: int = 256, window: int = 1024) -> np.ndarray:
     """RMS of ``window``-sample frames centred on samples ``i * hop + hop // 2``: ``(ceil(N / hop),)``."""
@@ -57,4 +60,18 @@ def peak_normalise(wav: np.ndarray, peak: float) -> np.ndarray:
     return (wav * np.float32(peak / current)).astype(np.float32)
 
 
-__all__ = ["frame_rms", "match_loudness", "peak_normalise"]
+def finish_loudness(
+    converted: np.ndarray, source: np.ndarray, loudness_match: bool, hop: int = 256, window: int = 1024
+) -> np.ndarray:
+    """The song's final level: peak-normalised to :data:`PEAK`, or (``loudness_match``) given
+    the source's envelope by :func:`match_loudness` and scaled down only if it would clip
+    (peak above :data:`CLIP_PEAK`). Both ``(N,)`` float32."""
+    if not loudness_match:
+        return peak_normalise(converted, PEAK)
+    matched = match_loudness(converted, source, hop=hop, window=window)
+    if float(np.abs(matched).max()) > CLIP_PEAK:
+        matched = peak_normalise(matched, CLIP_PEAK)
+    return matched
+
+
+__all__ = ["CLIP_PEAK", "PEAK", "finish_loudness", "frame_rms", "match_loudness", "peak_normalise"]

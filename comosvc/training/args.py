@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from comosvc.config import ComoSVCConfig, ConfigError, load_config
+from comosvc.files import RUN_CONFIG_FILE
 
 
 def build_parser(description: str, teacher_arg: bool = False) -> argparse.ArgumentParser:
@@ -78,7 +79,7 @@ def tracker_config(cfg: ComoSVCConfig) -> dict[str, int | float | str | bool]:
 
 def save_run_config(cfg: ComoSVCConfig, out: str | Path) -> Path:
     """Write the effective config to ``OUT/config.yaml`` (what this run actually used)."""
-    path = Path(out) / "config.yaml"
+    path = Path(out) / RUN_CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg.save(path)
     return path
