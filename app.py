@@ -30,13 +30,14 @@ import pandas as pd
 
 from comosvc.audio import AudioError, TooLongError, load_audio, save_audio
 from comosvc.compare import compare, mel_image, mel_range, timing_rows, timing_table
+from comosvc.vocoders import GRIFFINLIM
 
 log = logging.getLogger("comosvc.app")
 
 HOW_TO_PROVIDE = (
     "Start the app with `python app.py --model MODEL`, where MODEL is a Hub id or a local "
     "folder written by `save_pretrained` (add `--vocoder VOCODER` for another vocoder: a Hub id, "
-    "a folder or `griffinlim`), or set the environment variables `COMOSVC_MODEL` and "
+    f"a folder or `{GRIFFINLIM}`), or set the environment variables `COMOSVC_MODEL` and "
     "`COMOSVC_VOCODER`. On a Hugging Face Space, add them under Settings → Variables and "
     "restart the Space."
 )
@@ -50,7 +51,7 @@ class AppSettings:
     """Where the model comes from and the limits of a public deployment."""
 
     model: str | None = None  # Hub id or folder of a ComoSVC export (teacher or distilled student)
-    vocoder: str | None = None  # Hub id, folder or "griffinlim"; None = the model's default
+    vocoder: str | None = None  # Hub id, folder or GRIFFINLIM; None = the model's default
     teacher: str | None = None  # teacher export, when the student does not point to one itself
     device: str | None = None
     max_seconds: float = 60.0  # longest source clip accepted, seconds
@@ -72,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     parser.add_argument("--model", default=os.environ.get("COMOSVC_MODEL"),
                         help="Hub id or local folder of a ComoSVC model (env COMOSVC_MODEL)")
     parser.add_argument("--vocoder", default=os.environ.get("COMOSVC_VOCODER"),
-                        help="Hub id, local folder or 'griffinlim' (env COMOSVC_VOCODER; default: the model's)")
+                        help=f"Hub id, local folder or '{GRIFFINLIM}' (env COMOSVC_VOCODER; default: the model's)")
     parser.add_argument("--teacher", default=os.environ.get("COMOSVC_TEACHER"),
                         help="teacher model, if the student export does not name one (env COMOSVC_TEACHER)")
     parser.add_argument("--device", default=os.environ.get("COMOSVC_DEVICE"), help="cpu, cuda, ... (default: auto)")
@@ -147,7 +148,7 @@ def load_model(settings: AppSettings) -> ModelState:
     if "student" not in samplers:
         notes.append("⚠️ This model is a diffusion teacher without a distilled student: only the teacher runs.")
     requested = settings.vocoder or pipe.config.inference.vocoder
-    if _is_griffinlim(pipe.vocoder) and requested.strip().lower() != "griffinlim":
+    if _is_griffinlim(pipe.vocoder) and requested.strip().lower() != GRIFFINLIM:
         notes.append(
             f"⚠️ The vocoder `{requested}` could not be reached, so Griffin-Lim (low quality) makes the audio. "
             "Pass `--vocoder` (or `COMOSVC_VOCODER`) with a Hub id or a local BigVGAN folder."
@@ -179,7 +180,7 @@ def warm_up(pipe, samplers) -> None:
 
 
 def _is_griffinlim(vocoder) -> bool:
-    from comosvc.vocoder import GriffinLimVocoder
+    from comosvc.vocoders import GriffinLimVocoder
 
     return isinstance(vocoder, GriffinLimVocoder)
 

@@ -24,7 +24,7 @@ def quick_vocoder(monkeypatch):
         asked.append(name)
         return fast_vocoder()
 
-    monkeypatch.setattr("comosvc.vocoder.load_vocoder", load_vocoder)
+    monkeypatch.setattr("comosvc.vocoders.load_vocoder", load_vocoder)
     return asked
 
 
