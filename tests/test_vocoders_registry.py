@@ -67,7 +67,7 @@ def test_bench_cli_runs(capsys):
 def test_random_vocoder_knows_the_registered_names():
     assert random_names() == [DEFAULT_VOCODER, CPU_VOCODER, GRIFFINLIM]
     assert isinstance(random_vocoder("Griffin-Lim", AudioConfig()), GriffinLimVocoder)
-    with pytest.raises(ValueError, match=r"no random-weight config for vocoder 'someone/unknown'.*griffinlim"):
+    with pytest.raises(ValueError, match=rf"no random-weight config for vocoder 'someone/unknown'.*{GRIFFINLIM}"):
         random_vocoder("someone/unknown")
 
 

@@ -8,7 +8,7 @@ One interface (:class:`Vocoder`, in :mod:`~comosvc.vocoders.base`), one module p
 * :mod:`~comosvc.vocoders.griffinlim`: Griffin-Lim, no weights, a low-quality fallback.
 
 :mod:`~comosvc.vocoders.registry` lists the families: :func:`load_vocoder` picks one from
-a name (``"griffinlim"``, a Hub id or a local folder) and checks its mel against our
+a name (:data:`GRIFFINLIM`, a Hub id or a local folder) and checks its mel against our
 :class:`~comosvc.config.AudioConfig`, so a vocoder trained on another mel fails loudly
 instead of producing noise; :func:`random_vocoder` builds one with random weights.
 

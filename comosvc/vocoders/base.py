@@ -158,7 +158,7 @@ class VocoderFamily:
             ``random_names``.
         check_mel: ``source -> None``; raises :class:`VocoderMismatchError` when the
             vocoder was trained on another mel than ``source.audio``.
-        names: names that pick this family without any files (``"griffinlim"``),
+        names: names that pick this family without any files (``GRIFFINLIM``),
             compared case-, ``-``- and ``_``-insensitively.
         layouts: the folder layouts that are checkpoints of this family.
         random_names: further names ``random`` can build (known Hub ids).

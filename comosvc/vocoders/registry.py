@@ -1,7 +1,7 @@
 """The vocoder families, and the two ways to get a vocoder: load one by name, or build one with random weights.
 
 :data:`FAMILIES` maps a family's name to its :class:`~comosvc.vocoders.base.VocoderFamily`:
-how it is recognised (a name such as ``"griffinlim"``, or the files of a folder or Hub
+how it is recognised (a name such as :data:`GRIFFINLIM`, or the files of a folder or Hub
 repo) and how it is mel-checked, loaded and built with random weights. Adding a vocoder
 is one module (a :class:`~comosvc.vocoders.base.Vocoder` subclass and its ``FAMILY``)
 plus one entry in :data:`FAMILIES`; :func:`register`/:func:`unregister` do the same at
@@ -50,7 +50,7 @@ def _normalise(name: str) -> str:
 
 
 def family_named(name: str) -> VocoderFamily | None:
-    """The family picked by ``name`` without any files (``"griffinlim"``, ``"Griffin-Lim"``), or None."""
+    """The family picked by ``name`` without any files (:data:`GRIFFINLIM`, in any case, with or without ``-``/``_``), or None."""
     for family in FAMILIES.values():
         if any(_normalise(name) == _normalise(known) for known in family.names):
             return family
@@ -132,7 +132,7 @@ def load_vocoder(
     """A ready vocoder (eval mode, on ``device``) from a name.
 
     Args:
-        name_or_path: a family name (``"griffinlim"``), a Hub id
+        name_or_path: a family name (:data:`GRIFFINLIM`), a Hub id
             (``nvidia/bigvgan_v2_24khz_100band_256x``,
             ``amphion/BigVGAN_singing_bigdata/bigvgan_singing``) or a local folder; the
             family of a folder is recognised by its files.
@@ -168,7 +168,7 @@ def random_vocoder(name: str, audio: AudioConfig | None = None, seed: int = 0) -
     """A vocoder of a known family/config with random weights (CPU), for speed runs.
 
     Speed does not depend on the weights, so nothing is downloaded. ``name`` is a
-    family name (``"griffinlim"``) or a known config (``"nvidia/bigvgan_base_24khz_100band"``).
+    family name (:data:`GRIFFINLIM`) or a known config (``"nvidia/bigvgan_base_24khz_100band"``).
     """
     audio = audio or AudioConfig()
     family = family_named(name) or next((f for f in FAMILIES.values() if name in f.random_names), None)
