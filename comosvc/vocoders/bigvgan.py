@@ -204,6 +204,13 @@ def _same_padding(kernel_size: int, dilation: int) -> int:
     return (kernel_size * dilation - dilation) // 2
 
 
+def _dilated_convs(channels: int, kernel_size: int, dilations: list[int]) -> nn.ModuleList:
+    """One length-preserving ``channels -> channels`` conv per dilation."""
+    return nn.ModuleList(
+        _conv(channels, channels, kernel_size, dilation=d, padding=_same_padding(kernel_size, d)) for d in dilations
+    )
+
+
 def _activation(config: BigVGANConfig, channels: int) -> AntiAliasedActivation:
     snake = SnakeBeta if config.activation == "snakebeta" else Snake
     return AntiAliasedActivation(snake(channels, logscale=config.snake_logscale))
@@ -214,13 +221,8 @@ class AMPBlock1(nn.Module):
 
     def __init__(self, config: BigVGANConfig, channels: int, kernel_size: int, dilations: list[int]):
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            _conv(channels, channels, kernel_size, dilation=d, padding=_same_padding(kernel_size, d))
-            for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            _conv(channels, channels, kernel_size, padding=_same_padding(kernel_size, 1)) for _ in dilations
-        )
+        self.convs1 = _dilated_convs(channels, kernel_size, dilations)
+        self.convs2 = _dilated_convs(channels, kernel_size, [1] * len(dilations))
         # interleaved: activations[2i] before convs1[i], activations[2i + 1] before convs2[i]
         self.activations = nn.ModuleList(_activation(config, channels) for _ in range(2 * len(dilations)))
 
@@ -237,10 +239,7 @@ class AMPBlock2(nn.Module):
 
     def __init__(self, config: BigVGANConfig, channels: int, kernel_size: int, dilations: list[int]):
         super().__init__()
-        self.convs = nn.ModuleList(
-            _conv(channels, channels, kernel_size, dilation=d, padding=_same_padding(kernel_size, d))
-            for d in dilations
-        )
+        self.convs = _dilated_convs(channels, kernel_size, dilations)
         self.activations = nn.ModuleList(_activation(config, channels) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
