@@ -45,13 +45,14 @@ import pandas as pd
 
 from comosvc.audio import AudioError, TooLongError, load_audio, save_audio
 from comosvc.compare import compare, mel_image, mel_range, timing_rows, timing_table
+from comosvc.vocoders import GRIFFINLIM
 
 log = logging.getLogger("comosvc.app")
 
 HOW_TO_PROVIDE = (
     "Start the app with `python app.py --model MODEL`, where MODEL is a Hub id or a local "
     "folder written by `save_pretrained` (add `--vocoder VOCODER` for another vocoder: a Hub id, "
-    "a folder or `griffinlim`), or set the environment variables `COMOSVC_MODEL` and "
+    f"a folder or `{GRIFFINLIM}`), or set the environment variables `COMOSVC_MODEL` and "
     "`COMOSVC_VOCODER`. On a Hugging Face Space, add them under Settings → Variables and "
     "restart the Space."
 )
@@ -139,7 +140,7 @@ class AppSettings:
     """Where the model comes from and the limits of a public deployment."""
 
     model: str | None = None  # Hub id or folder of a ComoSVC export (teacher or distilled student)
-    vocoder: str | None = None  # Hub id, folder or "griffinlim"; None = the model's default
+    vocoder: str | None = None  # Hub id, folder or GRIFFINLIM; None = the model's default
     teacher: str | None = None  # teacher export, when the student does not point to one itself
     device: str | None = None
     max_seconds: float = 60.0  # longest source clip accepted, seconds
@@ -173,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     parser.add_argument("--model", default=os.environ.get("COMOSVC_MODEL") or (SPACE_MODEL if space_default else None),
                         help="Hub id or local folder of a ComoSVC model (env COMOSVC_MODEL)")
     parser.add_argument("--vocoder", default=os.environ.get("COMOSVC_VOCODER"),
-                        help="Hub id, local folder or 'griffinlim' (env COMOSVC_VOCODER; default: the model's)")
+                        help=f"Hub id, local folder or '{GRIFFINLIM}' (env COMOSVC_VOCODER; default: the model's)")
     parser.add_argument("--teacher", default=os.environ.get("COMOSVC_TEACHER") or (SPACE_TEACHER if space_default else None),
                         help="teacher model, if the student export does not name one (env COMOSVC_TEACHER)")
     parser.add_argument("--device", default=os.environ.get("COMOSVC_DEVICE"), help="cpu, cuda, ... (default: auto)")
@@ -269,7 +270,7 @@ def load_model(settings: AppSettings) -> ModelState:
     if "student" not in samplers:
         notes.append("⚠️ This model is a diffusion teacher without a distilled student: only the teacher runs.")
     requested = settings.vocoder or pipe.config.inference.vocoder
-    if _is_griffinlim(pipe.vocoder) and requested.strip().lower() != "griffinlim":
+    if _is_griffinlim(pipe.vocoder) and requested.strip().lower() != GRIFFINLIM:
         notes.append(
             f"⚠️ The vocoder `{requested}` could not be reached, so Griffin-Lim (low quality) makes the audio. "
             "Pass `--vocoder` (or `COMOSVC_VOCODER`) with a Hub id or a local BigVGAN folder."
@@ -348,7 +349,7 @@ def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
     model / evaluations / clip seconds (the condition encoder and prior counted in, so it errs
     high). Keeps ``budget`` when the run fails.
     """
-    from comosvc.synthetic import sung_tone
+    from comosvc.measure.songs import sung_tone
 
     seconds = float(pipe.config.inference.max_chunk_seconds)
     wav, _ = sung_tone(220.0, seconds, sr=pipe.sample_rate)
@@ -368,7 +369,7 @@ def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
 
 
 def _is_griffinlim(vocoder) -> bool:
-    from comosvc.vocoder import GriffinLimVocoder
+    from comosvc.vocoders import GriffinLimVocoder
 
     return isinstance(vocoder, GriffinLimVocoder)
 

@@ -191,7 +191,7 @@ class InferenceConfig:
     teacher_steps: int = 40
     student_steps: int = 1
     loudness_match: bool = False
-    vocoder: str = "nvidia/bigvgan_v2_24khz_100band_256x"  # "griffinlim" for the fallback
+    vocoder: str = "nvidia/bigvgan_v2_24khz_100band_256x"  # or comosvc.vocoders.GRIFFINLIM: the fallback
 
 
 @dataclass

@@ -138,6 +138,7 @@ def quality_config(settings: QualitySettings):
     """The tiny config pointed at the tiny random content encoders' sizes (no files needed)."""
     from comosvc.config import load_config
     from comosvc.features.content import contentvec_config, whisper_config
+    from comosvc.vocoders import GRIFFINLIM
 
     wcfg, hcfg = whisper_config("tiny"), contentvec_config("tiny")
     sizes = [
@@ -145,7 +146,7 @@ def quality_config(settings: QualitySettings):
         f"content.contentvec_dim={hcfg.classifier_proj_size}",
         f"content.contentvec_layer={hcfg.num_hidden_layers}",
         "content.whisper_mode=unpadded",
-        "inference.vocoder=griffinlim",
+        f"inference.vocoder={GRIFFINLIM}",
         f"model.denoiser_channels={settings.denoiser_channels}",
     ]
     return load_config(settings.config, overrides=sizes + list(settings.overrides))
@@ -293,7 +294,7 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
     returns ``(rows, per_clip)`` (see the module docstring)."""
     from comosvc.data.dataset import collate
     from comosvc.features.mel import MelStats
-    from comosvc.vocoder import load_vocoder
+    from comosvc.vocoders import GRIFFINLIM, load_vocoder
 
     config = teacher.config
     batch = collate(examples)
@@ -316,7 +317,7 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
         s = student.sample(batch, steps=k, sampler="student", noise=noise[:k])
         outputs[f"student-{k}"] = (_row("student", "student", k, s.nfe), s.mel)
 
-    vocoder = load_vocoder("griffinlim", device="cpu", audio=config.audio, griffinlim_iters=settings.griffinlim_iters) if settings.mcd else None
+    vocoder = load_vocoder(GRIFFINLIM, device="cpu", audio=config.audio, griffinlim_iters=settings.griffinlim_iters) if settings.mcd else None
     reference_key = f"teacher-{settings.teacher_steps}"
     reference_log = [mel_stats.denormalize(outputs[reference_key][1][i, : lengths[i]]).numpy() for i in range(len(lengths))]
 

@@ -61,10 +61,28 @@ def save_tiny_models(folder: Path, config) -> tuple[Path, Path]:
     return teacher_dir, student_dir
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription on a shared 2-core box.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def dominant_frequency(wav: np.ndarray, sample_rate: int = 24000) -> float:
+    """The frequency (Hz) of the strongest bin of the Hann-windowed spectrum of ``wav``."""
+    spectrum = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
+    return float(np.fft.rfftfreq(len(wav), 1 / sample_rate)[np.argmax(spectrum)])
+
+
 def fast_vocoder():
     """Griffin-Lim with 2 iterations: the tests check lengths and plumbing, not sound quality."""
     from comosvc.config import AudioConfig
-    from comosvc.vocoder import GriffinLimVocoder
+    from comosvc.vocoders import GriffinLimVocoder
 
     return GriffinLimVocoder(AudioConfig(), n_iter=2, nnls_iters=2)
 

@@ -13,6 +13,7 @@ import pytest
 
 from comosvc.bench import BenchSettings, System, bench_systems, markdown_report
 from comosvc.cli import main
+from comosvc.vocoders import GRIFFINLIM
 from tests.conftest import TINY_CONFIG
 
 # The tiny random content encoders of comosvc.features.content ("tiny" size).
@@ -72,7 +73,7 @@ def test_bench_command_full_pipeline_tiny(tmp_path, capsys):
     assert code == 0
     report = json.loads(out.read_text())
     _check_report(report, 2.0, [1, 2], 12, full=True)
-    assert report["model"]["random_weights"] and report["model"]["vocoder"] == "griffinlim"
+    assert report["model"]["random_weights"] and report["model"]["vocoder"] == GRIFFINLIM
     table = capsys.readouterr().out
     assert "| teacher-12 | 13 |" in table and "padded / unpadded" in table and "per-stage split" in table
     assert out.with_suffix(".md").read_text().strip() == markdown_report(report).strip()

@@ -12,6 +12,7 @@ from comosvc.audio import load_audio
 from comosvc.cli import main
 from comosvc.config import load_config
 from comosvc.measure.songs import sung_phrase
+from comosvc.vocoders import GRIFFINLIM
 from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models
 
 
@@ -24,7 +25,7 @@ def quick_vocoder(monkeypatch):
         asked.append(name)
         return fast_vocoder()
 
-    monkeypatch.setattr("comosvc.vocoder.load_vocoder", load_vocoder)
+    monkeypatch.setattr("comosvc.vocoders.load_vocoder", load_vocoder)
     return asked
 
 
@@ -54,7 +55,7 @@ def test_a_bad_file_is_reported_and_the_others_still_convert(model_dirs, inputs,
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert quick_vocoder == ["griffinlim"]  # inference.vocoder of the model's (tiny) config
+    assert quick_vocoder == [GRIFFINLIM]  # inference.vocoder of the model's (tiny) config
     assert "FAILED" in err and "broken.wav" in err and "not a readable audio file" in err
     assert "converted 3 of 4" in err
     assert "silent" in err  # the silent input's warning

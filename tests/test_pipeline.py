@@ -15,6 +15,7 @@ from comosvc.config import load_config
 from comosvc.pipeline import ConversionPipeline, UnknownSingerError
 from comosvc.pipeline.pitch import voiced_median
 from comosvc.measure.songs import singer_voice, sung_phrase
+from comosvc.vocoders import GRIFFINLIM
 
 from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models, tiny_stats
 
@@ -248,7 +249,7 @@ def test_chunk_machinery_is_exact_for_a_frame_local_model(config):
 
 
 def test_from_config_builds_a_random_pipeline_for_speed_runs(config, phrase):
-    pipe = ConversionPipeline.from_config(config, vocoder="griffinlim", device="cpu", distilled=True)
+    pipe = ConversionPipeline.from_config(config, vocoder=GRIFFINLIM, device="cpu", distilled=True)
     assert pipe.samplers == ["student"] and list(pipe.singers) == ["random_0"]
     result = pipe(phrase[:12000], "random_0", seed=0)
     assert result.audio.shape == (12000,) and result.nfe == 1

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from comosvc.training.checkpoint import find_latest_complete, list_complete_checkpoints, read_trainer_state
+from comosvc.vocoders import GRIFFINLIM
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.yaml"
@@ -198,7 +199,7 @@ def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overr
         not torch.equal(value, student.denoiser.state_dict()[name]) for name, value in teacher.denoiser.state_dict().items()
     )
 
-    pipe = ConversionPipeline.from_pretrained(student_out / "model", vocoder="griffinlim", device="cpu")
+    pipe = ConversionPipeline.from_pretrained(student_out / "model", vocoder=GRIFFINLIM, device="cpu")
     clip = synthetic_song(1.5, singer_index=0, seed=11)
     converted = pipe(clip, singer="generic_singer1", sampler="student", steps=1, seed=0)
     assert converted.audio.shape == clip.shape and converted.sample_rate == 24000

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from comosvc.vocoders import GRIFFINLIM
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on a short clip (default: 1)")
     parser.add_argument(
         "--vocoder", dest="vocoders", nargs="+", default=[], metavar="NAME",
-        help="vocoder(s): Hub id, folder or 'griffinlim' (with --config: a known BigVGAN name built with random "
+        help=f"vocoder(s): Hub id, folder or '{GRIFFINLIM}' (with --config: a known BigVGAN name built with random "
         "weights, e.g. nvidia/bigvgan_base_24khz_100band); several are measured one after the other "
         "(default: inference.vocoder)",
     )

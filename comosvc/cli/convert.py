@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from comosvc.vocoders import GRIFFINLIM
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: inference.teacher_steps / student_steps)")
     parser.add_argument("--key", default="0", help="key shift in semitones (e.g. -3, +12) or 'auto' (default: 0)")
     parser.add_argument("--out", default="converted", help="output folder (default: ./converted)")
-    parser.add_argument("--vocoder", default=None, help="vocoder Hub id or folder, or 'griffinlim' (default: inference.vocoder)")
+    parser.add_argument("--vocoder", default=None, help=f"vocoder Hub id or folder, or '{GRIFFINLIM}' (default: inference.vocoder)")
     parser.add_argument("--teacher", default=None, help="teacher model for --sampler teacher with a distilled model")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--loudness-match", action="store_true", help="give the output the loudness envelope of the input")

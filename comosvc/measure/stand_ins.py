@@ -82,7 +82,7 @@ class StandInFeatures:
 
 def null_vocoder(audio_config):
     """A vocoder that returns silence of the right length at no cost (``--acoustic-only``)."""
-    from comosvc.vocoder import Vocoder
+    from comosvc.vocoders import Vocoder
 
     class NullVocoder(Vocoder):
         def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ from comosvc.slicer import slice_audio
 
 if TYPE_CHECKING:
     from comosvc.models.samplers import Sampler
-    from comosvc.vocoder import Vocoder
+    from comosvc.vocoders import Vocoder
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +197,8 @@ class ConversionPipeline:
 
         Args:
             model: a ComoSVC teacher or distilled student (``ComoSVC.save_pretrained`` layout).
-            vocoder: Hub id, folder or ``"griffinlim"`` (or a ready
-                :class:`~comosvc.vocoder.Vocoder`); default ``inference.vocoder``.
+            vocoder: Hub id, folder or :data:`~comosvc.vocoders.GRIFFINLIM` (or a ready
+                :class:`~comosvc.vocoders.Vocoder`); default ``inference.vocoder``.
                 With ``vocoder_fallback``, an unreachable neural vocoder falls back to
                 Griffin-Lim with a logged warning instead of failing.
             teacher: where to load the teacher from for ``sampler="teacher"`` with a
@@ -210,7 +210,7 @@ class ConversionPipeline:
         """
         from comosvc.features.extract import FeatureExtractor
         from comosvc.models import ComoSVC
-        from comosvc.vocoder import load_vocoder
+        from comosvc.vocoders import load_vocoder
 
         device = _device(device)
         acoustic = ComoSVC.from_pretrained(str(model), map_location=str(device))
@@ -241,12 +241,13 @@ class ConversionPipeline:
         model at ``config.model`` sizes (``distilled=True`` makes it a student), the
         content encoders at the size that matches ``content.whisper_dim`` (1024:
         whisper-medium's encoder and HuBERT-base; 64: the tiny test size), and a
-        random BigVGAN of a known config (``vocoder``: default ``inference.vocoder``;
-        ``"nvidia/bigvgan_base_24khz_100band"`` for v1 base; or ``"griffinlim"``).
+        random vocoder from :func:`~comosvc.vocoders.random_vocoder` (``vocoder``: default
+        ``inference.vocoder``; ``"nvidia/bigvgan_base_24khz_100band"`` for v1 base; or
+        :data:`~comosvc.vocoders.GRIFFINLIM`).
         ``singers``/``stats`` default to one singer ``"random_0"`` with plausible stats.
         """
         from comosvc.models import ComoSVC
-        from comosvc.vocoder import GRIFFINLIM, KNOWN_CONFIGS, BigVGANGenerator, BigVGANVocoder, GriffinLimVocoder
+        from comosvc.vocoders import random_vocoder
 
         device = _device(device)
         features = _random_features(config, device, seed)
@@ -260,15 +261,7 @@ class ConversionPipeline:
             acoustic = ComoSVC(config, singers=singers, stats=stats, distilled=distilled)
         acoustic = acoustic.to(device).eval()
 
-        name = vocoder or config.inference.vocoder
-        if name.lower() == GRIFFINLIM:
-            voc = GriffinLimVocoder(config.audio)
-        elif name in KNOWN_CONFIGS:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                voc = BigVGANVocoder(BigVGANGenerator(KNOWN_CONFIGS[name]), name=f"{name} (random weights)")
-        else:
-            raise ValueError(f"no random-weight config for vocoder {name!r}; choose {GRIFFINLIM} or one of {list(KNOWN_CONFIGS)}")
+        voc = random_vocoder(vocoder or config.inference.vocoder, config.audio, seed)
         return cls(acoustic, features, voc.to(device).eval(), config=config, device=device)
 
     # ------------------------------------------------------------------ what the model offers

@@ -102,7 +102,7 @@ class SampleLogger:
     @property
     def vocoder(self):
         if self._vocoder is None:
-            from comosvc.vocoder import load_vocoder
+            from comosvc.vocoders import load_vocoder
 
             self._vocoder = load_vocoder(
                 self.vocoder_name, device=self.accelerator.device, audio=self.cfg.audio, fallback=True

@@ -1,42 +1,38 @@
-"""BigVGAN (our implementation) against NVIDIA's reference, the loader, and the Griffin-Lim fallback.
+"""BigVGAN (our implementation) against NVIDIA's reference, and its checkpoint loading.
 
 Nothing is downloaded: checkpoints are small random generators saved in NVIDIA's and
 Amphion's file layouts into temporary folders. The full-size v2 and v1 generators
 are checked by parameter names and shapes only (built on the ``meta`` device, so no
 memory or time), against manifests made from the reference ``bigvgan`` package:
 
-    python tests/test_vocoder.py --write-manifests     # needs `pip install --no-deps bigvgan==2.4.1`
+    python tests/test_vocoders_bigvgan.py --write-manifests     # needs `pip install --no-deps bigvgan==2.4.1`
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from comosvc.config import AudioConfig
-from comosvc.features.mel import log_mel
-from comosvc.vocoder import (
+from comosvc.vocoders import (
     CPU_VOCODER,
     DEFAULT_VOCODER,
     KNOWN_CONFIGS,
     BigVGANConfig,
     BigVGANGenerator,
     BigVGANVocoder,
-    GriffinLimVocoder,
     UnsafeCheckpointError,
     VocoderMismatchError,
-    VocoderNotFoundError,
     load_vocoder,
-    main,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DATA = Path(__file__).resolve().parent / "data"
 # Hub id -> (NVIDIA's config.json of that checkpoint, manifest of the reference state dict)
@@ -56,15 +52,6 @@ SMALL_CONFIGS = {
                             resblock="2", activation="snake", snake_logscale=False,
                             resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3], [1, 3]]),
 }
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """These tensors are tiny: a second OpenMP thread only adds waiting (seconds on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _shapes(state: dict) -> dict[str, list[int]]:
@@ -236,58 +223,6 @@ def test_checkpoint_with_python_objects_is_refused(tmp_path):
     torch.save({"generator": generator.checkpoint_state_dict(), "extra": Path("x")}, tmp_path / "bigvgan_generator.pt")
     with pytest.raises(UnsafeCheckpointError, match="weights_only"):
         load_vocoder(str(tmp_path), device="cpu", fallback=True)
-
-
-def test_unreachable_hub_vocoder_falls_back_with_a_clear_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    kwargs = dict(device="cpu", cache_dir=str(tmp_path / "empty_cache"), local_files_only=True)
-    with pytest.raises(VocoderNotFoundError, match="hf download nvidia/bigvgan_v2_24khz_100band_256x"):
-        load_vocoder(DEFAULT_VOCODER, **kwargs)
-    with caplog.at_level(logging.WARNING, logger="comosvc.vocoder"):
-        vocoder = load_vocoder(DEFAULT_VOCODER, fallback=True, griffinlim_iters=2, **kwargs)
-    assert isinstance(vocoder, GriffinLimVocoder) and vocoder.name == "griffinlim"
-    assert DEFAULT_VOCODER in caplog.text and "Falling back to the Griffin-Lim" in caplog.text
-    assert "low-quality fallback" in caplog.text
-
-    # a local folder without the files behaves the same way
-    (tmp_path / "incomplete").mkdir()
-    (tmp_path / "incomplete" / "config.json").write_text("{}")
-    with pytest.raises(VocoderNotFoundError, match="bigvgan_generator.pt"):
-        load_vocoder(str(tmp_path / "incomplete"), device="cpu")
-    assert isinstance(load_vocoder(str(tmp_path / "incomplete"), device="cpu", fallback=True), GriffinLimVocoder)
-    with pytest.raises(VocoderNotFoundError, match="does not exist"):
-        load_vocoder(str(tmp_path / "missing"), device="cpu")
-
-
-# --------------------------------------------------------------------------- Griffin-Lim
-
-
-def _dominant_frequency(wav: np.ndarray, sample_rate: int = 24000) -> float:
-    spectrum = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
-    return float(np.fft.rfftfreq(len(wav), 1 / sample_rate)[np.argmax(spectrum)])
-
-
-def test_griffinlim_keeps_length_and_pitch(caplog):
-    sr, f0 = 24000, 220.0
-    t = np.arange(sr) / sr
-    tone = sum(0.3 / k * np.sin(2 * np.pi * k * f0 * t) for k in (1, 2, 3)).astype(np.float32)
-    mel = torch.from_numpy(log_mel(tone))  # (93, 100)
-    with caplog.at_level(logging.WARNING, logger="comosvc.vocoder"):
-        vocoder = load_vocoder("griffinlim", device="cpu", griffinlim_iters=16)
-    assert "low-quality fallback" in caplog.text
-    wav = vocoder(mel[None])
-    assert wav.shape == (1, mel.shape[0] * 256)
-    assert wav.abs().max() <= 1.0 and wav.abs().max() > 0.05
-    assert abs(_dominant_frequency(wav[0].numpy()) - f0) / f0 < 0.03
-    # the reconstruction's mel is close to the input mel (magnitude inversion works)
-    again = torch.from_numpy(log_mel(wav[0].numpy()))
-    voiced = mel > -6  # bins with energy
-    assert (again - mel)[voiced].abs().mean() < 1.0
-
-
-def test_bench_cli_runs(capsys):
-    assert main(["--bench", "--model", CPU_VOCODER, "--seconds", "0.1", "--runs", "1"]) == 0
-    assert "M parameters" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- manifests
