@@ -42,7 +42,7 @@ def one_thread():
 
 
 def synthetic_batch(config: ComoSVCConfig, n_singers: int = 4, frames: int = FRAMES, seed: int = 0) -> dict:
-    """A model batch (DESIGN.md keys) of ``n_singers`` synthetic sung phrases."""
+    """A model batch (docs/design.md keys) of ``n_singers`` synthetic sung phrases."""
     rng = np.random.default_rng(seed)
     log_mels, f0s = [], []
     for singer in range(n_singers):
@@ -80,7 +80,7 @@ def evaluation_loss(model: ComoSVC, batch: dict, seeds: int = 8) -> dict[str, fl
 
 def fit(parameters, losses, steps: int, lr: float, seed: int, after_step=None) -> None:
     """``steps`` AdamW updates of ``losses(generator)["loss"]`` with gradient clipping at 1
-    (DESIGN.md); the noise comes from one generator seeded with ``seed``."""
+    (docs/design.md); the noise comes from one generator seeded with ``seed``."""
     parameters = list(parameters)
     optimiser = torch.optim.AdamW(parameters, lr=lr)
     noise = torch.Generator().manual_seed(seed)
