@@ -190,19 +190,14 @@ def feature_splits(clips: list[SyntheticClip], features: list[dict[str, np.ndarr
 
 
 def _train(objective, parameters, loader, tc, out: Path, desc: str, after_update=None):
-    """The library's training loop on one process, no trackers; returns (summary, seconds)."""
-    from comosvc.training import build_optimizer, build_plateau, make_accelerator, resume_or_start, train_loop
+    """The library's training setup and loop on one process, no validation, no trackers;
+    returns (summary, seconds)."""
+    from comosvc.training import prepare_training
 
-    accelerator = make_accelerator(tc, out)
-    optimizer = build_optimizer(parameters, tc)
-    plateau = build_plateau(optimizer, tc)
-    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
-    state = resume_or_start(accelerator, out, resume=False, seed=tc.seed)
+    run = prepare_training(objective, tc, out, loader, parameters=parameters)
     start = time.perf_counter()
-    summary = train_loop(
-        accelerator, objective, optimizer, plateau, loader, None, tc, out, state, after_update=after_update, desc=desc
-    )
-    accelerator.end_training()
+    summary = run.fit(after_update=after_update, desc=desc)
+    run.end()
     return summary, time.perf_counter() - start
 
 

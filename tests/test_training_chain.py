@@ -91,13 +91,13 @@ def teacher_run(processed, tiny_overrides, tmp_path_factory) -> dict:
         "model_after_kill": (out / "model").exists(),
         "killed_at": killed_at,
         "killed_step": read_trainer_state(killed_at).step,
-        "optimizer": resumed_optimizer_state(out, killed_at),
+        "optimizer": resumed_optimizer_state(out, processed, killed_at),
     }
     run["resumed"] = run_script("train.py", *args, "--resume")
     return run
 
 
-def resumed_optimizer_state(out: Path, checkpoint: Path) -> dict:
+def resumed_optimizer_state(out: Path, processed: Path, checkpoint: Path) -> dict:
     """Set up the teacher run as train/train.py does and resume it in this process.
 
     Returns the resumed step and the optimiser state tensors, loaded and as saved in the checkpoint.
@@ -108,23 +108,22 @@ def resumed_optimizer_state(out: Path, checkpoint: Path) -> dict:
 
     from comosvc.config import load_config
     from comosvc.models import ComoSVC
-    from comosvc.training import Objective, build_optimizer, build_plateau, make_accelerator, resume_or_start
+    from comosvc.training import Objective, prepare_training
+    from comosvc.training.data import load_training_data
 
     cfg = load_config(out / "config.yaml")
     tc = dataclasses.replace(cfg.train, log_with="none")
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     try:
-        accelerator = make_accelerator(tc, out)
-        model = ComoSVC(cfg)
-        optimizer = build_optimizer(model.parameters(), tc)
-        plateau = build_plateau(optimizer, tc)
-        objective, optimizer = accelerator.prepare(Objective(model, "teacher_loss"), optimizer)
-        accelerator.register_for_checkpointing(plateau)
-        state = resume_or_start(accelerator, out, resume=True, seed=tc.seed)
+        data = load_training_data(processed, tc)
+        model = ComoSVC(cfg, singers=data.singers, stats=data.stats)
+        run = prepare_training(
+            Objective(model, "teacher_loss"), tc, out, data.train_loader, data.val_loader, resume=True
+        )
         return {
-            "step": state.step,
-            "loaded": optimizer.state_dict()["state"],
+            "step": run.state.step,
+            "loaded": run.optimizer.state_dict()["state"],
             "saved": torch.load(checkpoint / "optimizer.bin", weights_only=True)["state"],
         }
     finally:

@@ -19,14 +19,9 @@ from comosvc.config import TrainConfig
 from comosvc.training import (
     NonFiniteLossError,
     TrainerState,
-    build_optimizer,
-    build_plateau,
-    check_can_start,
     find_latest_complete,
     list_complete_checkpoints,
-    make_accelerator,
-    resume_or_start,
-    train_loop,
+    prepare_training,
 )
 from comosvc.training.checkpoint import STATE_FILE, read_trainer_state
 
@@ -78,27 +73,18 @@ def fresh_accelerate_state():
 
 def setup_run(tc, out, resume=False, nan_calls=()):
     torch.manual_seed(0)
-    accelerator = make_accelerator(tc, out)
-    model = ToyObjective(nan_calls)
-    optimizer = build_optimizer(model.parameters(), tc)
-    plateau = build_plateau(optimizer, tc)
-    model, optimizer, train_loader, val_loader = accelerator.prepare(
-        model, optimizer, toy_loader(), toy_loader(n=8, seed=1)
-    )
-    accelerator.register_for_checkpointing(plateau)
-    state = resume_or_start(accelerator, out, resume=resume, seed=tc.seed)
-    return accelerator, model, optimizer, plateau, train_loader, val_loader, state
+    return prepare_training(ToyObjective(nan_calls), tc, out, toy_loader(), toy_loader(n=8, seed=1), resume=resume)
 
 
-def run(tc, out, resume=False, nan_calls=(), **hooks):
-    accelerator, model, optimizer, plateau, train_loader, val_loader, state = setup_run(tc, out, resume, nan_calls)
-    summary = train_loop(accelerator, model, optimizer, plateau, train_loader, val_loader, tc, out, state, **hooks)
-    return summary, model, optimizer, plateau
+def train(tc, out, resume=False, nan_calls=(), **hooks):
+    run = setup_run(tc, out, resume, nan_calls)
+    summary = run.fit(**hooks)
+    return summary, run.objective, run.optimizer, run.plateau
 
 
 def test_keeps_last_k_and_ignores_incomplete(tmp_path):
     tc = toy_config()
-    summary, *_ = run(tc, tmp_path)
+    summary, *_ = train(tc, tmp_path)
     assert summary.state.step == 12 and summary.steps_run == 12
     names = [p.name for p in list_complete_checkpoints(tmp_path)]
     assert names == ["step-00000009", "step-00000012"]  # 3 and 6 were pruned (keep 2)
@@ -111,7 +97,7 @@ def test_keeps_last_k_and_ignores_incomplete(tmp_path):
 
 def test_resume_restores_step_optimizer_and_scheduler(tmp_path):
     tc = toy_config(max_steps=6, validate_every=2, checkpoint_every=6)
-    _, model_a, optimizer_a, plateau_a = run(tc, tmp_path)
+    _, model_a, optimizer_a, plateau_a = train(tc, tmp_path)
     saved_optimizer = optimizer_a.state_dict()
     saved_plateau = plateau_a.state_dict()
     saved_weights = {k: v.clone() for k, v in model_a.state_dict().items()}
@@ -122,8 +108,9 @@ def test_resume_restores_step_optimizer_and_scheduler(tmp_path):
     (tmp_path / "checkpoints" / "step-00000008.tmp").mkdir()
     tc = dataclasses.replace(tc, max_steps=10)
     with pytest.raises(FileExistsError, match="--resume"):
-        check_can_start(tmp_path, resume=False)
-    accelerator, model, optimizer, plateau, train_loader, val_loader, state = setup_run(tc, tmp_path, resume=True)
+        setup_run(tc, tmp_path, resume=False)
+    run = setup_run(tc, tmp_path, resume=True)
+    model, optimizer, plateau, state = run.objective, run.optimizer, run.plateau, run.state
     assert state.step == 6
     for key, value in saved_weights.items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
@@ -133,8 +120,9 @@ def test_resume_restores_step_optimizer_and_scheduler(tmp_path):
         for name, value in tensors.items():
             torch.testing.assert_close(loaded["state"][index][name], value, rtol=0, atol=0)
     assert plateau.state_dict() == saved_plateau
+    assert type(plateau) is torch.optim.lr_scheduler.ReduceLROnPlateau  # not prepared: that would step it per process
 
-    summary = train_loop(accelerator, model, optimizer, plateau, train_loader, val_loader, tc, tmp_path, state)
+    summary = run.fit()
     assert summary.steps_run == 4 and summary.state.step == 10
     assert find_latest_complete(tmp_path).name == "step-00000010"
     assert not (tmp_path / "checkpoints" / "step-00000008.tmp").exists()  # superseded partial write pruned
@@ -147,14 +135,12 @@ def test_nonfinite_loss_skips_the_update(tmp_path, caplog):
     def remember(step):
         before[step] = torch.cat([p.detach().flatten().clone() for p in model_params])
 
-    accelerator, model, optimizer, plateau, train_loader, val_loader, state = setup_run(tc, tmp_path, nan_calls={2})
+    run = setup_run(tc, tmp_path, nan_calls={2})
+    model = run.objective
     model_params = list(model.parameters())
     remember(0)
     with caplog.at_level(logging.WARNING, logger="comosvc.training.loop"):
-        summary = train_loop(
-            accelerator, model, optimizer, plateau, train_loader, val_loader, tc, tmp_path, state,
-            after_update=remember,
-        )
+        summary = run.fit(after_update=remember)
     assert summary.state.step == 5 and summary.state.nonfinite_total == 1
     assert summary.state.nonfinite_in_a_row == 0
     assert model.calls == 6  # one forward more than updates: the NaN one was skipped
@@ -165,7 +151,7 @@ def test_nonfinite_loss_skips_the_update(tmp_path, caplog):
 def test_nonfinite_losses_in_a_row_stop_with_a_checkpoint(tmp_path):
     tc = toy_config(max_steps=50, checkpoint_every=100, validate_every=100, max_nonfinite_steps=3)
     with pytest.raises(NonFiniteLossError, match=r"3 non-finite losses in a row at step 4.*--resume"):
-        run(tc, tmp_path, nan_calls=set(range(4, 100)))
+        train(tc, tmp_path, nan_calls=set(range(4, 100)))
     latest = find_latest_complete(tmp_path)
     assert latest is not None and latest.name == "step-00000004"
     state = TrainerState.from_json((latest / STATE_FILE).read_text())
@@ -176,7 +162,7 @@ def test_evaluation_does_not_update_the_ema(tmp_path):
     """after_update (the distiller's EMA) runs once per optimiser step, never during validation."""
     tc = toy_config(max_steps=8, validate_every=2, checkpoint_every=100)
     updates = []
-    summary, *_ = run(tc, tmp_path, after_update=updates.append)
+    summary, *_ = train(tc, tmp_path, after_update=updates.append)
     assert updates == list(range(1, 9))
     assert summary.state.best_val_loss is not None
 
@@ -186,6 +172,6 @@ def test_gradient_accumulation_steps_once_per_window(tmp_path):
     tc = toy_config(max_steps=5, gradient_accumulation_steps=3, checkpoint_every=100, validate_every=100)
     updates = []
     # 32 examples / batch 4 = 8 batches per epoch: windows of 3 straddle the epoch end
-    summary, model, optimizer, _ = run(tc, tmp_path, after_update=updates.append)
+    summary, model, optimizer, _ = train(tc, tmp_path, after_update=updates.append)
     assert model.calls == 15 and updates == [1, 2, 3, 4, 5]
     assert {int(s["step"]) for s in optimizer.state_dict()["state"].values()} == {5}

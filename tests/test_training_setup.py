@@ -7,9 +7,8 @@ import logging
 
 import pytest
 
-from comosvc.training.args import build_parser, load_run_config, tracker_config
+from comosvc.training.args import build_parser, load_run_config, resolve_mixed_precision, tracker_config
 from comosvc.training.data import TrainingData, check_teacher_matches
-from comosvc.training.loop import resolve_mixed_precision
 
 from tests.conftest import TINY_CONFIG
 

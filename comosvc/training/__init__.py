@@ -1,8 +1,14 @@
-"""Training infrastructure shared by ``train/train.py`` and ``train/distill.py``.
+"""Training infrastructure shared by ``train/train.py``, ``train/distill.py`` and the quality check.
 
+- :mod:`~comosvc.training.setup`: :func:`prepare_training`, the one setup of a run
+  (accelerator, AdamW, plateau LR, checkpointing, resume or start, trackers) and its
+  :class:`TrainingRun` (``fit``, ``save_model``, ``end``).
+- :mod:`~comosvc.training.loop`: the Accelerate training loop (clipping, accumulation,
+  non-finite skipping, validation, tracking).
 - :mod:`~comosvc.training.checkpoint`: crash-safe checkpoints, keep-last-K, resume.
-- :mod:`~comosvc.training.loop`: the Accelerate training loop (AdamW, plateau LR,
-  clipping, accumulation, non-finite skipping, validation, tracking).
+- :mod:`~comosvc.training.args`: the scripts' command line and prologue.
+- :mod:`~comosvc.training.data`, :mod:`~comosvc.training.media`: loaders over
+  ``--data``; mel images and audio of validation clips.
 """
 
 from comosvc.training.checkpoint import (
@@ -14,37 +20,23 @@ from comosvc.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from comosvc.training.loop import (
-    NonFiniteLossError,
-    Objective,
-    TrainSummary,
-    build_optimizer,
-    build_plateau,
-    check_can_start,
-    evaluate,
-    make_accelerator,
-    resolve_mixed_precision,
-    resume_or_start,
-    train_loop,
-)
+from comosvc.training.loop import NonFiniteLossError, Objective, TrainSummary, evaluate, train_loop
+from comosvc.training.setup import TrainingRun, checkpoint_to_resume, prepare_training
 
 __all__ = [
     "NonFiniteLossError",
     "Objective",
     "TrainSummary",
     "TrainerState",
-    "build_optimizer",
-    "build_plateau",
-    "check_can_start",
+    "TrainingRun",
     "checkpoint_dir",
+    "checkpoint_to_resume",
     "evaluate",
     "find_latest_complete",
     "list_complete_checkpoints",
     "load_checkpoint",
-    "make_accelerator",
+    "prepare_training",
     "prune_checkpoints",
-    "resolve_mixed_precision",
-    "resume_or_start",
     "save_checkpoint",
     "train_loop",
 ]

@@ -1,19 +1,42 @@
-"""Command-line arguments shared by ``train/train.py`` and ``train/distill.py``.
+"""Command-line arguments and start-up shared by ``train/train.py`` and ``train/distill.py``.
 
 Both scripts read one config file plus ``section.key=value`` overrides; the common
 flags (``--max_steps``, ``--batch_size``, ``--lr``, ``--mixed_precision``) are
 shorthands for overrides of the script's own section (``train`` or ``distill``).
+:func:`start_script` is the prologue of both: arguments, logging, user errors as one
+line, the run's config.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from comosvc.config import ComoSVCConfig, ConfigError, load_config
+from accelerate.utils import set_seed
+
+from comosvc.config import ComoSVCConfig, ConfigError, TrainConfig, load_config
 from comosvc.files import RUN_CONFIG_FILE
+
+
+def start_script(doc: str, section: str, teacher_arg: bool = False) -> tuple[argparse.Namespace, ComoSVCConfig]:
+    """The prologue of a training script (``section``: "train" or "distill"); returns ``(args, cfg)``.
+
+    Parses the command line (``doc``'s first line is the description), logs comosvc's
+    INFO messages, shows user errors as one line, loads the config with the overrides,
+    resolves ``cfg.<section>.mixed_precision`` and seeds every process alike (the same
+    initial weights everywhere).
+    """
+    args = build_parser(doc.splitlines()[0], teacher_arg=teacher_arg).parse_args()
+    setup_logging()
+    show_user_errors_briefly()
+    cfg = load_run_config(args, section)
+    tc = getattr(cfg, section)
+    tc.mixed_precision = resolve_mixed_precision(args.mixed_precision, tc)
+    set_seed(tc.seed)
+    return args, cfg
 
 
 def build_parser(description: str, teacher_arg: bool = False) -> argparse.ArgumentParser:
@@ -42,6 +65,11 @@ def load_run_config(args: argparse.Namespace, section: str) -> ComoSVCConfig:
         if value is not None:
             overrides.append(f"{section}.{flag}={value}")
     return load_config(args.config, overrides=overrides)
+
+
+def resolve_mixed_precision(cli_value: str | None, tc: TrainConfig) -> str:
+    """``--mixed_precision`` of the script, else ``accelerate launch --mixed_precision``, else the config."""
+    return cli_value or os.environ.get("ACCELERATE_MIXED_PRECISION") or tc.mixed_precision
 
 
 def setup_logging() -> None:
@@ -88,8 +116,10 @@ def save_run_config(cfg: ComoSVCConfig, out: str | Path) -> Path:
 __all__ = [
     "build_parser",
     "load_run_config",
+    "resolve_mixed_precision",
     "save_run_config",
     "setup_logging",
     "show_user_errors_briefly",
+    "start_script",
     "tracker_config",
 ]

@@ -1,5 +1,8 @@
 """The training loop shared by teacher training and consistency distillation.
 
+Set up a run with :func:`comosvc.training.setup.prepare_training` and call its
+``fit()``, which runs :func:`train_loop`.
+
 The loop knows nothing about ComoSVC: it optimises any module whose ``forward(batch)``
 returns a dict of scalar tensors with a ``"loss"`` entry (wrap a model method with
 :class:`Objective`). Per optimiser step it does, in order:
@@ -20,7 +23,6 @@ returns a dict of scalar tensors with a ``"loss"`` entry (wrap a model method wi
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,18 +31,11 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
 from comosvc.config import TrainConfig
-from comosvc.training.checkpoint import (
-    TrainerState,
-    find_latest_complete,
-    list_complete_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-)
+from comosvc.training.checkpoint import TrainerState, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -81,84 +76,6 @@ class TrainSummary:
         return self.steps_run / self.train_seconds if self.train_seconds > 0 else float("nan")
 
 
-# --------------------------------------------------------------------------- setup
-
-
-def resolve_mixed_precision(cli_value: str | None, tc: TrainConfig) -> str:
-    """``--mixed_precision`` of the script, else ``accelerate launch --mixed_precision``, else the config."""
-    return cli_value or os.environ.get("ACCELERATE_MIXED_PRECISION") or tc.mixed_precision
-
-
-def make_accelerator(tc: TrainConfig, out: str | Path) -> Accelerator:
-    """An Accelerator with trackers writing to ``OUT/logs`` (``tc.log_with``; "none" disables)."""
-    out = Path(out)
-    trackers = [name.strip() for name in tc.log_with.split(",") if name.strip()]
-    trackers = [name for name in trackers if name.lower() != "none"]
-    # sync_with_dataloader=False: the loop runs across epochs, so every window has exactly
-    # gradient_accumulation_steps micro-batches (not a short one at each epoch end)
-    accumulation = GradientAccumulationPlugin(num_steps=tc.gradient_accumulation_steps, sync_with_dataloader=False)
-    return Accelerator(
-        mixed_precision=tc.mixed_precision,
-        gradient_accumulation_plugin=accumulation,
-        log_with=trackers or None,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / LOGS)),
-    )
-
-
-def build_optimizer(parameters, tc: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the learning rate, betas and weight decay of the config."""
-    params = [p for p in parameters if p.requires_grad]
-    if not params:
-        raise ValueError("Nothing to train: every parameter has requires_grad=False.")
-    return torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay)
-
-
-def build_plateau(optimizer: torch.optim.Optimizer, tc: TrainConfig):
-    """ReduceLROnPlateau on the validation loss (factor, patience in validations, min lr).
-
-    Not passed to ``accelerator.prepare`` (that would step it once per process);
-    register it with ``accelerator.register_for_checkpointing`` instead.
-    """
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=tc.plateau_factor, patience=tc.plateau_patience, min_lr=tc.min_lr
-    )
-
-
-def resume_or_start(accelerator: Accelerator, out: str | Path, resume: bool, seed: int) -> TrainerState:
-    """Load the newest complete checkpoint (``resume``) or start at step 0.
-
-    Call after ``accelerator.prepare`` and ``register_for_checkpointing``. Starting
-    fresh in a folder that already holds checkpoints is refused, so a run is never
-    overwritten by accident.
-    """
-    latest = find_latest_complete(out)
-    if not resume:
-        if latest is not None:
-            raise FileExistsError(
-                f"{out} already holds checkpoints (newest: {latest.name}). Pass --resume to "
-                "continue that run, or choose another --out for a new one."
-            )
-        set_seed(seed, device_specific=True)  # processes draw different noise; weights were seeded alike
-        return TrainerState()
-    if latest is None:
-        logger.warning("--resume: no complete checkpoint in %s; starting from step 0.", Path(out) / "checkpoints")
-        set_seed(seed, device_specific=True)
-        return TrainerState()
-    state = load_checkpoint(accelerator, latest)
-    if accelerator.is_main_process:
-        logger.info("Resumed from %s at step %d", latest, state.step)
-    return state
-
-
-def check_can_start(out: str | Path, resume: bool) -> None:
-    """Fail early (before loading data and models) if ``OUT`` holds a run and ``--resume`` is missing."""
-    if not resume and list_complete_checkpoints(out):
-        raise FileExistsError(
-            f"{out} already holds checkpoints. Pass --resume to continue that run, "
-            "or choose another --out for a new one."
-        )
-
-
 # --------------------------------------------------------------------------- loop
 
 
@@ -179,7 +96,8 @@ def train_loop(
 ) -> TrainSummary:
     """Optimise ``model`` (prepared; ``forward(batch) -> {"loss": ..., ...}``) up to ``tc.max_steps``.
 
-    ``state`` comes from :func:`resume_or_start` and is updated in place.
+    Called by :meth:`comosvc.training.setup.TrainingRun.fit`, which passes what
+    :func:`~comosvc.training.setup.prepare_training` built; ``state`` is updated in place.
     ``after_update(step)`` runs after each optimiser update, ``on_validate(step)``
     on the main process after each validation (it must not use collectives).
     Raises :class:`NonFiniteLossError` after ``tc.max_nonfinite_steps`` skipped
@@ -376,12 +294,6 @@ __all__ = [
     "NonFiniteLossError",
     "Objective",
     "TrainSummary",
-    "build_optimizer",
-    "build_plateau",
-    "check_can_start",
     "evaluate",
-    "make_accelerator",
-    "resolve_mixed_precision",
-    "resume_or_start",
     "train_loop",
 ]

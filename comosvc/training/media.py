@@ -99,6 +99,11 @@ class SampleLogger:
         self._vocoder = None
         self._logged_targets = False
 
+    @classmethod
+    def of_data(cls, accelerator: Accelerator, cfg: ComoSVCConfig, data, sample_fn: SampleFn) -> "SampleLogger":
+        """The logger of the example clips of ``data`` (a :class:`~comosvc.training.data.TrainingData`)."""
+        return cls(accelerator, cfg, data.stats, data.examples, data.example_datasets, sample_fn=sample_fn)
+
     @property
     def vocoder(self):
         if self._vocoder is None:
