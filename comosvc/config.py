@@ -182,6 +182,11 @@ class TrainConfig:
     log_with: str = "tensorboard"
 
 
+# inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)
+Precision = Literal["auto", "float32", "float16", "bfloat16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
 @dataclass
 class InferenceConfig:
     """Conversion defaults (docs/design.md "Inference")."""
@@ -197,7 +202,7 @@ class InferenceConfig:
     vocoder: str = "nvidia/bigvgan_v2_24khz_100band_256x"  # or comosvc.vocoders.GRIFFINLIM: the fallback
     # Precision of every network (acoustic model, vocoder, content encoders; comosvc/precision.py):
     # "auto" = float16 on CUDA, float32 on the CPU; float16/bfloat16 are refused on the CPU.
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    dtype: Precision = "auto"
 
 
 @dataclass
@@ -398,6 +403,8 @@ __all__ = [
     "F0Config",
     "InferenceConfig",
     "ModelConfig",
+    "PRECISIONS",
+    "Precision",
     "RETIRED_KEYS",
     "TrainConfig",
     "load_config",

@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from comosvc.config import PRECISIONS
+
 AUTO = "auto"
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -49,7 +51,7 @@ def resolve_dtype(name: str, device: str | torch.device, *, allow_cpu_half: bool
     if name == AUTO:
         return DEFAULT_ON.get(kind, torch.float32)
     if name not in DTYPES:
-        raise PrecisionError(f"inference.dtype must be one of {[AUTO, *DTYPES]}, got {name!r}")
+        raise PrecisionError(f"inference.dtype must be one of {list(PRECISIONS)}, got {name!r}")
     dtype = DTYPES[name]
     if dtype in HALF_DTYPES and kind != "cuda" and not allow_cpu_half:
         raise PrecisionError(
