@@ -124,6 +124,37 @@ def test_convert_command_maps_dtype_to_the_config_and_reports_the_refusal(model_
     assert "inference.dtype=float16 is not supported" in capsys.readouterr().err
 
 
+def test_bench_command_takes_dtype_and_reports_the_refusal(capsys):
+    from comosvc.cli import main
+
+    code = main(["bench", "--config", str(TINY_CONFIG), "--device", "cpu", "--dtype", "bfloat16", "--seconds", "1",
+                 "--acoustic-only", "--repeats", "1", "--warmup", "0"])
+    assert code == 2
+    assert "inference.dtype=bfloat16 is not supported" in capsys.readouterr().err
+
+
+def test_app_takes_dtype_from_the_command_line_or_the_environment(monkeypatch, model_dirs):
+    import sys
+
+    from conftest import REPO
+
+    if str(REPO) not in sys.path:  # app.py lives at the repository root
+        sys.path.insert(0, str(REPO))
+    import app
+
+    monkeypatch.delenv("COMOSVC_DTYPE", raising=False)
+    assert app.parse_args([])[0].dtype is None
+    assert app.parse_args(["--dtype", "float32"])[0].dtype == "float32"
+    monkeypatch.setenv("COMOSVC_DTYPE", "bfloat16")
+    assert app.parse_args([])[0].dtype == "bfloat16"
+    monkeypatch.setenv("COMOSVC_DTYPE", "half")
+    with pytest.raises(SystemExit):
+        app.parse_args([])
+    # the setting reaches the pipeline: a half dtype on the CPU becomes the page's banner
+    state = app.load_model(app.AppSettings(model=str(model_dirs[1]), device="cpu", dtype="float16"))
+    assert state.pipe is None and "inference.dtype=float16 is not supported" in state.problem
+
+
 # --------------------------------------------------------------------------- casting
 
 
