@@ -204,7 +204,8 @@ def test_bfloat16_reaches_every_stage_and_the_audio_comes_back_float32(model_dir
 
     def record(name):
         def hook(module, args):
-            fed.setdefault(name, set()).add(tuple(a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()))
+            dtypes = tuple(a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point())
+            fed.setdefault(name, set()).add(dtypes)
 
         return hook
 
@@ -218,7 +219,7 @@ def test_bfloat16_reaches_every_stage_and_the_audio_comes_back_float32(model_dir
         features.contentvec.model.feature_extractor.register_forward_pre_hook(record("contentvec")),
     ]
     try:
-        results = {sampler: pipe(phrase, "synth_alto", sampler=sampler, steps=2, seed=0) for sampler in ("student", "teacher")}
+        results = {s: pipe(phrase, "synth_alto", sampler=s, steps=2, seed=0) for s in ("student", "teacher")}
     finally:
         for hook in hooks:
             hook.remove()

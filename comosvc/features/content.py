@@ -185,7 +185,9 @@ class WhisperContentEncoder(nn.Module):
         return cls(encoder, fe, mode)
 
     @classmethod
-    def random(cls, size: str = "default", mode: str = "padded", device="cpu", seed: int = 0, dtype: torch.dtype = torch.float32):
+    def random(
+        cls, size: str = "default", mode: str = "padded", device="cpu", seed: int = 0, dtype: torch.dtype = torch.float32
+    ):
         """Random weights, in memory, no download: ``"default"`` = whisper-medium's encoder, or ``"tiny"``."""
         config = whisper_config(size)
         with torch.random.fork_rng(devices=[]):
@@ -344,7 +346,9 @@ class ContentVecEncoder(nn.Module):
         return cls(_place(model, device, dtype), layer)
 
     @classmethod
-    def random(cls, size: str = "default", layer: int | None = None, device="cpu", seed: int = 0, dtype: torch.dtype = torch.float32):
+    def random(
+        cls, size: str = "default", layer: int | None = None, device="cpu", seed: int = 0, dtype: torch.dtype = torch.float32
+    ):
         """Random weights, in memory, no download: ``"default"`` = HuBERT-base + final_proj, or ``"tiny"``."""
         config = contentvec_config(size)
         with torch.random.fork_rng(devices=[]):

@@ -219,7 +219,8 @@ class ConversionPipeline:
                 cannot change (the weights fix them).
             dtype: the precision of every network; default ``inference.dtype`` (e.g.
                 ``overrides=["inference.dtype=bfloat16"]``) resolved for ``device`` by
-                :func:`~comosvc.precision.resolve_dtype`, which refuses a half dtype on a CPU.
+                :func:`~comosvc.precision.resolve_dtype`, which refuses a half dtype on a CPU;
+                a dtype passed here is used as given.
         """
         from comosvc.features.extract import FeatureExtractor
         from comosvc.models import ComoSVC
@@ -677,8 +678,9 @@ def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dty
             f"no random content encoder size has whisper_dim={config.content.whisper_dim}; "
             f"known: { {name: size['d_model'] for name, size in WHISPER_SIZES.items()} }"
         )
-    whisper = WhisperContentEncoder.random(sizes[0], mode=config.content.whisper_mode, device=device, seed=seed, dtype=dtype)
-    contentvec = ContentVecEncoder.random(sizes[0], layer=config.content.contentvec_layer, device=device, seed=seed, dtype=dtype)
+    content = config.content
+    whisper = WhisperContentEncoder.random(sizes[0], mode=content.whisper_mode, device=device, seed=seed, dtype=dtype)
+    contentvec = ContentVecEncoder.random(sizes[0], layer=content.contentvec_layer, device=device, seed=seed, dtype=dtype)
     return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec, dtype=dtype)
 
 
