@@ -89,6 +89,12 @@ class BenchSettings:
     whisper: bool = True  # also time Whisper padded vs unpadded (full mode)
     overrides: list[str] = field(default_factory=list)
     seed: int = 0
+    dtype: str | None = None  # inference.dtype of every network; None: the config's ("auto")
+
+    @property
+    def config_overrides(self) -> list[str]:
+        """``overrides`` plus ``inference.dtype=...`` when ``dtype`` is set."""
+        return [*self.overrides, *([f"inference.dtype={self.dtype}"] if self.dtype else [])]
 
     def check(self) -> None:
         if (self.model is None) == (self.config is None):
@@ -195,7 +201,7 @@ def build_subjects(settings: BenchSettings, vocoder: str | None = None) -> Bench
     device = settings.device
     notes: list[str] = []
     if settings.config is not None:
-        config = load_config(settings.config, overrides=settings.overrides)
+        config = load_config(settings.config, overrides=settings.config_overrides)
         if settings.acoustic_only:
             singers = {"random_0": 0}
             with torch.random.fork_rng(devices=[]):
@@ -213,12 +219,12 @@ def build_subjects(settings: BenchSettings, vocoder: str | None = None) -> Bench
     else:
         if settings.acoustic_only:
             model = ComoSVC.from_pretrained(settings.model, map_location=device)
-            config = apply_overrides(model.config, settings.overrides)
+            config = apply_overrides(model.config, settings.config_overrides)
             model.config = config
             features, vocoder = StandInFeatures(config, settings.seed), null_vocoder(config.audio).to(device)
         else:
             base = ConversionPipeline.from_pretrained(
-                settings.model, vocoder=vocoder, device=device, overrides=settings.overrides
+                settings.model, vocoder=vocoder, device=device, overrides=settings.config_overrides
             )
             model, features, vocoder, config = base.model, base.features, base.vocoder, base.config
         if model.distilled:
@@ -378,6 +384,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "max_chunk_seconds": config.inference.max_chunk_seconds,
             "chunk_batch_size": config.inference.batch_size,
             "teacher_solver": config.model.teacher_solver,
+            "dtype": str(subjects.pipelines[TEACHER].dtype).removeprefix("torch."),
             "notes": subjects.notes,
         },
         "durations": durations,
@@ -487,7 +494,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     if m.get("whisper_mode"):
         facts.append(f"Whisper in the pipeline: {m['whisper_mode']}")
     facts.append(f"chunks of at most {m['max_chunk_seconds']:g} s, {m['chunk_batch_size']} per batch")
-    facts.append(f"{env['device']}, torch {env['torch']}, {env['torch_threads']} threads")
+    dtype = f" in {m['dtype']}" if m.get("dtype") else ""
+    facts.append(f"{env['device']}{dtype}, torch {env['torch']}, {env['torch_threads']} threads")
     if env.get("load_average") is not None:
         facts.append(f"load average {env['load_average']:.1f} on {env.get('cpu_count')} CPUs")
     out.append("; ".join(facts) + ".")

@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +50,13 @@ import torch
 from comosvc.audio import audio_from_samples, load_audio
 from comosvc.config import ComoSVCConfig, ConfigError, with_overrides
 from comosvc.features.mel import LOG_CLAMP, MelStats
+from comosvc.measure.timer import Timer, sync_device
 from comosvc.pipeline import chunks as chunking
 from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
 from comosvc.pipeline.loudness import PEAK, finish_loudness
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
+from comosvc.precision import cast_module, resolve_dtype
 from comosvc.slicer import slice_audio
 
 if TYPE_CHECKING:
@@ -117,6 +118,10 @@ class ConversionRequest:
 class StageClock:
     """Accumulates wall-clock and process CPU seconds per stage; ``total`` runs from creation.
 
+    ``sync`` runs before every reading of the clocks: the pipeline passes
+    :func:`~comosvc.measure.timer.sync_device` of its device, so on CUDA a stage's queued
+    kernels are counted in that stage (not in whichever later stage first waits for them).
+
     >>> clock = StageClock()
     >>> with clock("vocoder"):
     ...     pass
@@ -126,25 +131,20 @@ class StageClock:
 
     STAGES = ("content", "f0", "acoustic", "vocoder")
 
-    def __init__(self):
-        self._wall = dict.fromkeys(self.STAGES, 0.0)
-        self._cpu = dict.fromkeys(self.STAGES, 0.0)
-        self._start = (time.perf_counter(), time.process_time())
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self._stages = {stage: Timer(sync) for stage in self.STAGES}
+        self._total = Timer(sync).start()
 
     @contextmanager
     def __call__(self, stage: str):
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
+        with self._stages[stage]:
             yield
-        finally:
-            self._wall[stage] += time.perf_counter() - wall
-            self._cpu[stage] += time.process_time() - cpu
 
     def wall(self) -> dict[str, float]:
-        return {**self._wall, "total": time.perf_counter() - self._start[0]}
+        return {**{stage: timer.wall for stage, timer in self._stages.items()}, "total": self._total.elapsed().wall}
 
     def cpu(self) -> dict[str, float]:
-        return {**self._cpu, "total": time.process_time() - self._start[1]}
+        return {**{stage: timer.cpu for stage, timer in self._stages.items()}, "total": self._total.elapsed().cpu}
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -161,6 +161,11 @@ class ConversionPipeline:
     teacher from ``teacher`` (default ``model.distilled_from``) the first time
     ``sampler="teacher"`` is asked for, and shares the condition encoder and prior
     with it when their weights are identical (they are frozen in distillation).
+
+    Every network (the acoustic model and a lazily loaded teacher, the vocoder, the
+    content encoders of ``features``) is cast once, here, to ``dtype``: default
+    ``inference.dtype`` resolved for the device (:mod:`comosvc.precision`: float16 on
+    CUDA, float32 on the CPU). What the stages hand each other stays float32.
     """
 
     def __init__(
@@ -171,12 +176,16 @@ class ConversionPipeline:
         config: ComoSVCConfig | None = None,
         teacher: str | None = None,
         device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ):
+        self.config = config or model.config
+        self.device = _device(device)
+        self.dtype = dtype or resolve_dtype(self.config.inference.dtype, self.device)
+        for network in (model, vocoder, getattr(features, "whisper", None), getattr(features, "contentvec", None)):
+            cast_module(network, self.dtype)
         self.model = model.eval()
         self.features = features
         self.vocoder = vocoder
-        self.config = config or model.config
-        self.device = _device(device)
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
         self._teacher = None if model.distilled else model
         self._stats_cache: dict[str, MelStats] = {}
@@ -192,6 +201,7 @@ class ConversionPipeline:
         device: str | torch.device | None = None,
         overrides: list[str] | None = None,
         vocoder_fallback: bool = True,
+        dtype: torch.dtype | None = None,
     ) -> "ConversionPipeline":
         """Load a model (Hub id or folder), its content encoders and a vocoder.
 
@@ -207,6 +217,10 @@ class ConversionPipeline:
             overrides: ``section.key=value`` changes to the model's config, e.g.
                 ``["inference.max_chunk_seconds=5", "f0.method=fcpe"]``. Model sizes
                 cannot change (the weights fix them).
+            dtype: the precision of every network; default ``inference.dtype`` (e.g.
+                ``overrides=["inference.dtype=bfloat16"]``) resolved for ``device`` by
+                :func:`~comosvc.precision.resolve_dtype`, which refuses a half dtype on a CPU;
+                a dtype passed here is used as given.
         """
         from comosvc.features.extract import FeatureExtractor
         from comosvc.models import ComoSVC
@@ -216,13 +230,14 @@ class ConversionPipeline:
         acoustic = ComoSVC.from_pretrained(str(model), map_location=str(device))
         config = apply_overrides(acoustic.config, overrides)
         acoustic.config = config
-        features = FeatureExtractor(config, device=device)
+        dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype fails before the big loads
+        features = FeatureExtractor(config, device=device, dtype=dtype)
         if isinstance(vocoder, torch.nn.Module):
             voc = vocoder.to(device).eval()
         else:
             name = vocoder or config.inference.vocoder
             voc = load_vocoder(name, device=device, audio=config.audio, fallback=vocoder_fallback)
-        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device)
+        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype)
 
     @classmethod
     def from_config(
@@ -234,6 +249,7 @@ class ConversionPipeline:
         stats: dict | None = None,
         distilled: bool = False,
         seed: int = 0,
+        dtype: torch.dtype | None = None,
     ) -> "ConversionPipeline":
         """A pipeline with random weights everywhere, built in memory (no download).
 
@@ -245,12 +261,14 @@ class ConversionPipeline:
         ``inference.vocoder``; ``"nvidia/bigvgan_base_24khz_100band"`` for v1 base; or
         :data:`~comosvc.vocoders.GRIFFINLIM`).
         ``singers``/``stats`` default to one singer ``"random_0"`` with plausible stats.
+        ``dtype``: as in :meth:`from_pretrained`.
         """
         from comosvc.models import ComoSVC
         from comosvc.vocoders import random_vocoder
 
         device = _device(device)
-        features = _random_features(config, device, seed)
+        dtype = dtype or resolve_dtype(config.inference.dtype, device)
+        features = _random_features(config, device, seed, dtype)
         singers = singers or {"random_0": 0}
         if stats is None:
             from comosvc.measure.stand_ins import random_stats
@@ -262,7 +280,7 @@ class ConversionPipeline:
         acoustic = acoustic.to(device).eval()
 
         voc = random_vocoder(vocoder or config.inference.vocoder, config.audio, seed)
-        return cls(acoustic, features, voc.to(device).eval(), config=config, device=device)
+        return cls(acoustic, features, voc.to(device).eval(), config=config, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ what the model offers
 
@@ -320,6 +338,7 @@ class ConversionPipeline:
                 ) from err
             if teacher.distilled:
                 raise ValueError(f"{self.teacher_source} is itself a distilled student, not a teacher")
+            cast_module(teacher, self.dtype)
             if teacher.singers != self.model.singers:
                 raise ValueError(
                     f"The teacher {self.teacher_source} has a different singer table than the student; "
@@ -468,6 +487,11 @@ class ConversionPipeline:
 
         ``f0`` ``(T,)`` Hz is the song's conditioning F0; the noise is keyed to song
         frames (``seed``); the mel is denormalised with ``singer``'s dataset stats.
+
+        Precision (:attr:`dtype`): the batch goes in float32; the condition encoder casts
+        the content features to the model's dtype (F0 and energy stay float32: they
+        become bins), the sampler's arithmetic stays float32 around the denoiser
+        network (:func:`~comosvc.precision.float32_io`), and the mels come out float32.
         """
         model = self._acoustic_model(sampler)
         n_mels = self.config.audio.n_mels
@@ -478,8 +502,9 @@ class ConversionPipeline:
         return [log_mel[row, :frames] for row, frames in enumerate(lengths)], out.nfe
 
     def vocode(self, log_mel: torch.Tensor) -> np.ndarray:
-        """One chunk's log mel ``(T, n_mels)`` -> its samples ``(N,)`` float32."""
-        return self.vocoder(log_mel[None])[0].cpu().numpy()
+        """One chunk's log mel ``(T, n_mels)`` float32 -> its samples ``(N,)`` float32 (the vocoder
+        casts the mel to its own dtype, :attr:`~comosvc.vocoders.Vocoder.dtype`)."""
+        return self.vocoder(log_mel[None])[0].float().cpu().numpy()
 
     def _convert_chunks(
         self,
@@ -538,7 +563,7 @@ class ConversionPipeline:
             seed: noise seed (default: random; the one used is in ``result.seed``).
             progress: called as ``progress(fraction, description)``.
         """
-        clock = StageClock()
+        clock = StageClock(sync_device(self.device))
         report = progress or (lambda fraction, desc: None)
         request = self.request(singer, sampler, steps, key, loudness_match, seed)
         # 1. load
@@ -642,7 +667,7 @@ class ConversionPipeline:
 # --------------------------------------------------------------------------- helpers
 
 
-def _random_features(config: ComoSVCConfig, device: torch.device, seed: int):
+def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dtype: torch.dtype):
     """A :class:`~comosvc.features.extract.FeatureExtractor` with random content encoders of ``content.whisper_dim``."""
     from comosvc.features.content import WHISPER_SIZES, ContentVecEncoder, WhisperContentEncoder
     from comosvc.features.extract import FeatureExtractor
@@ -653,9 +678,10 @@ def _random_features(config: ComoSVCConfig, device: torch.device, seed: int):
             f"no random content encoder size has whisper_dim={config.content.whisper_dim}; "
             f"known: { {name: size['d_model'] for name, size in WHISPER_SIZES.items()} }"
         )
-    whisper = WhisperContentEncoder.random(sizes[0], mode=config.content.whisper_mode, device=device, seed=seed)
-    contentvec = ContentVecEncoder.random(sizes[0], layer=config.content.contentvec_layer, device=device, seed=seed)
-    return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec)
+    content = config.content
+    whisper = WhisperContentEncoder.random(sizes[0], mode=content.whisper_mode, device=device, seed=seed, dtype=dtype)
+    contentvec = ContentVecEncoder.random(sizes[0], layer=content.contentvec_layer, device=device, seed=seed, dtype=dtype)
+    return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec, dtype=dtype)
 
 
 def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoSVCConfig:
