@@ -182,3 +182,20 @@ def test_export_path_of_the_band_add_equals_the_in_place_one(monkeypatch):
         monkeypatch.undo()
         assert torch.equal(eager, functional)
 
+
+
+def test_bench_adds_the_onnx_student(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        ["bench", "--config", str(TINY_CONFIG), "--set", "content.whisper_dim=64", "--set", "content.contentvec_layer=2",
+         "--seconds", "2", "--repeats", "1", "--teacher-steps", "4", "--student-steps", "1", "--warmup", "0",
+         "--acoustic-only", "--threads", "1", "--runtime", "torch", "onnx", "--out", str(out)]
+    )
+    assert code == 0, capsys.readouterr().err
+    (duration,) = json.loads(out.read_text())["durations"]
+    systems = {e["name"]: e for e in duration["systems"]}
+    assert list(systems) == ["teacher-4", "student-1", "student-1-onnx"]
+    onnx = systems["student-1-onnx"]
+    assert onnx["nfe"] == 1 and onnx["median"]["acoustic"] > 0 and "prior" not in onnx["median"]
+    assert onnx["speedup"]["acoustic"] == pytest.approx(systems["teacher-4"]["median"]["acoustic"] / onnx["median"]["acoustic"])
+    assert "| student-1-onnx | 1 |" in capsys.readouterr().out
