@@ -49,6 +49,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="config override, e.g. --set content.whisper_mode=unpadded (repeatable)",
     )
+    parser.add_argument(
+        "--runtime", dest="runtimes", nargs="+", choices=["torch", "onnx"], default=["torch"],
+        help="onnx adds the one-step student exported to ONNX and run in onnxruntime (student-1-onnx; needs "
+        "onnx, onnxscript, onnxruntime) next to the torch systems (default: torch)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the input and the noise (default: 0)")
     parser.add_argument(
         "--dtype", choices=PRECISIONS, default=None,
@@ -90,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides=list(args.overrides),
         seed=args.seed,
         dtype=args.dtype,
+        runtimes=list(args.runtimes),
     )
     try:
         settings.check()

@@ -47,6 +47,13 @@ def register(subparsers) -> None:
         help="precision of every network (= --set inference.dtype=...; default auto: float16 on CUDA, "
         "float32 on CPU, where half ones are refused)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="torch, or onnx: --model is a folder written by `python -m comosvc export-onnx` and the one-step "
+        "student and its vocoder run in onnxruntime (default: torch)",
+    )
     parser.add_argument("--loudness-match", action="store_true", help="give the output the loudness envelope of the input")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument(
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             teacher=args.teacher,
             device=args.device,
             overrides=[*args.overrides, *([f"inference.dtype={args.dtype}"] if args.dtype else [])],
+            runtime=args.runtime,
         )
         singer = pipe.resolve_singer(args.singer)
         sampler = pipe.check_sampler(args.sampler, args.steps)

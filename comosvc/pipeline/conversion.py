@@ -42,7 +42,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable, Literal, Union
 
 import numpy as np
 import torch
@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AudioInput = Union[str, Path, bytes, np.ndarray, tuple]
+Runtime = Literal["torch", "onnx"]  # what runs the acoustic model and the vocoder (comosvc.onnx)
+RUNTIMES = ("torch", "onnx")
 # progress(fraction of the conversion done in [0, 1], what is happening)
 ProgressFn = Callable[[float, str], None]
 
@@ -189,6 +191,7 @@ class ConversionPipeline:
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
         self._teacher = None if model.distilled else model
         self._stats_cache: dict[str, MelStats] = {}
+        self.runtime: Runtime = getattr(model, "runtime", "torch")  # "onnx" for a comosvc.onnx OnnxStudent
 
     # ------------------------------------------------------------------ construction
 
@@ -202,6 +205,7 @@ class ConversionPipeline:
         overrides: list[str] | None = None,
         vocoder_fallback: bool = True,
         dtype: torch.dtype | None = None,
+        runtime: Runtime = "torch",
     ) -> "ConversionPipeline":
         """Load a model (Hub id or folder), its content encoders and a vocoder.
 
@@ -221,18 +225,23 @@ class ConversionPipeline:
                 ``overrides=["inference.dtype=bfloat16"]``) resolved for ``device`` by
                 :func:`~comosvc.precision.resolve_dtype`, which refuses a half dtype on a CPU;
                 a dtype passed here is used as given.
+            runtime: ``"torch"``, or ``"onnx"``: ``model`` is a folder written by
+                ``python -m comosvc export-onnx`` (:mod:`comosvc.onnx`); the one-step student
+                and its exported vocoder run in onnxruntime, the feature extractors in torch
+                (``vocoder`` given, or none exported: that vocoder runs in torch).
         """
         from comosvc.features.extract import FeatureExtractor
-        from comosvc.models import ComoSVC
         from comosvc.vocoders import load_vocoder
 
         device = _device(device)
-        acoustic = ComoSVC.from_pretrained(str(model), map_location=str(device))
+        acoustic, exported_vocoder = _load_acoustic(model, device, runtime, teacher)
         config = apply_overrides(acoustic.config, overrides)
         acoustic.config = config
         dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype fails before the big loads
         features = FeatureExtractor(config, device=device, dtype=dtype)
-        if isinstance(vocoder, torch.nn.Module):
+        if vocoder is None and exported_vocoder is not None:
+            voc = exported_vocoder
+        elif isinstance(vocoder, torch.nn.Module):
             voc = vocoder.to(device).eval()
         else:
             name = vocoder or config.inference.vocoder
@@ -314,6 +323,10 @@ class ConversionPipeline:
         student of a distilled model, else the teacher. A distilled model's teacher is loaded from ``teacher``."""
         from comosvc.models.samplers import check_sampler  # lazy: comosvc.models imports diffusers
 
+        if self.runtime == "onnx" and ((sampler or "student") != "student" or (steps or 1) != 1):
+            from comosvc.onnx.runtime import ONNX_ONLY_ONE_STEP
+
+            raise ValueError(ONNX_ONLY_ONE_STEP)
         return check_sampler(
             self.model.distilled,
             sampler,
@@ -684,13 +697,48 @@ def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dty
     return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec, dtype=dtype)
 
 
+def _load_acoustic(model: str | Path, device: torch.device, runtime: str, teacher: str | None):
+    """``(acoustic model, exported vocoder or None)`` of a model folder / Hub id (torch) or an ONNX export folder."""
+    from comosvc.onnx.files import is_onnx_export
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        if is_onnx_export(model):
+            raise ValueError(f"{model} is an ONNX export: run it with runtime='onnx' (--runtime onnx)")
+        from comosvc.models import ComoSVC
+
+        return ComoSVC.from_pretrained(str(model), map_location=str(device)), None
+    if not is_onnx_export(model):
+        raise ValueError(
+            f"{model} is not an ONNX export. Export the distilled student first "
+            f"(python -m comosvc export-onnx --model {model} --out DIR) and pass DIR, or use runtime='torch'."
+        )
+    if teacher is not None:
+        raise ValueError("The ONNX runtime runs the one-step student only: drop the teacher, or use runtime='torch'.")
+    from comosvc.onnx.runtime import load_onnx
+
+    return load_onnx(model, device)
+
+
 def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoSVCConfig:
-    """A copy of ``config`` with ``section.key=value`` overrides applied (strictly checked)."""
+    """A copy of ``config`` with ``section.key=value`` overrides applied (strictly checked).
+
+    The model and audio sections and ``content.whisper_mode`` are fixed by training: a model
+    converts in the Whisper mode it was trained with (its content features differ between modes).
+    """
     new = with_overrides(config, overrides)
     if new.model != config.model or new.audio != config.audio:
         raise ConfigError(
             "Overrides cannot change the model or audio sections of a trained model (its weights fix them); "
             "change inference, f0 or content settings only."
+        )
+    trained, asked = config.content.whisper_mode, new.content.whisper_mode
+    if asked != trained:
+        raise ConfigError(
+            f"This model was trained with content.whisper_mode={trained}; the override asks for {asked}. "
+            f"A model must convert in the Whisper mode it was trained with: drop the override, or retrain "
+            f"with content.whisper_mode={asked} (configs/cpu.yaml trains unpadded)."
         )
     return new
 
