@@ -45,6 +45,7 @@ import pandas as pd
 
 from comosvc.audio import AudioError, TooLongError, load_audio, save_audio
 from comosvc.compare import compare, mel_image, mel_range, timing_rows, timing_table
+from comosvc.config import PRECISIONS
 from comosvc.vocoders import GRIFFINLIM
 
 log = logging.getLogger("comosvc.app")
@@ -143,6 +144,7 @@ class AppSettings:
     vocoder: str | None = None  # Hub id, folder or GRIFFINLIM; None = the model's default
     teacher: str | None = None  # teacher export, when the student does not point to one itself
     device: str | None = None
+    dtype: str | None = None  # inference.dtype of every network; None = the model's config ("auto": float16 on CUDA)
     max_seconds: float = 60.0  # longest source clip accepted, seconds
     max_file_size: str = "25mb"  # largest upload
     queue_size: int = 16  # requests waiting at most; more are turned away
@@ -178,6 +180,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     parser.add_argument("--teacher", default=os.environ.get("COMOSVC_TEACHER") or (SPACE_TEACHER if space_default else None),
                         help="teacher model, if the student export does not name one (env COMOSVC_TEACHER)")
     parser.add_argument("--device", default=os.environ.get("COMOSVC_DEVICE"), help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--dtype", default=os.environ.get("COMOSVC_DTYPE"), choices=PRECISIONS,
+                        help="precision of every network (env COMOSVC_DTYPE; default auto: float16 on CUDA, float32 on CPU)")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, or GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
@@ -198,6 +202,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     parser.add_argument("--gpu-max-duration", type=float, default=_env_float("COMOSVC_GPU_MAX_DURATION", budget.cap),
                         help="most GPU seconds one conversion asks ZeroGPU for (env COMOSVC_GPU_MAX_DURATION)")
     args = parser.parse_args(argv)
+    if args.dtype and args.dtype not in PRECISIONS:  # argparse does not check a default from the environment
+        parser.error(f"COMOSVC_DTYPE must be one of {', '.join(PRECISIONS)}, not {args.dtype!r}")
     for flag, value in (("--gpu-cost-per-second", args.gpu_cost_per_second), ("--gpu-cost-per-step", args.gpu_cost_per_step),
                         ("--gpu-max-duration", args.gpu_max_duration)):
         if value is not None and not value > 0:
@@ -214,6 +220,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
         vocoder=args.vocoder or None,
         teacher=args.teacher or None,
         device=args.device or None,
+        dtype=args.dtype or None,
         max_seconds=args.max_seconds,
         max_file_size=args.max_file_size,
         queue_size=args.queue_size,
@@ -249,7 +256,11 @@ def load_model(settings: AppSettings) -> ModelState:
         from comosvc.pipeline import ConversionPipeline
 
         pipe = ConversionPipeline.from_pretrained(
-            settings.model, vocoder=settings.vocoder, teacher=settings.teacher, device=settings.device or default_device()
+            settings.model,
+            vocoder=settings.vocoder,
+            teacher=settings.teacher,
+            device=settings.device or default_device(),
+            overrides=[f"inference.dtype={settings.dtype}"] if settings.dtype else None,
         )
     except Exception as err:  # any failure (missing files, offline Hub, bad config) becomes the banner
         log.exception("could not load model %s", settings.model)

@@ -59,17 +59,30 @@ class System:
 
     sampler: str  # "teacher" or "student"
     steps: int
+    runtime: str = "torch"  # or "onnx": the exported one-step student in onnxruntime (comosvc.onnx)
 
     @property
     def name(self) -> str:
-        return f"{self.sampler}-{self.steps}"
+        return f"{self.sampler}-{self.steps}" + ("" if self.runtime == "torch" else f"-{self.runtime}")
+
+    @property
+    def pipeline(self) -> str:
+        """The key of its pipeline in :attr:`BenchSubjects.pipelines`."""
+        return self.sampler if self.runtime == "torch" else f"{self.sampler}-{self.runtime}"
 
 
-def bench_systems(teacher_steps: int = 40, student_steps: tuple[int, ...] | list[int] = (1, 2, 4)) -> list[System]:
-    """The teacher first (the reference of every speed-up), then the student at each step count."""
+def bench_systems(
+    teacher_steps: int = 40, student_steps: tuple[int, ...] | list[int] = (1, 2, 4), runtimes: tuple[str, ...] | list[str] = ("torch",)
+) -> list[System]:
+    """The teacher first (the reference of every speed-up), then the student at each step count;
+    with ``"onnx"`` in ``runtimes`` also the exported one-step student (``student-1-onnx``)."""
     if teacher_steps < 1 or any(s < 1 for s in student_steps):
         raise ValueError(f"steps must be >= 1 (teacher {teacher_steps}, student {list(student_steps)})")
-    return [System(TEACHER, int(teacher_steps))] + [System(STUDENT, int(s)) for s in dict.fromkeys(student_steps)]
+    unknown = sorted(set(runtimes) - {"torch", "onnx"})
+    if unknown:
+        raise ValueError(f"--runtime takes torch and/or onnx, got {unknown}")
+    systems = [System(TEACHER, int(teacher_steps))] + [System(STUDENT, int(s)) for s in dict.fromkeys(student_steps)]
+    return systems + ([System(STUDENT, 1, "onnx")] if "onnx" in runtimes else [])
 
 
 @dataclass
@@ -89,6 +102,13 @@ class BenchSettings:
     whisper: bool = True  # also time Whisper padded vs unpadded (full mode)
     overrides: list[str] = field(default_factory=list)
     seed: int = 0
+    runtimes: list[str] = field(default_factory=lambda: ["torch"])  # "onnx" adds the exported one-step student
+    dtype: str | None = None  # inference.dtype of every network; None: the config's ("auto")
+
+    @property
+    def config_overrides(self) -> list[str]:
+        """``overrides`` plus ``inference.dtype=...`` when ``dtype`` is set."""
+        return [*self.overrides, *([f"inference.dtype={self.dtype}"] if self.dtype else [])]
 
     def check(self) -> None:
         if (self.model is None) == (self.config is None):
@@ -99,7 +119,7 @@ class BenchSettings:
             raise ValueError(f"--repeats must be at least 1, got {self.repeats}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
-        bench_systems(self.teacher_steps, self.student_steps)
+        bench_systems(self.teacher_steps, self.student_steps, self.runtimes)
 
 
 # --------------------------------------------------------------------------- where it ran
@@ -168,7 +188,7 @@ class BenchSubjects:
     """The pipelines to time, one per sampler, and what they are."""
 
     config: Any
-    pipelines: dict[str, Any]  # "teacher" / "student" -> ConversionPipeline
+    pipelines: dict[str, Any]  # System.pipeline ("teacher", "student", "student-onnx") -> ConversionPipeline
     singer: str
     notes: list[str]
     whisper: Any = None  # the WhisperContentEncoder of the pipelines (full mode)
@@ -176,7 +196,9 @@ class BenchSubjects:
 
     def __post_init__(self) -> None:
         device = next(iter(self.pipelines.values())).device.type
-        self.timers = {sampler: PriorTimer(pipe.model, device) for sampler, pipe in self.pipelines.items()}
+        self.timers = {  # the ONNX graph is one call: no prior hooks
+            key: PriorTimer(pipe.model, device) for key, pipe in self.pipelines.items() if pipe.runtime == "torch"
+        }
 
 
 def _as_student(model):
@@ -195,7 +217,7 @@ def build_subjects(settings: BenchSettings, vocoder: str | None = None) -> Bench
     device = settings.device
     notes: list[str] = []
     if settings.config is not None:
-        config = load_config(settings.config, overrides=settings.overrides)
+        config = load_config(settings.config, overrides=settings.config_overrides)
         if settings.acoustic_only:
             singers = {"random_0": 0}
             with torch.random.fork_rng(devices=[]):
@@ -213,12 +235,12 @@ def build_subjects(settings: BenchSettings, vocoder: str | None = None) -> Bench
     else:
         if settings.acoustic_only:
             model = ComoSVC.from_pretrained(settings.model, map_location=device)
-            config = apply_overrides(model.config, settings.overrides)
+            config = apply_overrides(model.config, settings.config_overrides)
             model.config = config
             features, vocoder = StandInFeatures(config, settings.seed), null_vocoder(config.audio).to(device)
         else:
             base = ConversionPipeline.from_pretrained(
-                settings.model, vocoder=vocoder, device=device, overrides=settings.overrides
+                settings.model, vocoder=vocoder, device=device, overrides=settings.config_overrides
             )
             model, features, vocoder, config = base.model, base.features, base.vocoder, base.config
         if model.distilled:
@@ -237,28 +259,47 @@ def build_subjects(settings: BenchSettings, vocoder: str | None = None) -> Bench
         TEACHER: ConversionPipeline(teacher.eval(), features, vocoder, config=config, device=device),
         STUDENT: ConversionPipeline(student.eval(), features, vocoder, config=config, device=device),
     }
+    if "onnx" in settings.runtimes:
+        pipelines[f"{STUDENT}-onnx"] = _onnx_pipeline(student, features, vocoder, config, device)
+        notes.append("student-1-onnx: the student exported to ONNX (comosvc.onnx) in onnxruntime, features in torch")
     singer = sorted(student.singers, key=lambda name: student.singers[name])[0]
     whisper = getattr(features, "whisper", None)
     return BenchSubjects(config, pipelines, singer, notes, whisper)
+
+
+def _onnx_pipeline(student, features, vocoder, config, device: str):
+    """The student (and a BigVGAN vocoder) exported to ONNX and loaded in onnxruntime; other vocoders stay in torch."""
+    import tempfile
+
+    from comosvc.onnx.export import export_onnx
+    from comosvc.onnx.runtime import load_onnx
+    from comosvc.pipeline import ConversionPipeline
+
+    with tempfile.TemporaryDirectory() as folder:  # the sessions hold the graphs in memory
+        export_onnx(student, folder, vocoder=vocoder)
+        onnx_student, onnx_vocoder = load_onnx(folder, device)
+    onnx_student.config = config
+    return ConversionPipeline(onnx_student, features, onnx_vocoder or vocoder, config=config, device=device)
 
 
 # --------------------------------------------------------------------------- one duration
 
 
 def _conversion_job(subjects: BenchSubjects, system: System, wav: np.ndarray, seed: int) -> Job:
-    pipe = subjects.pipelines[system.sampler]
-    timer = subjects.timers[system.sampler]
+    pipe = subjects.pipelines[system.pipeline]
+    timer = subjects.timers.get(system.pipeline)
 
     def job() -> dict[str, float]:
-        timer.reset()
+        if timer is not None:
+            timer.reset()
         result = pipe(wav, subjects.singer, sampler=system.sampler, steps=system.steps, seed=seed)
         sync_device(pipe.device.type)()
         cpu = getattr(result, "cpu_timings", None) or {}
+        prior = {"prior": timer.seconds, CPU + "prior": timer.cpu_seconds} if timer is not None else {}
         return {
             **{k: float(v) for k, v in result.timings.items()},
             **{CPU + k: float(v) for k, v in cpu.items()},
-            "prior": timer.seconds,
-            CPU + "prior": timer.cpu_seconds,
+            **prior,
             "nfe": float(result.nfe),
         }
 
@@ -357,7 +398,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
     (with ``--config`` the acoustic model has the same random weights every time).
     """
     settings.check()
-    systems = bench_systems(settings.teacher_steps, settings.student_steps)
+    systems = bench_systems(settings.teacher_steps, settings.student_steps, settings.runtimes)
     run_timer = Timer().start()
     given = subjects
     durations, vocoder_names = [], []
@@ -378,6 +419,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "max_chunk_seconds": config.inference.max_chunk_seconds,
             "chunk_batch_size": config.inference.batch_size,
             "teacher_solver": config.model.teacher_solver,
+            "dtype": str(subjects.pipelines[TEACHER].dtype).removeprefix("torch."),
             "notes": subjects.notes,
         },
         "durations": durations,
@@ -487,7 +529,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     if m.get("whisper_mode"):
         facts.append(f"Whisper in the pipeline: {m['whisper_mode']}")
     facts.append(f"chunks of at most {m['max_chunk_seconds']:g} s, {m['chunk_batch_size']} per batch")
-    facts.append(f"{env['device']}, torch {env['torch']}, {env['torch_threads']} threads")
+    dtype = f" in {m['dtype']}" if m.get("dtype") else ""
+    facts.append(f"{env['device']}{dtype}, torch {env['torch']}, {env['torch_threads']} threads")
     if env.get("load_average") is not None:
         facts.append(f"load average {env['load_average']:.1f} on {env.get('cpu_count')} CPUs")
     out.append("; ".join(facts) + ".")

@@ -38,7 +38,10 @@ class ConfigError(ValueError):
 
 
 # Dotted keys older versions wrote that nothing reads any more -> what to set instead.
-RETIRED_KEYS = {"model.teacher_steps": "inference.teacher_steps"}
+RETIRED_KEYS = {
+    "model.teacher_steps": "inference.teacher_steps",  # never acted
+    "content.half_on_cuda": "inference.dtype",  # one precision setting now serves every network
+}
 
 
 # --------------------------------------------------------------------------- sections
@@ -71,7 +74,7 @@ class ContentConfig:
     sample_rate: int = 16000  # Hz, both encoders
     frame_hop: int = 320  # samples at 16 kHz (20 ms)
     batch_size: int = 8
-    half_on_cuda: bool = True
+    # their precision is inference.dtype (as for every network)
 
 
 @dataclass
@@ -195,6 +198,11 @@ class TrainConfig:
     log_with: str = "tensorboard"
 
 
+# inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)
+Precision = Literal["auto", "float32", "float16", "bfloat16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
 @dataclass
 class InferenceConfig:
     """Conversion defaults (docs/design.md "Inference")."""
@@ -208,6 +216,9 @@ class InferenceConfig:
     student_steps: int = 1
     loudness_match: bool = False
     vocoder: str = "nvidia/bigvgan_v2_24khz_100band_256x"  # or comosvc.vocoders.GRIFFINLIM: the fallback
+    # Precision of every network (acoustic model, vocoder, content encoders; comosvc/precision.py):
+    # "auto" = float16 on CUDA, float32 on the CPU; float16/bfloat16 are refused on the CPU.
+    dtype: Precision = "auto"
 
 
 @dataclass
@@ -326,7 +337,7 @@ def _drop_retired(data: dict[str, Any], prefix: str, source: str) -> dict[str, A
     retired = [name for name in data if prefix + name in RETIRED_KEYS]
     for name in retired:
         logger.warning(
-            "%s: %s is no longer read (it never acted); remove it and set %s instead",
+            "%s: %s is no longer read; remove it and set %s instead",
             source, prefix + name, RETIRED_KEYS[prefix + name],
         )
     return {name: value for name, value in data.items() if name not in retired}
@@ -409,6 +420,8 @@ __all__ = [
     "F0Config",
     "InferenceConfig",
     "ModelConfig",
+    "PRECISIONS",
+    "Precision",
     "RETIRED_KEYS",
     "TrainConfig",
     "load_config",

@@ -98,3 +98,23 @@ def test_retired_key_of_old_model_folders_is_dropped_with_a_warning(caplog):
     assert cfg == ComoSVCConfig()
     assert "model.teacher_steps" in caplog.text and "inference.teacher_steps" in caplog.text
     assert not hasattr(cfg.model, "teacher_steps")
+
+
+def test_cpu_config_is_the_default_with_bigvgan_v1_base_and_unpadded_whisper():
+    cpu = load_config(REPO / "configs" / "cpu.yaml")
+    assert cpu.inference.vocoder == "nvidia/bigvgan_base_24khz_100band"
+    assert cpu.content.whisper_mode == "unpadded"
+    default = ComoSVCConfig()
+    assert cpu.to_dict() == with_overrides(
+        default, ["inference.vocoder=nvidia/bigvgan_base_24khz_100band", "content.whisper_mode=unpadded"]
+    ).to_dict()  # everything else as configs/comosvc.yaml
+
+
+def test_a_trained_model_converts_in_its_whisper_mode():
+    from comosvc.pipeline import apply_overrides
+
+    trained = load_config(REPO / "configs" / "cpu.yaml")  # unpadded
+    with pytest.raises(ConfigError, match="trained with content.whisper_mode=unpadded.*asks for padded.*retrain"):
+        apply_overrides(trained, ["content.whisper_mode=padded"])
+    assert apply_overrides(trained, ["content.whisper_mode=unpadded"]).content.whisper_mode == "unpadded"
+    assert apply_overrides(trained, ["inference.max_chunk_seconds=5"]).inference.max_chunk_seconds == 5

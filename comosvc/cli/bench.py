@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from comosvc.config import PRECISIONS
 from comosvc.vocoders import GRIFFINLIM
 
 
@@ -48,7 +49,16 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="config override, e.g. --set content.whisper_mode=unpadded (repeatable)",
     )
+    parser.add_argument(
+        "--runtime", dest="runtimes", nargs="+", choices=["torch", "onnx"], default=["torch"],
+        help="onnx adds the one-step student exported to ONNX and run in onnxruntime (student-1-onnx; needs "
+        "onnx, onnxscript, onnxruntime) next to the torch systems (default: torch)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the input and the noise (default: 0)")
+    parser.add_argument(
+        "--dtype", choices=PRECISIONS, default=None,
+        help="precision of every network (= --set inference.dtype=...; default auto: float16 on CUDA, float32 on CPU)",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the JSON report here (and the table as .md)")
     parser.set_defaults(func=run)
     return parser
@@ -84,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
         whisper=not args.no_whisper,
         overrides=list(args.overrides),
         seed=args.seed,
+        dtype=args.dtype,
+        runtimes=list(args.runtimes),
     )
     try:
         settings.check()

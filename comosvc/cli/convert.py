@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from comosvc.config import PRECISIONS
 from comosvc.vocoders import GRIFFINLIM
 
 
@@ -39,6 +40,20 @@ def register(subparsers) -> None:
     parser.add_argument("--vocoder", default=None, help=f"vocoder Hub id or folder, or '{GRIFFINLIM}' (default: inference.vocoder)")
     parser.add_argument("--teacher", default=None, help="teacher model for --sampler teacher with a distilled model")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--dtype",
+        choices=PRECISIONS,
+        default=None,
+        help="precision of every network (= --set inference.dtype=...; default auto: float16 on CUDA, "
+        "float32 on CPU, where half ones are refused)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="torch, or onnx: --model is a folder written by `python -m comosvc export-onnx` and the one-step "
+        "student and its vocoder run in onnxruntime (default: torch)",
+    )
     parser.add_argument("--loudness-match", action="store_true", help="give the output the loudness envelope of the input")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument(
@@ -77,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         pipe = ConversionPipeline.from_pretrained(
-            args.model, vocoder=args.vocoder, teacher=args.teacher, device=args.device, overrides=args.overrides
+            args.model,
+            vocoder=args.vocoder,
+            teacher=args.teacher,
+            device=args.device,
+            overrides=[*args.overrides, *([f"inference.dtype={args.dtype}"] if args.dtype else [])],
+            runtime=args.runtime,
         )
         singer = pipe.resolve_singer(args.singer)
         sampler = pipe.check_sampler(args.sampler, args.steps)

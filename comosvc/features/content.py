@@ -85,12 +85,14 @@ def _model_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
-def _place(module: nn.Module, device: str | torch.device | None, half: bool) -> nn.Module:
+def _place(module: nn.Module, device: str | torch.device | None, dtype: torch.dtype) -> nn.Module:
+    """``module`` frozen, in eval mode, on ``device`` (default CUDA when available) in ``dtype``.
+
+    ``dtype`` is the resolved ``inference.dtype`` (:func:`comosvc.precision.resolve_dtype`);
+    the encoders' outputs are float32 whatever it is.
+    """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    module = module.to(device)
-    if half and device.type == "cuda":
-        module = module.half()
-    return module.eval().requires_grad_(False)
+    return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 # --------------------------------------------------------------------------- Whisper
@@ -164,9 +166,10 @@ class WhisperContentEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, mode: str = "padded", device=None, half_on_cuda: bool = True
+        cls, name_or_path: str | Path, mode: str = "padded", device=None, dtype: torch.dtype = torch.float32
     ) -> "WhisperContentEncoder":
-        """Load from a Hub id (``openai/whisper-medium``) or a local folder saved with ``save_pretrained``."""
+        """Load from a Hub id (``openai/whisper-medium``) or a local folder saved with ``save_pretrained``;
+        the weights in ``dtype`` (``inference.dtype`` resolved, :mod:`comosvc.precision`)."""
         model, info = WhisperEncoderOnly.from_pretrained(str(name_or_path), output_loading_info=True)
         missing = [k for k in info.get("missing_keys", []) if k.startswith("encoder.")]
         if missing:
@@ -178,18 +181,20 @@ class WhisperContentEncoder(nn.Module):
             fe = WhisperFeatureExtractor.from_pretrained(str(name_or_path))
         except OSError:  # a model folder without preprocessor_config.json
             fe = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
-        encoder = _place(model.encoder, device, half_on_cuda)
+        encoder = _place(model.encoder, device, dtype)
         return cls(encoder, fe, mode)
 
     @classmethod
-    def random(cls, size: str = "default", mode: str = "padded", device="cpu", seed: int = 0):
+    def random(
+        cls, size: str = "default", mode: str = "padded", device="cpu", seed: int = 0, dtype: torch.dtype = torch.float32
+    ):
         """Random weights, in memory, no download: ``"default"`` = whisper-medium's encoder, or ``"tiny"``."""
         config = whisper_config(size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = WhisperEncoder(config)
         fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
-        return cls(_place(encoder, device, half=False), fe, mode)
+        return cls(_place(encoder, device, dtype), fe, mode)
 
     # ---- features
 
@@ -326,8 +331,9 @@ class ContentVecEncoder(nn.Module):
         return self.model.final_proj.out_features
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, layer: int = 12, device=None, half_on_cuda: bool = True):
-        """Load from a Hub id (``lengyue233/content-vec-best``) or a folder saved with ``save_pretrained``."""
+    def from_pretrained(cls, name_or_path: str | Path, layer: int = 12, device=None, dtype: torch.dtype = torch.float32):
+        """Load from a Hub id (``lengyue233/content-vec-best``) or a folder saved with ``save_pretrained``;
+        the weights in ``dtype`` (``inference.dtype`` resolved, :mod:`comosvc.precision`)."""
         model, info = HubertModelWithFinalProj.from_pretrained(str(name_or_path), output_loading_info=True)
         missing = list(info.get("missing_keys", []))
         if any(k.startswith("final_proj") for k in missing):
@@ -337,16 +343,18 @@ class ContentVecEncoder(nn.Module):
             )
         if missing:
             raise ValueError(f"{name_or_path} is missing weights {missing[:3]}...; is it a HuBERT/ContentVec checkpoint?")
-        return cls(_place(model, device, half_on_cuda), layer)
+        return cls(_place(model, device, dtype), layer)
 
     @classmethod
-    def random(cls, size: str = "default", layer: int | None = None, device="cpu", seed: int = 0):
+    def random(
+        cls, size: str = "default", layer: int | None = None, device="cpu", seed: int = 0, dtype: torch.dtype = torch.float32
+    ):
         """Random weights, in memory, no download: ``"default"`` = HuBERT-base + final_proj, or ``"tiny"``."""
         config = contentvec_config(size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = HubertModelWithFinalProj(config)
-        return cls(_place(model, device, half=False), config.num_hidden_layers if layer is None else layer)
+        return cls(_place(model, device, dtype), config.num_hidden_layers if layer is None else layer)
 
     @torch.no_grad()
     def _encode(self, wavs: list[np.ndarray]) -> torch.Tensor:

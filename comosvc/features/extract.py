@@ -22,6 +22,7 @@ from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, a
 from comosvc.features.energy import energy_from_mel
 from comosvc.features.f0 import extract_f0
 from comosvc.features.mel import MelSpectrogram
+from comosvc.precision import resolve_dtype
 
 FEATURE_NAMES = ("mel", "f0", "energy", "whisper", "contentvec")
 
@@ -32,6 +33,8 @@ class FeatureExtractor:
     The content encoders are loaded once, from ``cfg.content.whisper`` and
     ``cfg.content.contentvec`` (Hub ids or local folders), unless ready encoders
     are passed in (e.g. ``WhisperContentEncoder.random("default")`` for a benchmark).
+    Loaded encoders run in ``dtype``: default ``inference.dtype`` resolved for the device
+    (:func:`comosvc.precision.resolve_dtype`); their features are float32 either way.
     """
 
     def __init__(
@@ -40,16 +43,18 @@ class FeatureExtractor:
         device: str | torch.device | None = None,
         whisper: WhisperContentEncoder | None = None,
         contentvec: ContentVecEncoder | None = None,
+        dtype: torch.dtype | None = None,
     ):
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         c = cfg.content
+        dtype = dtype or resolve_dtype(cfg.inference.dtype, self.device)
         self.whisper = whisper or WhisperContentEncoder.from_pretrained(
-            c.whisper, mode=c.whisper_mode, device=self.device, half_on_cuda=c.half_on_cuda
+            c.whisper, mode=c.whisper_mode, device=self.device, dtype=dtype
         )
         self.whisper.mode = c.whisper_mode  # the config decides, also for an encoder passed in
         self.contentvec = contentvec or ContentVecEncoder.from_pretrained(
-            c.contentvec, layer=c.contentvec_layer, device=self.device, half_on_cuda=c.half_on_cuda
+            c.contentvec, layer=c.contentvec_layer, device=self.device, dtype=dtype
         )
         for name, enc, want in (("whisper", self.whisper, c.whisper_dim), ("contentvec", self.contentvec, c.contentvec_dim)):
             if enc.dim != want:

@@ -40,6 +40,7 @@ from comosvc.models.masking import apply_mask
 from comosvc.models.prior import Prior, prior_loss
 from comosvc.models.samplers import Sampler, check_sampler
 from comosvc.models.ssim import ssim_loss
+from comosvc.precision import float32_io
 
 # Keys of the model batch (docs/design.md contract); "mel" only for training, "mask" optional (all valid).
 CONDITION_KEYS = ("whisper", "contentvec", "f0", "energy", "speaker")
@@ -211,16 +212,18 @@ class ComoSVC(
         )
         batch = self.prepare_batch(batch)
         mask = batch["mask"]
-        mu = self.encode(batch)
+        # a half-precision model: the sampler's arithmetic stays float32, only the networks run in half
+        mu = self.encode(batch).float()
+        denoiser = float32_io(self.denoiser)
         if sampler == "teacher":
             steps = self.config.inference.teacher_steps if steps is None else steps
             mel, nfe = self.edm.sample(
-                self.denoiser, mu, mask, steps, solver or self.config.model.teacher_solver, generator, noise, progress
+                denoiser, mu, mask, steps, solver or self.config.model.teacher_solver, generator, noise, progress
             )
         else:
             steps = self.config.inference.student_steps if steps is None else steps
             mel, nfe = consistency_sample(
-                self.edm, self.denoiser, mu, mask, steps, self.config.model.cd_steps, generator, noise, progress
+                self.edm, denoiser, mu, mask, steps, self.config.model.cd_steps, generator, noise, progress
             )
         return SampleOutput(mel=apply_mask(mel, mask), mu=mu, nfe=nfe, sampler=sampler, steps=steps)
 

@@ -38,7 +38,8 @@ class ConditionEncoder(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         f0 = batch["f0"]
         speaker = batch["speaker"].long()
-        if speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.speaker.num_embeddings):
+        # not while torch.export traces (a data-dependent branch); comosvc.onnx checks the ids at run time
+        if not torch.compiler.is_exporting() and speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.speaker.num_embeddings):
             raise ValueError(
                 f"speaker ids must be in [0, {self.speaker.num_embeddings}); got {speaker.tolist()}. "
                 "Look singers up in the model's singer table (model.singers) or raise model.n_speakers."

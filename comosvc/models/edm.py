@@ -200,7 +200,7 @@ class EDM:
             raise ValueError(f"teacher solver must be 'euler' or 'heun', got {solver!r}")
         scheduler = self.scheduler()
         scheduler.set_timesteps(steps + 1, device=mu.device)
-        x = self.sigma_max * self.draw_noise(mu, generator, eps=noise[0] if noise else None)
+        x = self.sigma_max * self.draw_noise(mu, generator, eps=noise[0].to(mu) if noise else None)
         denoised_fn = lambda x_, sigma_: self.denoised(network, x_, sigma_, mu, mask)  # noqa: E731
         nfe = 0
         for i, timestep in enumerate(tqdm(scheduler.timesteps, desc="teacher", disable=not progress, leave=False)):

@@ -88,7 +88,7 @@ class RelativeSelfAttention(nn.Module):
     ) -> torch.Tensor:
         """Dense relative attention. ``q, k, v`` ``(B, H, T, d)`` -> ``(B, H, T, d)``."""
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
-        self._add_band(logits, self._relative_key_band(q))
+        logits = self._add_band(logits, self._relative_key_band(q))
         logits = logits.masked_fill(~mask[:, None, None, :], torch.finfo(logits.dtype).min)
         p = F.dropout(logits.softmax(dim=-1), dropout, self.training)
         return p @ v + self._dense_to_band(p) @ self.rel_value
@@ -107,10 +107,8 @@ class RelativeSelfAttention(nn.Module):
         anchor = band_logits.amax(dim=-1, keepdim=True)  # (B, H, T, 1)
 
         # Attention bias over the T keys plus the anchor key (last column), built in one buffer.
-        bias = q.new_zeros(batch, heads, frames, frames + 1)
-        self._add_band(bias[..., :frames], rel_key)
-        bias[..., :frames].masked_fill_(~mask[:, None, None, :], neg)
-        bias[..., frames:] = anchor
+        key_bias = self._add_band(q.new_zeros(batch, heads, frames, frames), rel_key)
+        bias = torch.cat([key_bias.masked_fill(~mask[:, None, None, :], neg), anchor], dim=-1)
         # The anchor key is a zero vector (logit = its bias A_i); its value is 1 in an extra channel.
         zeros = q.new_zeros(batch, heads, frames, 1)
         q_ext = torch.cat([q, zeros], dim=-1)
@@ -136,18 +134,28 @@ class RelativeSelfAttention(nn.Module):
         padded = F.pad(x, (0, 0, w, w))
         return padded.unfold(2, 2 * w + 1, 1).transpose(-1, -2)
 
-    def _add_band(self, dense: torch.Tensor, band: torch.Tensor) -> None:
-        """In place: ``dense[..., i, i + r - w] += band[..., i, r]`` for ``r = 0..2w`` (keys in range only).
+    def _add_band(self, dense: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """``dense[..., i, i + r - w] += band[..., i, r]`` for ``r = 0..2w`` (keys in range only); returns ``dense``.
 
         ``dense`` ``(..., T, T)``, ``band`` ``(..., T, 2w+1)``; each offset is one diagonal of ``dense``.
+        In place, except while ``torch.export`` traces (the ONNX export, :mod:`comosvc.onnx`): ONNX
+        needs a functional graph, so there each diagonal is added with a ``where`` (same values).
         """
         w, frames = self.window, dense.shape[-1]
+        if torch.compiler.is_exporting():
+            positions = torch.arange(frames, device=dense.device)
+            offsets = positions[None, :] - positions[:, None]  # (T, T): key j - query i
+            zero = dense.new_zeros(())
+            for r in range(2 * w + 1):
+                dense = dense + torch.where(offsets == r - w, band[..., r : r + 1], zero)
+            return dense
         for r in range(2 * w + 1):
             offset = r - w
             if abs(offset) >= frames:
                 continue  # this diagonal is empty
             rows = slice(max(0, -offset), frames - max(0, offset))
             dense.diagonal(offset, dim1=-2, dim2=-1).add_(band[..., rows, r])
+        return dense
 
     def _dense_to_band(self, dense: torch.Tensor) -> torch.Tensor:
         """``(..., T, T)`` -> ``(..., T, 2w+1)`` band ``[i, r] = dense[i, i + r - w]`` (0 outside)."""

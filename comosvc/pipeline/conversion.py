@@ -39,11 +39,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable, Literal, Union
 
 import numpy as np
 import torch
@@ -51,11 +50,13 @@ import torch
 from comosvc.audio import audio_from_samples, load_audio
 from comosvc.config import ComoSVCConfig, ConfigError, with_overrides
 from comosvc.features.mel import LOG_CLAMP, MelStats
+from comosvc.measure.timer import Timer, sync_device
 from comosvc.pipeline import chunks as chunking
 from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
 from comosvc.pipeline.loudness import PEAK, finish_loudness
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
+from comosvc.precision import cast_module, resolve_dtype
 from comosvc.slicer import slice_audio
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AudioInput = Union[str, Path, bytes, np.ndarray, tuple]
+Runtime = Literal["torch", "onnx"]  # what runs the acoustic model and the vocoder (comosvc.onnx)
+RUNTIMES = ("torch", "onnx")
 # progress(fraction of the conversion done in [0, 1], what is happening)
 ProgressFn = Callable[[float, str], None]
 
@@ -117,6 +120,10 @@ class ConversionRequest:
 class StageClock:
     """Accumulates wall-clock and process CPU seconds per stage; ``total`` runs from creation.
 
+    ``sync`` runs before every reading of the clocks: the pipeline passes
+    :func:`~comosvc.measure.timer.sync_device` of its device, so on CUDA a stage's queued
+    kernels are counted in that stage (not in whichever later stage first waits for them).
+
     >>> clock = StageClock()
     >>> with clock("vocoder"):
     ...     pass
@@ -126,25 +133,20 @@ class StageClock:
 
     STAGES = ("content", "f0", "acoustic", "vocoder")
 
-    def __init__(self):
-        self._wall = dict.fromkeys(self.STAGES, 0.0)
-        self._cpu = dict.fromkeys(self.STAGES, 0.0)
-        self._start = (time.perf_counter(), time.process_time())
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self._stages = {stage: Timer(sync) for stage in self.STAGES}
+        self._total = Timer(sync).start()
 
     @contextmanager
     def __call__(self, stage: str):
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
+        with self._stages[stage]:
             yield
-        finally:
-            self._wall[stage] += time.perf_counter() - wall
-            self._cpu[stage] += time.process_time() - cpu
 
     def wall(self) -> dict[str, float]:
-        return {**self._wall, "total": time.perf_counter() - self._start[0]}
+        return {**{stage: timer.wall for stage, timer in self._stages.items()}, "total": self._total.elapsed().wall}
 
     def cpu(self) -> dict[str, float]:
-        return {**self._cpu, "total": time.process_time() - self._start[1]}
+        return {**{stage: timer.cpu for stage, timer in self._stages.items()}, "total": self._total.elapsed().cpu}
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -161,6 +163,11 @@ class ConversionPipeline:
     teacher from ``teacher`` (default ``model.distilled_from``) the first time
     ``sampler="teacher"`` is asked for, and shares the condition encoder and prior
     with it when their weights are identical (they are frozen in distillation).
+
+    Every network (the acoustic model and a lazily loaded teacher, the vocoder, the
+    content encoders of ``features``) is cast once, here, to ``dtype``: default
+    ``inference.dtype`` resolved for the device (:mod:`comosvc.precision`: float16 on
+    CUDA, float32 on the CPU). What the stages hand each other stays float32.
     """
 
     def __init__(
@@ -171,15 +178,20 @@ class ConversionPipeline:
         config: ComoSVCConfig | None = None,
         teacher: str | None = None,
         device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ):
+        self.config = config or model.config
+        self.device = _device(device)
+        self.dtype = dtype or resolve_dtype(self.config.inference.dtype, self.device)
+        for network in (model, vocoder, getattr(features, "whisper", None), getattr(features, "contentvec", None)):
+            cast_module(network, self.dtype)
         self.model = model.eval()
         self.features = features
         self.vocoder = vocoder
-        self.config = config or model.config
-        self.device = _device(device)
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
         self._teacher = None if model.distilled else model
         self._stats_cache: dict[str, MelStats] = {}
+        self.runtime: Runtime = getattr(model, "runtime", "torch")  # "onnx" for a comosvc.onnx OnnxStudent
 
     # ------------------------------------------------------------------ construction
 
@@ -192,6 +204,8 @@ class ConversionPipeline:
         device: str | torch.device | None = None,
         overrides: list[str] | None = None,
         vocoder_fallback: bool = True,
+        dtype: torch.dtype | None = None,
+        runtime: Runtime = "torch",
     ) -> "ConversionPipeline":
         """Load a model (Hub id or folder), its content encoders and a vocoder.
 
@@ -207,22 +221,32 @@ class ConversionPipeline:
             overrides: ``section.key=value`` changes to the model's config, e.g.
                 ``["inference.max_chunk_seconds=5", "f0.method=fcpe"]``. Model sizes
                 cannot change (the weights fix them).
+            dtype: the precision of every network; default ``inference.dtype`` (e.g.
+                ``overrides=["inference.dtype=bfloat16"]``) resolved for ``device`` by
+                :func:`~comosvc.precision.resolve_dtype`, which refuses a half dtype on a CPU;
+                a dtype passed here is used as given.
+            runtime: ``"torch"``, or ``"onnx"``: ``model`` is a folder written by
+                ``python -m comosvc export-onnx`` (:mod:`comosvc.onnx`); the one-step student
+                and its exported vocoder run in onnxruntime, the feature extractors in torch
+                (``vocoder`` given, or none exported: that vocoder runs in torch).
         """
         from comosvc.features.extract import FeatureExtractor
-        from comosvc.models import ComoSVC
         from comosvc.vocoders import load_vocoder
 
         device = _device(device)
-        acoustic = ComoSVC.from_pretrained(str(model), map_location=str(device))
+        acoustic, exported_vocoder = _load_acoustic(model, device, runtime, teacher)
         config = apply_overrides(acoustic.config, overrides)
         acoustic.config = config
-        features = FeatureExtractor(config, device=device)
-        if isinstance(vocoder, torch.nn.Module):
+        dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype fails before the big loads
+        features = FeatureExtractor(config, device=device, dtype=dtype)
+        if vocoder is None and exported_vocoder is not None:
+            voc = exported_vocoder
+        elif isinstance(vocoder, torch.nn.Module):
             voc = vocoder.to(device).eval()
         else:
             name = vocoder or config.inference.vocoder
             voc = load_vocoder(name, device=device, audio=config.audio, fallback=vocoder_fallback)
-        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device)
+        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype)
 
     @classmethod
     def from_config(
@@ -234,6 +258,7 @@ class ConversionPipeline:
         stats: dict | None = None,
         distilled: bool = False,
         seed: int = 0,
+        dtype: torch.dtype | None = None,
     ) -> "ConversionPipeline":
         """A pipeline with random weights everywhere, built in memory (no download).
 
@@ -245,12 +270,14 @@ class ConversionPipeline:
         ``inference.vocoder``; ``"nvidia/bigvgan_base_24khz_100band"`` for v1 base; or
         :data:`~comosvc.vocoders.GRIFFINLIM`).
         ``singers``/``stats`` default to one singer ``"random_0"`` with plausible stats.
+        ``dtype``: as in :meth:`from_pretrained`.
         """
         from comosvc.models import ComoSVC
         from comosvc.vocoders import random_vocoder
 
         device = _device(device)
-        features = _random_features(config, device, seed)
+        dtype = dtype or resolve_dtype(config.inference.dtype, device)
+        features = _random_features(config, device, seed, dtype)
         singers = singers or {"random_0": 0}
         if stats is None:
             from comosvc.measure.stand_ins import random_stats
@@ -262,7 +289,7 @@ class ConversionPipeline:
         acoustic = acoustic.to(device).eval()
 
         voc = random_vocoder(vocoder or config.inference.vocoder, config.audio, seed)
-        return cls(acoustic, features, voc.to(device).eval(), config=config, device=device)
+        return cls(acoustic, features, voc.to(device).eval(), config=config, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ what the model offers
 
@@ -296,6 +323,10 @@ class ConversionPipeline:
         student of a distilled model, else the teacher. A distilled model's teacher is loaded from ``teacher``."""
         from comosvc.models.samplers import check_sampler  # lazy: comosvc.models imports diffusers
 
+        if self.runtime == "onnx" and ((sampler or "student") != "student" or (steps or 1) != 1):
+            from comosvc.onnx.runtime import ONNX_ONLY_ONE_STEP
+
+            raise ValueError(ONNX_ONLY_ONE_STEP)
         return check_sampler(
             self.model.distilled,
             sampler,
@@ -320,6 +351,7 @@ class ConversionPipeline:
                 ) from err
             if teacher.distilled:
                 raise ValueError(f"{self.teacher_source} is itself a distilled student, not a teacher")
+            cast_module(teacher, self.dtype)
             if teacher.singers != self.model.singers:
                 raise ValueError(
                     f"The teacher {self.teacher_source} has a different singer table than the student; "
@@ -468,6 +500,11 @@ class ConversionPipeline:
 
         ``f0`` ``(T,)`` Hz is the song's conditioning F0; the noise is keyed to song
         frames (``seed``); the mel is denormalised with ``singer``'s dataset stats.
+
+        Precision (:attr:`dtype`): the batch goes in float32; the condition encoder casts
+        the content features to the model's dtype (F0 and energy stay float32: they
+        become bins), the sampler's arithmetic stays float32 around the denoiser
+        network (:func:`~comosvc.precision.float32_io`), and the mels come out float32.
         """
         model = self._acoustic_model(sampler)
         n_mels = self.config.audio.n_mels
@@ -478,8 +515,9 @@ class ConversionPipeline:
         return [log_mel[row, :frames] for row, frames in enumerate(lengths)], out.nfe
 
     def vocode(self, log_mel: torch.Tensor) -> np.ndarray:
-        """One chunk's log mel ``(T, n_mels)`` -> its samples ``(N,)`` float32."""
-        return self.vocoder(log_mel[None])[0].cpu().numpy()
+        """One chunk's log mel ``(T, n_mels)`` float32 -> its samples ``(N,)`` float32 (the vocoder
+        casts the mel to its own dtype, :attr:`~comosvc.vocoders.Vocoder.dtype`)."""
+        return self.vocoder(log_mel[None])[0].float().cpu().numpy()
 
     def _convert_chunks(
         self,
@@ -538,7 +576,7 @@ class ConversionPipeline:
             seed: noise seed (default: random; the one used is in ``result.seed``).
             progress: called as ``progress(fraction, description)``.
         """
-        clock = StageClock()
+        clock = StageClock(sync_device(self.device))
         report = progress or (lambda fraction, desc: None)
         request = self.request(singer, sampler, steps, key, loudness_match, seed)
         # 1. load
@@ -642,7 +680,7 @@ class ConversionPipeline:
 # --------------------------------------------------------------------------- helpers
 
 
-def _random_features(config: ComoSVCConfig, device: torch.device, seed: int):
+def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dtype: torch.dtype):
     """A :class:`~comosvc.features.extract.FeatureExtractor` with random content encoders of ``content.whisper_dim``."""
     from comosvc.features.content import WHISPER_SIZES, ContentVecEncoder, WhisperContentEncoder
     from comosvc.features.extract import FeatureExtractor
@@ -653,18 +691,54 @@ def _random_features(config: ComoSVCConfig, device: torch.device, seed: int):
             f"no random content encoder size has whisper_dim={config.content.whisper_dim}; "
             f"known: { {name: size['d_model'] for name, size in WHISPER_SIZES.items()} }"
         )
-    whisper = WhisperContentEncoder.random(sizes[0], mode=config.content.whisper_mode, device=device, seed=seed)
-    contentvec = ContentVecEncoder.random(sizes[0], layer=config.content.contentvec_layer, device=device, seed=seed)
-    return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec)
+    content = config.content
+    whisper = WhisperContentEncoder.random(sizes[0], mode=content.whisper_mode, device=device, seed=seed, dtype=dtype)
+    contentvec = ContentVecEncoder.random(sizes[0], layer=content.contentvec_layer, device=device, seed=seed, dtype=dtype)
+    return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec, dtype=dtype)
+
+
+def _load_acoustic(model: str | Path, device: torch.device, runtime: str, teacher: str | None):
+    """``(acoustic model, exported vocoder or None)`` of a model folder / Hub id (torch) or an ONNX export folder."""
+    from comosvc.onnx.files import is_onnx_export
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        if is_onnx_export(model):
+            raise ValueError(f"{model} is an ONNX export: run it with runtime='onnx' (--runtime onnx)")
+        from comosvc.models import ComoSVC
+
+        return ComoSVC.from_pretrained(str(model), map_location=str(device)), None
+    if not is_onnx_export(model):
+        raise ValueError(
+            f"{model} is not an ONNX export. Export the distilled student first "
+            f"(python -m comosvc export-onnx --model {model} --out DIR) and pass DIR, or use runtime='torch'."
+        )
+    if teacher is not None:
+        raise ValueError("The ONNX runtime runs the one-step student only: drop the teacher, or use runtime='torch'.")
+    from comosvc.onnx.runtime import load_onnx
+
+    return load_onnx(model, device)
 
 
 def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoSVCConfig:
-    """A copy of ``config`` with ``section.key=value`` overrides applied (strictly checked)."""
+    """A copy of ``config`` with ``section.key=value`` overrides applied (strictly checked).
+
+    The model and audio sections and ``content.whisper_mode`` are fixed by training: a model
+    converts in the Whisper mode it was trained with (its content features differ between modes).
+    """
     new = with_overrides(config, overrides)
     if new.model != config.model or new.audio != config.audio:
         raise ConfigError(
             "Overrides cannot change the model or audio sections of a trained model (its weights fix them); "
             "change inference, f0 or content settings only."
+        )
+    trained, asked = config.content.whisper_mode, new.content.whisper_mode
+    if asked != trained:
+        raise ConfigError(
+            f"This model was trained with content.whisper_mode={trained}; the override asks for {asked}. "
+            f"A model must convert in the Whisper mode it was trained with: drop the override, or retrain "
+            f"with content.whisper_mode={asked} (configs/cpu.yaml trains unpadded)."
         )
     return new
 

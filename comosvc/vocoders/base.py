@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from comosvc.config import AudioConfig
+from comosvc.precision import module_dtype
 
 
 class VocoderError(RuntimeError):
@@ -44,7 +45,9 @@ class Vocoder(nn.Module):
     ``log_mel`` is the unnormalised natural-log mel of docs/design.md (not the model's
     [-1, 1] space). A 2-D ``(T, n_mels)`` input gives a 1-D waveform. Subclasses
     implement :meth:`vocode`; ``name``, ``sample_rate`` (Hz), ``hop_length`` (samples
-    per frame) and ``n_mels`` describe what they take and give.
+    per frame) and ``n_mels`` describe what they take and give. The log mel is cast to
+    the vocoder's :attr:`dtype` (``inference.dtype``, :mod:`comosvc.precision`) and the
+    waveform comes back in float32.
     """
 
     def __init__(self, name: str, sample_rate: int, hop_length: int, n_mels: int):
@@ -59,14 +62,19 @@ class Vocoder(nn.Module):
         buffer = next(iter(self.buffers()), None)
         return buffer.device if buffer is not None else torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """What the weights are in (float32 for a family without weights, e.g. Griffin-Lim)."""
+        return module_dtype(self)
+
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         if log_mel.ndim == 2:
             return self.forward(log_mel[None])[0]
         if log_mel.ndim != 3 or log_mel.shape[-1] != self.n_mels:
             raise ValueError(f"{self.name}: expected a log mel (B, T, {self.n_mels}), got {tuple(log_mel.shape)}")
         with torch.no_grad():
-            wav = self.vocode(log_mel.to(self.device, torch.float32))
-        return wav[:, : log_mel.shape[1] * self.hop_length]
+            wav = self.vocode(log_mel.to(self.device, self.dtype))
+        return wav[:, : log_mel.shape[1] * self.hop_length].float()
 
     def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, T, n_mels) -> (B, T * hop_length); implemented by subclasses."""
