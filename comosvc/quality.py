@@ -117,7 +117,7 @@ class QualitySettings:
             test_clips_per_singer=1,
             clip_seconds=(1.0, 1.6),
             teacher_train_steps=150,
-            distill_steps=120,
+            distill_steps=240,
             batch_size=6,
             crop_frames=96,
             teacher_lr=2e-3,

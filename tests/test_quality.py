@@ -4,8 +4,8 @@ A few hundred optimiser steps on a tiny model and a synthetic corpus (about a mi
 of CPU). The teacher is far from converged at this size, so only what holds for a
 barely trained pair is asserted: from the same noise, the one-step student lands
 closer to the teacher's 40-step output than the teacher's own single step does
-(what consistency distillation is for). Measured with fixed seeds; see the README
-"Distillation quality" section for the full-size numbers.
+(what consistency distillation is for). Measured with fixed seeds; see docs/benchmarks.md
+("Distillation quality") for the full-size numbers.
 """
 
 from __future__ import annotations
