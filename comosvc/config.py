@@ -122,6 +122,10 @@ class ModelConfig:
     denoiser_dilation_cycle: int = 4  # dilation 2^(i mod cycle)
     step_embed_dim: int = 128
     step_mlp_hidden: int = 512  # step MLP: Linear(embed, hidden) SiLU Linear(hidden, hidden) SiLU Linear(hidden, C)
+    # denoiser variants (docs/design.md "Teacher quality"); the defaults are the reference network
+    denoiser_relu: bool = True  # ReLU after the input conv and inside the output head
+    denoiser_linear_paths: bool = False  # zero-initialised x_in -> out and mu -> out, gains per bin from the step embedding
+    step_embed_scale: float = 1.0  # c_noise is multiplied by this before the sinusoidal embedding
     # EDM
     sigma_data: float = 0.5
     sigma_min: float = 0.002
@@ -130,8 +134,13 @@ class ModelConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     noise_prior_mean: bool = True  # reference: x_T = mu + sigma * eps (Grad-TTS prior)
-    prior_loss: Literal["mse", "nll"] = "mse"
+    # prior losses: "reference" = the reference's Gaussian NLL divided by n_mels twice (per-element
+    # mean / n_mels); "mse" = masked mean squared error; "nll" = per-element mean Gaussian NLL
+    prior_loss: Literal["reference", "mse", "nll"] = "reference"
     ssim_loss: bool = True
+    # "reference": 1 - SSIM(mu + 6, mel + 6), C1 = 0.01^2, C2 = 0.03^2 (data range 1);
+    # "masked": no offset, data range 2 (the [-1, 1] mel); both average over valid frames only
+    ssim_form: Literal["reference", "masked"] = "reference"
     # sampling (the number of teacher steps is inference.teacher_steps)
     teacher_solver: Literal["euler", "heun"] = "euler"
     # consistency distillation
@@ -162,10 +171,17 @@ class TrainConfig:
 
     lr: float = 4e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01  # the reference's AdamW gets torch's default
     batch_size: int = 64
     crop_frames: int = 512
     grad_clip: float = 1.0
+    # "per_module": the model's clip groups each clipped at grad_clip (the teacher: prior and
+    # denoiser, never the condition encoder, as the reference); "joint": one norm over everything
+    grad_clip_mode: Literal["per_module", "joint"] = "per_module"
+    # EMA of the trained weights (EDM): half-life in optimiser steps, at most ema_rampup x the steps
+    # so far; 0 = off. Validation samples and the exported model use the EMA weights.
+    ema_halflife_steps: float = 2000.0
+    ema_rampup: float = 0.05
     plateau_factor: float = 0.8
     plateau_patience: int = 10  # validations without improvement
     min_lr: float = 1e-4
@@ -216,7 +232,8 @@ class ComoSVCConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    distill: TrainConfig = field(default_factory=TrainConfig)
+    # distillation keeps its own EMA target (model.ema_decay), so no second EMA by default
+    distill: TrainConfig = field(default_factory=lambda: TrainConfig(ema_halflife_steps=0.0))
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def to_dict(self) -> dict[str, Any]:

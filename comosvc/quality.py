@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -75,7 +76,8 @@ class QualitySettings:
     crop_frames: int = 128
     teacher_lr: float | None = 2e-3  # None: the config's train.lr (4e-4 suits the default size, not a tiny model)
     distill_lr: float | None = 1e-3  # None: the config's distill.lr
-    teacher_steps: int = 40  # sampling steps of the teacher reference
+    teacher_steps: int = 40  # sampling steps of the teacher reference (the "L1 to teacher" column)
+    teacher_step_list: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 40])  # teacher-k rows
     student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     griffinlim_iters: int = 32
     mcd: bool = True
@@ -83,6 +85,28 @@ class QualitySettings:
     # torch CPU threads during the run (restored after): the tiny model gains nothing from more, and
     # on a busy machine extra threads spin-wait (several times slower); None keeps torch's setting
     threads: int | None = 1
+
+    @classmethod
+    def gpu(cls, **changes) -> "QualitySettings":
+        """``--preset gpu``: the default-size model (configs/comosvc.yaml, tiny random content
+        encoders) on a larger synthetic corpus, sized for about 10 minutes on one large GPU."""
+        base = dict(
+            config=str(REPO_CONFIG.parent / "comosvc.yaml"),
+            denoiser_channels=384,
+            n_singers=8,
+            train_clips_per_singer=24,
+            test_clips_per_singer=3,
+            clip_seconds=(2.0, 5.0),
+            teacher_train_steps=8000,
+            distill_steps=3000,
+            batch_size=32,
+            crop_frames=256,
+            teacher_lr=4e-4,
+            distill_lr=2e-4,
+            threads=None,
+        )
+        base.update(changes)
+        return cls(**base)
 
     @classmethod
     def quick(cls, **changes) -> "QualitySettings":
@@ -93,12 +117,13 @@ class QualitySettings:
             test_clips_per_singer=1,
             clip_seconds=(1.0, 1.6),
             teacher_train_steps=150,
-            distill_steps=120,
+            distill_steps=240,
             batch_size=6,
             crop_frames=96,
             teacher_lr=2e-3,
             distill_lr=1e-3,
             teacher_steps=40,
+            teacher_step_list=[1, 4, 40],
             mcd=False,
         )
         base.update(changes)
@@ -197,6 +222,7 @@ def _train(objective, parameters, loader, tc, out: Path, desc: str, after_update
     run = prepare_training(objective, tc, out, loader, parameters=parameters)
     start = time.perf_counter()
     summary = run.fit(after_update=after_update, desc=desc)
+    run.final_model()  # the EMA weights, as train/train.py exports them
     run.end()
     return summary, time.perf_counter() - start
 
@@ -300,17 +326,16 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
 
     generator = torch.Generator().manual_seed(settings.seed + 1000)
     max_draws = max([1] + list(settings.student_steps))
-    noise = [torch.randn(batch["mel"].shape, generator=generator) for _ in range(max_draws)]
+    noise = [torch.randn(batch["mel"].shape, generator=generator).to(teacher.device) for _ in range(max_draws)]
 
     outputs: dict[str, tuple[dict, torch.Tensor]] = {}
-    t = teacher.sample(batch, steps=settings.teacher_steps, sampler="teacher", noise=noise[:1])
-    outputs[f"teacher-{settings.teacher_steps}"] = (_row("teacher", "teacher", settings.teacher_steps, t.nfe), t.mel)
-    outputs[PRIOR_MU] = (_row(PRIOR_MU, None, None, 0), t.mu)
-    t1 = teacher.sample(batch, steps=1, sampler="teacher", noise=noise[:1])
-    outputs["teacher-1"] = (_row("teacher", "teacher", 1, t1.nfe), t1.mel)
+    for k in sorted(set(settings.teacher_step_list) | {settings.teacher_steps}):
+        t = teacher.sample(batch, steps=k, sampler="teacher", noise=noise[:1])
+        outputs[f"teacher-{k}"] = (_row("teacher", "teacher", k, t.nfe), t.mel.cpu())
+    outputs[PRIOR_MU] = (_row(PRIOR_MU, None, None, 0), t.mu.cpu())
     for k in settings.student_steps:
         s = student.sample(batch, steps=k, sampler="student", noise=noise[:k])
-        outputs[f"student-{k}"] = (_row("student", "student", k, s.nfe), s.mel)
+        outputs[f"student-{k}"] = (_row("student", "student", k, s.nfe), s.mel.cpu())
 
     vocoder = load_vocoder(GRIFFINLIM, device="cpu", audio=config.audio, griffinlim_iters=settings.griffinlim_iters) if settings.mcd else None
     reference_key = f"teacher-{settings.teacher_steps}"
@@ -322,6 +347,7 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
         row = dict(row, name=key)
         row["mel_l1"] = _frame_weighted_l1(logs, truth_log)
         row["mel_l1_to_teacher"] = _frame_weighted_l1(logs, reference_log)
+        row["variance_ratio"] = variance_ratio(logs, truth_log)
         if vocoder is not None:
             mcds = [_mcd(vocoder, log, wav, config.audio.sample_rate) for log, wav in zip(logs, truth_wavs)]
             row["mcd"] = float(np.mean(mcds))
@@ -331,7 +357,8 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
         floor = [_mcd(vocoder, log, wav, config.audio.sample_rate) for log, wav in zip(truth_log, truth_wavs)]
         rows.append(
             dict(_row(GROUND_TRUTH_GL, None, None, None), name=GROUND_TRUTH_GL, mel_l1=0.0,
-                 mel_l1_to_teacher=_frame_weighted_l1(truth_log, reference_log), mcd=float(np.mean(floor)))
+                 mel_l1_to_teacher=_frame_weighted_l1(truth_log, reference_log), variance_ratio=1.0,
+                 mcd=float(np.mean(floor)))
         )
     return rows, per_clip
 
@@ -345,9 +372,17 @@ def teacher_loss_by_sigma(teacher, examples: list[dict], seed: int = 0) -> dict[
 
     batch = collate(examples)
     teacher.eval()
-    losses = teacher.teacher_loss(batch, generator=torch.Generator().manual_seed(seed))
+    losses = teacher.teacher_loss(batch, generator=torch.Generator(device=teacher.device).manual_seed(seed))
     prefix = "diffusion_sigma_"
     return {key[len(prefix):]: round(value.item(), 4) for key, value in losses.items() if key.startswith(prefix)}
+
+
+def variance_ratio(predicted: list[np.ndarray], target: list[np.ndarray]) -> float:
+    """How noisy an output is against the data: per mel bin, the variance over time of all the
+    predicted frames ``(T_i, n_mels)`` (clips concatenated) over that of the ground truth, averaged
+    over bins. 1 = as much variation as the data; above 1 = noisier; below 1 = smoother."""
+    pred, true = np.concatenate(predicted), np.concatenate(target)
+    return float(np.mean(pred.var(axis=0) / np.maximum(true.var(axis=0), 1e-12)))
 
 
 def _frame_weighted_l1(predicted: list[np.ndarray], target: list[np.ndarray]) -> float:
@@ -436,7 +471,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     from comosvc.measure import tables
 
     has_mcd = any("mcd" in row for row in report["systems"])
-    headers = ["system", "NFE", "mel L1 to ground truth", "mel L1 to teacher-40"] + (["MCD (dB)"] if has_mcd else [])
+    headers = ["system", "NFE", "mel L1 to ground truth", "mel L1 to teacher-40", "variance ratio"]
+    headers += ["MCD (dB)"] if has_mcd else []
     headers[3] = f"mel L1 to teacher-{report['settings']['teacher_steps']}"
     rows = []
     for row in report["systems"]:
@@ -445,10 +481,39 @@ def markdown_table(report: dict[str, Any]) -> str:
             "" if row["nfe"] is None else str(row["nfe"]),
             f"{row['mel_l1']:.3f}",
             f"{row['mel_l1_to_teacher']:.3f}",
+            f"{row['variance_ratio']:.3f}",
         ]
         if has_mcd:
             cells.append(f"{row['mcd']:.2f}" if row.get("mcd") is not None else "")
         rows.append(cells)
+    return tables.markdown_table(headers, rows)
+
+
+def sigma_table(report: dict[str, Any]) -> str:
+    """The teacher's held-out diffusion loss by noise level, one row."""
+    from comosvc.measure import tables
+
+    by_sigma = report["training"]["teacher_loss_by_sigma"]
+    return tables.markdown_table(["sigma", *by_sigma], [["diffusion loss", *(f"{v:.3f}" for v in by_sigma.values())]])
+
+
+def variants_table(reports: dict[str, dict[str, Any]]) -> str:
+    """One row per variant: the loss by sigma, teacher-k and student-1 mel L1, teacher-40's variance ratio."""
+    from comosvc.measure import tables
+
+    first = next(iter(reports.values()))
+    sigmas = list(first["training"]["teacher_loss_by_sigma"])
+    reference = f"teacher-{first['settings']['teacher_steps']}"
+    names = [row["name"] for row in first["systems"] if row["name"].startswith(("teacher-", "student-")) or row["name"] == PRIOR_MU]
+    headers = ["variant", *(f"loss at {s}" for s in sigmas), *(f"{n} L1" for n in names), f"{reference} variance ratio"]
+    rows = []
+    for variant, report in reports.items():
+        systems = {row["name"]: row for row in report["systems"]}
+        by_sigma = report["training"]["teacher_loss_by_sigma"]
+        rows.append(
+            [variant, *(f"{by_sigma[s]:.3f}" for s in sigmas), *(f"{systems[n]['mel_l1']:.3f}" for n in names),
+             f"{systems[reference]['variance_ratio']:.3f}"]
+        )
     return tables.markdown_table(headers, rows)
 
 
@@ -459,9 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(mel L1, MCD) on held-out clips.",
     )
     d = QualitySettings()
-    parser.add_argument("--config", default=d.config, help="config file (default: configs/tiny.yaml)")
+    parser.add_argument("--config", help="config file (default: configs/tiny.yaml; configs/comosvc.yaml with --preset gpu)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--quick", action="store_true", help="the test's small size (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="the test's small size (about a minute); same as --preset quick")
+    parser.add_argument(
+        "--preset", choices=["cpu", "quick", "gpu"], default="cpu",
+        help="cpu: the tiny model, ~10 min on 2 CPU cores (default); quick: the test's size; gpu: the "
+        "default-size model on a larger corpus, ~10 min on one large GPU (the flags below still apply)",
+    )
+    parser.add_argument(
+        "--variant", nargs="+", action="append", default=[], metavar="NAME_OR_SETTING",
+        help="also train and score a variant: a name, then its section.key=value settings (repeatable), "
+        "e.g. --variant no-relu model.denoiser_relu=false; a table compares the variants with the default",
+    )
     parser.add_argument("--singers", type=int, help=f"synthetic singers (default {d.n_singers})")
     parser.add_argument("--train-clips", type=int, help=f"training phrases per singer (default {d.train_clips_per_singer})")
     parser.add_argument("--test-clips", type=int, help=f"held-out phrases per singer (default {d.test_clips_per_singer})")
@@ -495,32 +570,58 @@ def settings_from_args(args: argparse.Namespace) -> QualitySettings:
         "threads": args.threads,
     }
     changes = {k: v for k, v in mapping.items() if v is not None}
-    changes.update(config=args.config, overrides=args.overrides, seed=args.seed)
+    changes.update(overrides=args.overrides, seed=args.seed)
+    if args.config:
+        changes["config"] = args.config
     if args.no_mcd:
         changes["mcd"] = False
-    return QualitySettings.quick(**changes) if args.quick else QualitySettings(**changes)
+    preset = "quick" if args.quick else args.preset
+    return {"cpu": QualitySettings, "quick": QualitySettings.quick, "gpu": QualitySettings.gpu}[preset](**changes)
+
+
+def parse_variants(raw: list[list[str]]) -> dict[str, list[str]]:
+    """``--variant NAME KEY=VALUE ...`` lists -> ``{name: overrides}`` (the default first, as "default")."""
+    variants = {"default": []}
+    for items in raw:
+        name, settings = (items[0], items[1:]) if "=" not in items[0] else (",".join(items), items)
+        if not settings or any("=" not in s for s in settings):
+            raise SystemExit(f"--variant {' '.join(items)}: give a name, then section.key=value settings")
+        variants[name] = settings
+    return variants
+
+
+def _summary(report: dict[str, Any]) -> str:
+    t = report["training"]
+    return (
+        f"{report['corpus']['singers']} singers, {report['corpus']['train_seconds']} s training / "
+        f"{report['corpus']['test_seconds']} s held-out; teacher {t['teacher_train_steps']} steps "
+        f"({t['teacher_train_seconds']} s), distillation {t['distill_steps']} steps ({t['distill_seconds']} s); "
+        f"total {report['seconds']} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = settings_from_args(args)
-    report = run_quality(settings, save_dir=args.save)
-    table = markdown_table(report)
-    print(table)
-    t = report["training"]
-    print(
-        f"\n{report['corpus']['singers']} singers, {report['corpus']['train_seconds']} s training / "
-        f"{report['corpus']['test_seconds']} s held-out; teacher {t['teacher_train_steps']} steps "
-        f"({t['teacher_train_seconds']} s), distillation {t['distill_steps']} steps ({t['distill_seconds']} s); "
-        f"total {report['seconds']} s"
-    )
-    by_sigma = ", ".join(f"{sigma}: {loss:.3f}" for sigma, loss in t["teacher_loss_by_sigma"].items())
-    print(f"teacher diffusion loss on the held-out clips by sigma (~1 at low sigma: small noise is not removed): {by_sigma}")
+    reports, texts = {}, []
+    for name, overrides in parse_variants(args.variant).items():
+        variant = dataclasses.replace(settings, overrides=list(settings.overrides) + overrides)
+        save = args.save / name if args.save is not None and args.variant else args.save
+        report = reports[name] = run_quality(variant, save_dir=save)
+        text = f"## {name}{' (' + ' '.join(overrides) + ')' if overrides else ''}\n\n{markdown_table(report)}\n\n"
+        text += f"{_summary(report)}\n\nThe teacher's diffusion loss on the held-out clips by noise level "
+        text += f"(about 1 at low sigma: small noise is not removed):\n\n{sigma_table(report)}\n"
+        texts.append(text)
+        print(text, flush=True)
+    if len(reports) > 1:
+        texts.append(f"## Variants\n\n{variants_table(reports)}\n")
+        print(texts[-1])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(table + "\n")
+        data = reports["default"] if len(reports) == 1 else {"variants": reports}
+        args.out.write_text(json.dumps(data, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text("\n".join(texts))
         print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
 

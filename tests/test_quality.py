@@ -4,8 +4,8 @@ A few hundred optimiser steps on a tiny model and a synthetic corpus (about a mi
 of CPU). The teacher is far from converged at this size, so only what holds for a
 barely trained pair is asserted: from the same noise, the one-step student lands
 closer to the teacher's 40-step output than the teacher's own single step does
-(what consistency distillation is for). Measured with fixed seeds; see the README
-"Distillation quality" section for the full-size numbers.
+(what consistency distillation is for). Measured with fixed seeds; see docs/benchmarks.md
+("Distillation quality") for the full-size numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,18 @@ import math
 import pytest
 
 from comosvc.models.comosvc import VALIDATION_SIGMAS
-from comosvc.quality import GROUND_TRUTH_GL, PRIOR_MU, QualitySettings, main, markdown_table, run_quality
+import numpy as np
+
+from comosvc.quality import (
+    GROUND_TRUTH_GL,
+    PRIOR_MU,
+    QualitySettings,
+    main,
+    markdown_table,
+    parse_variants,
+    run_quality,
+    variance_ratio,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +38,14 @@ def quick_report():
 def test_quality_report_structure(quick_report):
     report = quick_report
     names = [row["name"] for row in report["systems"]]
-    assert names == ["teacher-40", PRIOR_MU, "teacher-1", "student-1", "student-2", "student-4"]
+    assert names == ["teacher-1", "teacher-4", "teacher-40", PRIOR_MU, "student-1", "student-2", "student-4"]
     assert GROUND_TRUTH_GL not in names  # MCD (and its Griffin-Lim floor) is off in the quick size
     nfe = {row["name"]: row["nfe"] for row in report["systems"]}
-    assert nfe == {"teacher-40": 41, PRIOR_MU: 0, "teacher-1": 2, "student-1": 1, "student-2": 2, "student-4": 4}
+    assert nfe == {"teacher-1": 2, "teacher-4": 5, "teacher-40": 41, PRIOR_MU: 0, "student-1": 1, "student-2": 2, "student-4": 4}
     for row in report["systems"]:
         assert math.isfinite(row["mel_l1"]) and row["mel_l1"] > 0
         assert math.isfinite(row["mel_l1_to_teacher"])
+        assert math.isfinite(row["variance_ratio"]) and row["variance_ratio"] > 0
     assert {row["name"]: row["mel_l1_to_teacher"] for row in report["systems"]}["teacher-40"] == 0.0
     corpus, training = report["corpus"], report["training"]
     assert corpus["singers"] == 3 and corpus["train_clips"] == 12 and corpus["test_clips"] == 3
@@ -58,3 +70,44 @@ def test_one_step_student_is_closer_to_the_teacher_than_one_teacher_step(quick_r
 def test_quality_cli_refuses_unknown_options(capsys):
     with pytest.raises(SystemExit):
         main(["--no-such-option"])
+
+
+def test_variance_ratio_is_one_for_the_data_and_grows_with_noise():
+    rng = np.random.default_rng(0)
+    truth = [rng.standard_normal((50, 4)) * [1, 2, 3, 4], rng.standard_normal((30, 4)) * [1, 2, 3, 4]]
+    assert variance_ratio(truth, truth) == 1.0
+    noisy = [t + rng.standard_normal(t.shape) * 2 for t in truth]
+    assert variance_ratio(noisy, truth) > 1.25
+    assert variance_ratio([t * 0.5 for t in truth], truth) == 0.25
+
+
+def test_variants_are_parsed_with_the_default_first():
+    assert parse_variants([["no-relu", "model.denoiser_relu=false"], ["model.p_mean=-0.6"]]) == {
+        "default": [], "no-relu": ["model.denoiser_relu=false"], "model.p_mean=-0.6": ["model.p_mean=-0.6"]
+    }
+    with pytest.raises(SystemExit):
+        parse_variants([["lonely-name"]])
+
+
+def test_the_cli_compares_variants_in_one_table(tmp_path, capsys):
+    out = tmp_path / "q.json"
+    main(["--quick", "--teacher-train-steps", "4", "--distill-steps", "3", "--student-steps", "1",
+          "--variant", "no-relu", "model.denoiser_relu=false", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "## Variants" in printed and "| no-relu |" in printed and "| default |" in printed
+    report = json.loads(out.read_text())
+    assert set(report["variants"]) == {"default", "no-relu"}
+    assert report["variants"]["no-relu"]["settings"]["overrides"] == ["model.denoiser_relu=false"]
+
+
+def test_gpu_preset_runs_the_default_size_model_for_a_few_steps_on_the_cpu():
+    settings = QualitySettings.gpu(
+        n_singers=2, train_clips_per_singer=2, test_clips_per_singer=1, clip_seconds=(1.0, 1.2),
+        teacher_train_steps=2, distill_steps=2, batch_size=2, crop_frames=64,
+        teacher_steps=2, teacher_step_list=[1, 2], student_steps=[1], mcd=False, threads=1,
+    )
+    report = run_quality(settings)
+    assert report["settings"]["config"].endswith("comosvc.yaml")
+    assert report["training"]["parameters"]["denoiser"] > 20e6  # the default 384-channel, 20-layer denoiser
+    assert [row["name"] for row in report["systems"]] == ["teacher-1", "teacher-2", PRIOR_MU, "student-1"]
+    assert "| teacher-2 | 3 |" in markdown_table(report)

@@ -58,7 +58,7 @@ summary = run.fit(
 
 # the inference export: condition encoder + prior + one denoiser, with singers, stats and card
 if run.is_main_process:
-    student = run.model.export(distilled_from=args.teacher, distillation_steps=summary.state.step)
+    student = run.final_model().export(distilled_from=args.teacher, distillation_steps=summary.state.step)
     folder = run.save_model(student, push_to_hub=args.push_to_hub)
     print(f"distilled {summary.steps_run} steps ({summary.steps_per_second:.2f} steps/s); student saved to {folder}")
 run.end()

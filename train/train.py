@@ -46,7 +46,7 @@ summary = run.fit(on_validate=lambda step: samples(step, run.model), desc="teach
 
 # the final teacher, in the inference format
 if run.is_main_process:
-    teacher = run.model
+    teacher = run.final_model()  # the EMA weights (train.ema_halflife_steps)
     teacher.training_steps = summary.state.step
     folder = run.save_model(teacher, push_to_hub=args.push_to_hub)
     print(f"trained {summary.steps_run} steps ({summary.steps_per_second:.2f} steps/s); teacher saved to {folder}")

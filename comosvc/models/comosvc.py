@@ -18,7 +18,6 @@ A model folder (or Hub repo) holds everything a conversion needs::
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -37,10 +36,10 @@ from comosvc.models.consistency import consistency_sample
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.edm import EDM
 from comosvc.models.folder import read_model_json
-from comosvc.models.masking import apply_mask, masked_mean
-from comosvc.models.prior import Prior
+from comosvc.models.masking import apply_mask
+from comosvc.models.prior import Prior, prior_loss
 from comosvc.models.samplers import Sampler, check_sampler
-from comosvc.models.ssim import masked_ssim
+from comosvc.models.ssim import ssim_loss
 from comosvc.precision import float32_io
 
 # Keys of the model batch (docs/design.md contract); "mel" only for training, "mask" optional (all valid).
@@ -158,8 +157,9 @@ class ComoSVC(
     def teacher_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher training losses. Returns ``{"loss", "diffusion", "prior", "ssim"}`` (loss = sum of the others).
 
-        prior: masked MSE of ``mu`` against the mel (``model.prior_loss="nll"``: unit-variance
-        Gaussian NLL, ``0.5 (d^2 + ln 2 pi)``); ssim: ``1 - SSIM(mu, mel)`` (0 when
+        prior: :func:`~comosvc.models.prior.prior_loss` of ``mu`` against the mel in the form
+        ``model.prior_loss`` (default the reference's NLL / n_mels); ssim:
+        :func:`~comosvc.models.ssim.ssim_loss` in the form ``model.ssim_form`` (0 when
         ``model.ssim_loss`` is off); diffusion: the EDM loss of :meth:`EDM.training_loss`.
 
         In eval mode (validation) also ``diffusion_sigma_<s>`` for ``s`` in
@@ -172,12 +172,8 @@ class ComoSVC(
         batch = self.prepare_batch(batch, need_mel=True)
         mel, mask = batch["mel"], batch["mask"]
         mu = self.encode(batch)
-        squared_error = (mu - mel) ** 2
-        if self.config.model.prior_loss == "nll":
-            prior = masked_mean(0.5 * (squared_error + math.log(2 * math.pi)), mask)
-        else:
-            prior = masked_mean(squared_error, mask)
-        ssim = 1 - masked_ssim(mu, mel, mask) if self.config.model.ssim_loss else torch.zeros_like(prior)
+        prior = prior_loss(mu, mel, mask, self.config.model.prior_loss)
+        ssim = ssim_loss(mu, mel, mask, self.config.model.ssim_form) if self.config.model.ssim_loss else torch.zeros_like(prior)
         diffusion = self.edm.training_loss(self.denoiser, mel, mu, mask, generator)
         losses = {"loss": diffusion + prior + ssim, "diffusion": diffusion, "prior": prior, "ssim": ssim}
         if not self.training:
@@ -232,6 +228,12 @@ class ComoSVC(
         return SampleOutput(mel=apply_mask(mel, mask), mu=mu, nfe=nfe, sampler=sampler, steps=steps)
 
     # ------------------------------------------------------------------ sizes and card
+
+    def clip_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameter groups whose gradient norms are clipped separately (``train.grad_clip_mode:
+        per_module``): the prior and the denoiser, as the reference does; the condition encoder is
+        never clipped."""
+        return {"prior": list(self.prior.parameters()), "denoiser": list(self.denoiser.parameters())}
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts per part and in total."""

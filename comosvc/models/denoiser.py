@@ -18,6 +18,17 @@ Step embedding: 128-d sinusoidal embedding of ``c_noise`` (cos | sin, max period
 
 Masking: padded frames are zeroed before every convolution wider than one frame,
 so they never reach valid frames (the reference masks only the loss).
+
+Variants (config switches, off by default: the reference network; measured in
+docs/benchmarks.md "Teacher quality"):
+
+* ``model.denoiser_relu: false`` drops the ReLU after the input conv and the one in
+  the output head, so the network's input reaches its output through a linear path;
+* ``model.denoiser_linear_paths: true`` adds ``a(s) * x_in + b(s) * mu`` to the
+  output, with per-bin gains ``a``, ``b`` ``(B, n_mels)`` from a zero-initialised
+  Linear of the step embedding (so a fresh network equals the reference's);
+* ``model.step_embed_scale`` multiplies ``c_noise`` before the sinusoidal embedding
+  (``c_noise = ln(s)/4`` spans about [-1.6, 1.1], where most of the sinusoids barely move).
 """
 
 from __future__ import annotations
@@ -44,9 +55,10 @@ def sinusoidal_embedding(values: torch.Tensor, dim: int, max_period: float = 100
 class StepEmbedding(nn.Module):
     """``c_noise`` ``(B,)`` -> ``(B, C)``: sinusoidal embedding then a 3-layer SiLU MLP."""
 
-    def __init__(self, embed_dim: int, hidden: int, channels: int):
+    def __init__(self, embed_dim: int, hidden: int, channels: int, scale: float = 1.0):
         super().__init__()
         self.embed_dim = embed_dim
+        self.scale = scale
         self.mlp = nn.Sequential(
             nn.Linear(embed_dim, hidden),
             nn.SiLU(),
@@ -56,7 +68,7 @@ class StepEmbedding(nn.Module):
         )
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(c_noise, self.embed_dim).to(self.mlp[0].weight.dtype))
+        return self.mlp(sinusoidal_embedding(c_noise * self.scale, self.embed_dim).to(self.mlp[0].weight.dtype))
 
 
 class ResidualBlock(nn.Module):
@@ -89,15 +101,21 @@ class BiDilConv(nn.Module):
     def __init__(self, config: ModelConfig, n_mels: int):
         super().__init__()
         channels = config.denoiser_channels
-        self.input = nn.Sequential(nn.Conv1d(n_mels, channels, 1), nn.ReLU())
-        self.step_embedding = StepEmbedding(config.step_embed_dim, config.step_mlp_hidden, channels)
+        activation = nn.ReLU if config.denoiser_relu else nn.Identity  # Identity keeps the state-dict keys
+        self.input = nn.Sequential(nn.Conv1d(n_mels, channels, 1), activation())
+        self.step_embedding = StepEmbedding(config.step_embed_dim, config.step_mlp_hidden, channels, config.step_embed_scale)
         self.blocks = nn.ModuleList(
             ResidualBlock(channels, n_mels, config.denoiser_kernel, 2 ** (i % config.denoiser_dilation_cycle))
             for i in range(config.denoiser_layers)
         )
-        self.output = nn.Sequential(nn.Conv1d(channels, channels, 1), nn.ReLU(), nn.Conv1d(channels, n_mels, 1))
+        self.output = nn.Sequential(nn.Conv1d(channels, channels, 1), activation(), nn.Conv1d(channels, n_mels, 1))
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
+        # per-bin gains of the linear paths x_in -> out and mu -> out, from the step embedding
+        self.linear_gains = nn.Linear(channels, 2 * n_mels) if config.denoiser_linear_paths else None
+        if self.linear_gains is not None:
+            nn.init.zeros_(self.linear_gains.weight)
+            nn.init.zeros_(self.linear_gains.bias)
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask[:, None, :].to(x_in.dtype)
@@ -108,8 +126,11 @@ class BiDilConv(nn.Module):
         for block in self.blocks:
             x, skip = block(x, step, mu, keep)
             skips = skips + skip
-        out = self.output(skips / math.sqrt(len(self.blocks))) * keep
-        return out.transpose(1, 2)
+        out = (self.output(skips / math.sqrt(len(self.blocks))) * keep).transpose(1, 2)
+        if self.linear_gains is not None:
+            gain_x, gain_mu = self.linear_gains(step)[:, None, :].chunk(2, dim=-1)  # (B, 1, n_mels) each
+            out = out + (gain_x * x_in + gain_mu * mu.transpose(1, 2)) * keep.transpose(1, 2)
+        return out
 
 
 __all__ = ["BiDilConv", "ResidualBlock", "StepEmbedding", "sinusoidal_embedding"]

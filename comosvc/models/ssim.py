@@ -1,9 +1,17 @@
 """SSIM between two mel spectrograms, treated as one-channel images ``(T, n_mels)``, with a frame mask.
 
 Wang et al. 2004 with an ``11 x 11`` Gaussian window (sigma 1.5) over time and mel
-bins, ``C1 = (0.01 L)^2`` and ``C2 = (0.03 L)^2`` for the data range ``L`` (2 for
-mels normalised to [-1, 1]). Padded frames are zeroed in both inputs (so their
-content cannot matter) and the SSIM map is averaged over valid frames only.
+bins, ``C1 = (0.01 L)^2`` and ``C2 = (0.03 L)^2`` for the data range ``L``. Two forms
+(``model.ssim_form``):
+
+- ``"reference"`` (the default, as the reference computes it): both images are offset
+  by 6.0 before the SSIM and ``L = 1``, so ``C1 = 0.01^2``, ``C2 = 0.03^2``. The offset
+  makes the local means large, which makes the SSIM mostly a structure/contrast term.
+- ``"masked"``: no offset, ``L = 2`` (mels normalised to [-1, 1]).
+
+Both zero padded frames in the two inputs (so their content cannot matter) and average
+the SSIM map over valid frames only (the reference averages over the whole padded batch;
+with no padding the two agree).
 """
 
 from __future__ import annotations
@@ -35,11 +43,15 @@ def masked_ssim(
     window_size: int = 11,
     sigma: float = 1.5,
     data_range: float = 2.0,
+    offset: float = 0.0,
 ) -> torch.Tensor:
-    """Mean SSIM of ``x`` and ``y`` ``(B, T, n_mels)`` over the valid frames of ``mask`` ``(B, T)``; 1 = identical."""
+    """Mean SSIM of ``x`` and ``y`` ``(B, T, n_mels)`` over the valid frames of ``mask`` ``(B, T)``; 1 = identical.
+
+    ``offset`` is added to both images after padded frames are zeroed.
+    """
     window = gaussian_window(window_size, sigma, x.device, x.dtype)
-    x = apply_mask(x, mask)[:, None]
-    y = apply_mask(y, mask)[:, None]
+    x = apply_mask(x, mask)[:, None] + offset
+    y = apply_mask(y, mask)[:, None] + offset
     mu_x, mu_y = _blur(x, window), _blur(y, window)
     var_x = _blur(x * x, window) - mu_x**2
     var_y = _blur(y * y, window) - mu_y**2
@@ -49,4 +61,16 @@ def masked_ssim(
     return masked_mean(ssim_map[:, 0], mask)
 
 
-__all__ = ["gaussian_window", "masked_ssim"]
+# (data_range, offset) of each ``model.ssim_form``
+SSIM_FORMS = {"reference": (1.0, 6.0), "masked": (2.0, 0.0)}
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, form: str = "reference") -> torch.Tensor:
+    """``1 - SSIM(x, y)`` in the given form (:data:`SSIM_FORMS`); scalar."""
+    if form not in SSIM_FORMS:
+        raise ValueError(f"model.ssim_form must be one of {sorted(SSIM_FORMS)}, got {form!r}")
+    data_range, offset = SSIM_FORMS[form]
+    return 1 - masked_ssim(x, y, mask, data_range=data_range, offset=offset)
+
+
+__all__ = ["SSIM_FORMS", "gaussian_window", "masked_ssim", "ssim_loss"]

@@ -11,19 +11,23 @@ returns a dict of scalar tensors with a ``"loss"`` entry (wrap a model method wi
 2. if any loss (on any process) was non-finite: skip the update with a warning;
    ``max_nonfinite_steps`` skips in a row save a checkpoint and stop with
    :class:`NonFiniteLossError`;
-3. otherwise clip the gradient norm (``grad_clip``), AdamW step, ``after_update(step)``
-   (the EMA of distillation: training steps only);
+3. otherwise clip the gradient norms (``grad_clip``; per clip group of the model with
+   ``grad_clip_mode: per_module``, see :func:`clip_groups`), AdamW step, the weight
+   EMA (``ema_halflife_steps``), ``after_update(step)`` (the target EMA of
+   distillation: training steps only);
 4. every ``log_every`` steps log losses, learning rate and steps/s to the trackers;
    every ``validate_every`` steps compute the validation loss (``model.eval()``, no
-   gradients, a fixed seed, no EMA update), step ``ReduceLROnPlateau`` with it and call
-   ``on_validate`` (mel images, audio); every ``checkpoint_every`` steps save a
-   crash-safe checkpoint (:mod:`comosvc.training.checkpoint`).
+   gradients, a fixed seed, no EMA update; with the EMA weights swapped in), step
+   ``ReduceLROnPlateau`` with it and call ``on_validate`` (mel images, audio); every
+   ``checkpoint_every`` steps save a crash-safe checkpoint
+   (:mod:`comosvc.training.checkpoint`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,18 +97,22 @@ def train_loop(
     after_update: Callable[[int], None] | None = None,
     on_validate: Callable[[int], None] | None = None,
     desc: str = "train",
+    ema=None,
 ) -> TrainSummary:
     """Optimise ``model`` (prepared; ``forward(batch) -> {"loss": ..., ...}``) up to ``tc.max_steps``.
 
     Called by :meth:`comosvc.training.setup.TrainingRun.fit`, which passes what
     :func:`~comosvc.training.setup.prepare_training` built; ``state`` is updated in place.
     ``after_update(step)`` runs after each optimiser update, ``on_validate(step)``
-    on the main process after each validation (it must not use collectives).
+    on the main process after each validation (it must not use collectives);
+    ``ema`` (a :class:`~comosvc.training.ema.WeightEMA`) moves after each update and is
+    swapped in for validation.
     Raises :class:`NonFiniteLossError` after ``tc.max_nonfinite_steps`` skipped
     steps in a row, having saved a checkpoint first.
     """
     out = Path(out)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    clipped, unclipped = clip_groups(accelerator.unwrap_model(model), params, tc.grad_clip_mode)
     batches = _forever(train_loader, start_epoch=_epoch_of(state.step, tc, train_loader))
     bar = tqdm(
         total=tc.max_steps, initial=state.step, desc=desc, unit="step",
@@ -132,7 +140,7 @@ def train_loop(
                 continue  # more micro-batches in this accumulation window
             grad_norm = None
             if window_ok:
-                grad_norm = accelerator.clip_grad_norm_(params, tc.grad_clip)
+                grad_norm = clip_gradients(accelerator, clipped, unclipped, tc.grad_clip)
                 if accelerator.mixed_precision != "fp16" and not torch.isfinite(grad_norm).all():
                     window_ok = False  # (fp16: the grad scaler skips inf gradients itself)
             if window_ok:
@@ -166,6 +174,8 @@ def train_loop(
             sums[name] = sums.get(name, 0.0) + value
         window = {}
         logged_steps += 1
+        if ema is not None:
+            ema.update(state.step)
         if after_update is not None:
             after_update(state.step)
         train_seconds += time.perf_counter() - step_start
@@ -185,7 +195,10 @@ def train_loop(
             sums, logged_steps, seconds_at_log = {}, 0, train_seconds
 
         if state.step % tc.validate_every == 0 or state.step == tc.max_steps:
-            val = evaluate(accelerator, model, val_loader, seed=tc.seed)
+            with ema.swapped_in() if ema is not None else nullcontext():
+                val = evaluate(accelerator, model, val_loader, seed=tc.seed)
+                if on_validate is not None and accelerator.is_main_process:
+                    on_validate(state.step)
             if val:
                 plateau.step(val["loss"])
                 if state.best_val_loss is None or val["loss"] < state.best_val_loss:
@@ -193,8 +206,6 @@ def train_loop(
                 accelerator.log({f"val/{name}": value for name, value in val.items()}, step=state.step)
                 if accelerator.is_main_process:
                     bar.write(f"step {state.step}: validation loss {val['loss']:.4g}")
-            if on_validate is not None and accelerator.is_main_process:
-                on_validate(state.step)
             model.train()
             accelerator.wait_for_everyone()
 
@@ -205,6 +216,40 @@ def train_loop(
 
     bar.close()
     return TrainSummary(state, steps_run, train_seconds, last_checkpoint)
+
+
+def clip_groups(model: nn.Module, params: list[nn.Parameter], mode: str) -> tuple[list[list[nn.Parameter]], list[nn.Parameter]]:
+    """``(groups, rest)``: the parameter groups whose gradient norms are clipped one by one, and
+    the trainable parameters that are never clipped.
+
+    ``mode="joint"``: one group of everything. ``mode="per_module"``: the groups of the
+    trained model's ``clip_groups()`` (the teacher: prior, denoiser; the condition encoder
+    is left unclipped, as in the reference), or one group when the model has none.
+    """
+    inner = model.model if isinstance(model, Objective) else model
+    if mode == "joint" or not hasattr(inner, "clip_groups"):
+        return [params], []
+    if mode != "per_module":
+        raise ValueError(f"train.grad_clip_mode must be 'per_module' or 'joint', got {mode!r}")
+    trainable = {id(p) for p in params}
+    groups = [[p for p in group if id(p) in trainable] for group in inner.clip_groups().values()]
+    grouped = {id(p) for group in groups for p in group}
+    return [group for group in groups if group], [p for p in params if id(p) not in grouped]
+
+
+def clip_gradients(
+    accelerator: Accelerator, groups: list[list[nn.Parameter]], rest: list[nn.Parameter], max_norm: float
+) -> torch.Tensor:
+    """Clip each group's gradient norm at ``max_norm``; returns the norm of all the gradients
+    (``groups`` and ``rest``) before clipping."""
+    if len(groups) == 1 and not rest:
+        return accelerator.clip_grad_norm_(groups[0], max_norm)
+    accelerator.unscale_gradients()  # once, before any norm (fp16)
+    norms = [torch.nn.utils.clip_grad_norm_(group, max_norm) for group in groups]
+    grads = [p.grad for p in rest if p.grad is not None]
+    if grads:
+        norms.append(torch.nn.utils.get_total_norm(grads))
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
 
 @torch.no_grad()
@@ -294,6 +339,8 @@ __all__ = [
     "NonFiniteLossError",
     "Objective",
     "TrainSummary",
+    "clip_gradients",
+    "clip_groups",
     "evaluate",
     "train_loop",
 ]

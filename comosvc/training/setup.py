@@ -5,7 +5,7 @@
     ...                        project="teacher", run_config=cfg)
     >>> summary = run.fit(on_validate=lambda step: ..., desc="teacher")
     >>> if run.is_main_process:
-    ...     run.save_model(run.model)   # OUT/model
+    ...     run.save_model(run.final_model())   # OUT/model, with the EMA weights
     >>> run.end()
 
 :func:`prepare_training` does, in order:
@@ -16,7 +16,8 @@
 3. AdamW over the trainable parameters and a ReduceLROnPlateau on the validation loss;
 4. ``accelerator.prepare`` of the objective, the optimiser and the loaders: not of the
    plateau scheduler (that would step it once per process), which is registered for
-   checkpointing instead;
+   checkpointing instead, as is the weight EMA (``tc.ema_halflife_steps`` > 0,
+   :mod:`comosvc.training.ema`);
 5. resume from the newest complete checkpoint, or seed each process differently and
    start at step 0;
 6. ``run_config`` written to ``OUT/config.yaml`` (main process); the trackers of
@@ -38,6 +39,7 @@ from torch import nn
 from comosvc.config import ComoSVCConfig, TrainConfig
 from comosvc.training.args import save_run_config, tracker_config
 from comosvc.training.checkpoint import TrainerState, find_latest_complete, load_checkpoint
+from comosvc.training.ema import WeightEMA
 from comosvc.training.loop import LOGS, Objective, TrainSummary, train_loop
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class TrainingRun:
     tc: TrainConfig
     out: Path
     state: TrainerState  # the loop's counters, resumed or fresh; updated in place by fit()
+    ema: WeightEMA | None = None  # the EMA of the trained weights (registered for checkpointing)
 
     @property
     def is_main_process(self) -> bool:
@@ -85,7 +88,13 @@ class TrainingRun:
         return train_loop(
             self.accelerator, self.objective, self.optimizer, self.plateau, self.train_loader, self.val_loader,
             self.tc, self.out, self.state, after_update=after_update, on_validate=on_validate, desc=desc,
+            ema=self.ema,
         )
+
+    def final_model(self) -> nn.Module:
+        """The trained model as it is exported: with the EMA weights put in for good, when there is an
+        EMA (call once, after :meth:`fit`)."""
+        return self.ema.copy_to_model() if self.ema is not None else self.model
 
     def save_model(self, model, push_to_hub: str | None = None) -> Path:
         """``model.save_pretrained(OUT/model)``, then upload it to the Hub repository ``push_to_hub``
@@ -134,6 +143,11 @@ def prepare_training(
     objective, optimizer, *loaders = accelerator.prepare(objective, optimizer, *loaders)
     train_loader, val_loader = loaders[0], (loaders[1] if val_loader is not None else None)
     accelerator.register_for_checkpointing(plateau)  # saved and restored with the model and optimiser
+    ema = None
+    if tc.ema_halflife_steps > 0:
+        unwrapped = accelerator.unwrap_model(objective)
+        ema = WeightEMA(unwrapped.model if isinstance(unwrapped, Objective) else unwrapped, tc.ema_halflife_steps, tc.ema_rampup)
+        accelerator.register_for_checkpointing(ema)
     if checkpoint is None:
         set_seed(tc.seed, device_specific=True)  # processes draw different noise; weights were seeded alike
         state = TrainerState()
@@ -145,7 +159,7 @@ def prepare_training(
         save_run_config(run_config, out)
     if project is not None:
         accelerator.init_trackers(project, config=tracker_config(run_config) if run_config is not None else None)
-    return TrainingRun(accelerator, objective, optimizer, plateau, train_loader, val_loader, tc, out, state)
+    return TrainingRun(accelerator, objective, optimizer, plateau, train_loader, val_loader, tc, out, state, ema)
 
 
 def checkpoint_to_resume(out: str | Path, resume: bool) -> Path | None:

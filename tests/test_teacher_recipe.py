@@ -1,0 +1,240 @@
+"""The teacher's training recipe: the reference's losses (pinned to numbers its own code
+computed), per-module gradient clipping, the weight EMA, and the denoiser variants."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from comosvc.config import ComoSVCConfig, ModelConfig, load_config
+from comosvc.models import ComoSVC
+from comosvc.models.denoiser import BiDilConv
+from comosvc.models.prior import prior_loss
+from comosvc.models.ssim import ssim_loss
+from comosvc.training.ema import WeightEMA
+from comosvc.training.loop import clip_gradients, clip_groups
+
+REPO = Path(__file__).resolve().parent.parent
+PINS = json.loads((Path(__file__).parent / "data" / "reference_losses.json").read_text())
+
+
+def pinned_inputs(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inputs the reference's numbers were computed on (see the JSON's "about")."""
+    shape = PINS["shape"]
+    b, t, m = shape["batch"], shape["frames"], shape["n_mels"]
+    g = torch.Generator().manual_seed(case["seed"])
+    mel = torch.rand(b, t, m, generator=g, dtype=torch.float64) * 2 - 1
+    mu = mel + 0.5 * torch.randn(b, t, m, generator=g, dtype=torch.float64)
+    mask = torch.arange(t)[None] < torch.tensor(case["lengths"])[:, None]
+    return mel, mu, mask
+
+
+# --------------------------------------------------------------------------- the reference's losses
+
+
+@pytest.mark.parametrize("case", PINS["cases"], ids=lambda c: f"seed{c['seed']}")
+def test_prior_loss_equals_the_reference(case):
+    mel, mu, mask = pinned_inputs(case)
+    value = prior_loss(mu, mel, mask, "reference").item()
+    assert value == pytest.approx(case["prior_nll"], rel=1e-4)
+    # "nll" is the same NLL without the second division by n_mels
+    assert prior_loss(mu, mel, mask, "nll").item() == pytest.approx(value * mel.shape[-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("case", [c for c in PINS["cases"] if "ssim_loss" in c], ids=lambda c: f"seed{c['seed']}")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ssim_loss_equals_the_reference(case, dtype):
+    mel, mu, mask = pinned_inputs(case)
+    value = ssim_loss(mu.to(dtype), mel.to(dtype), mask, "reference").item()
+    assert value == pytest.approx(case["ssim_loss"], rel=1e-4)
+    # the other form is a different number on the same inputs
+    assert abs(ssim_loss(mu, mel, mask, "masked").item() - value) > 1e-2
+
+
+def test_ssim_ignores_padded_frames():
+    mel, mu, mask = pinned_inputs({"seed": 2, "lengths": [64, 41]})
+    other_mu = mu.clone()
+    other_mu[1, 41:] = 5.0  # garbage on padded frames only
+    assert ssim_loss(other_mu, mel, mask).item() == pytest.approx(ssim_loss(mu, mel, mask).item(), abs=1e-12)
+
+
+def test_unknown_loss_forms_are_refused():
+    mel, mu, mask = pinned_inputs(PINS["cases"][0])
+    with pytest.raises(ValueError, match="model.prior_loss"):
+        prior_loss(mu, mel, mask, "l1")
+    with pytest.raises(ValueError, match="model.ssim_form"):
+        ssim_loss(mu, mel, mask, "l1")
+
+
+def test_the_reference_recipe_is_the_default():
+    cfg = ComoSVCConfig()
+    assert (cfg.model.prior_loss, cfg.model.ssim_form) == ("reference", "reference")
+    assert cfg.train.weight_decay == 0.01 and cfg.train.grad_clip_mode == "per_module"
+    assert cfg.train.ema_halflife_steps > 0 and cfg.distill.ema_halflife_steps == 0
+    ours = load_config(REPO / "configs" / "comosvc.yaml", overrides=["model.prior_loss=mse", "model.ssim_form=masked",
+                                                                       "train.weight_decay=0", "train.grad_clip_mode=joint"])
+    assert (ours.model.prior_loss, ours.model.ssim_form, ours.train.grad_clip_mode) == ("mse", "masked", "joint")
+
+
+# --------------------------------------------------------------------------- clipping per module
+
+
+def _tiny_teacher() -> ComoSVC:
+    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides=["content.whisper_dim=16", "content.contentvec_dim=8"])
+    torch.manual_seed(0)
+    return ComoSVC(cfg, singers={"d_a": 0})
+
+
+def _set_grads(model: nn.Module, value: float) -> None:
+    for p in model.parameters():
+        p.grad = torch.full_like(p, value)
+
+
+def _norm(params) -> float:
+    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item()
+
+
+def test_per_module_clipping_clips_prior_and_denoiser_apart_and_never_the_condition_encoder():
+    model = _tiny_teacher()
+    params = list(model.parameters())
+    groups, rest = clip_groups(model, params, "per_module")
+    assert [len(g) for g in groups] == [len(list(model.prior.parameters())), len(list(model.denoiser.parameters()))]
+    assert {id(p) for p in rest} == {id(p) for p in model.condition_encoder.parameters()}
+
+    _set_grads(model, 1.0)
+    before = {"prior": _norm(model.prior.parameters()), "denoiser": _norm(model.denoiser.parameters()),
+              "condition": _norm(model.condition_encoder.parameters())}
+    total = clip_gradients(Accelerator(cpu=True), groups, rest, 1.0)
+    assert total.item() == pytest.approx(math.sqrt(sum(v**2 for v in before.values())), rel=1e-5)
+    assert _norm(model.prior.parameters()) == pytest.approx(1.0, rel=1e-4)
+    assert _norm(model.denoiser.parameters()) == pytest.approx(1.0, rel=1e-4)
+    assert _norm(model.condition_encoder.parameters()) == pytest.approx(before["condition"], rel=1e-6)
+
+
+def test_joint_clipping_clips_one_norm_over_everything():
+    model = _tiny_teacher()
+    params = list(model.parameters())
+    groups, rest = clip_groups(model, params, "joint")
+    assert len(groups) == 1 and not rest
+    _set_grads(model, 1.0)
+    clip_gradients(Accelerator(cpu=True), groups, rest, 1.0)
+    assert _norm(params) == pytest.approx(1.0, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- the weight EMA
+
+
+def test_ema_decay_follows_the_half_life_with_ramp_up():
+    ema = WeightEMA(nn.Linear(2, 2), halflife_steps=100, rampup=0.05)
+    assert ema.beta(10) == pytest.approx(0.5 ** (1 / 0.5))  # ramp-up: half-life 0.05 x 10 steps
+    assert ema.beta(100_000) == pytest.approx(0.5 ** (1 / 100))  # capped at the half-life
+    # after `halflife` steps at the full half-life, a past value's weight has halved
+    assert ema.beta(100_000) ** 100 == pytest.approx(0.5)
+
+
+def test_ema_averages_swaps_in_and_out_and_round_trips():
+    layer = nn.Linear(3, 1)
+    ema = WeightEMA(layer, halflife_steps=1.0, rampup=0.0)  # beta = 0.5
+    start = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.add_(2.0)
+    ema.update(1)
+    assert torch.allclose(ema.average["weight"], start + 1.0)
+    with ema.swapped_in():
+        assert torch.allclose(layer.weight, start + 1.0)
+    assert torch.allclose(layer.weight, start + 2.0)  # own weights back
+    other = WeightEMA(nn.Linear(3, 1), halflife_steps=1.0)
+    other.load_state_dict(ema.state_dict())
+    assert torch.allclose(other.average["weight"], start + 1.0)
+    ema.copy_to_model()
+    assert torch.allclose(layer.weight, start + 1.0)
+
+
+def test_a_training_run_validates_and_exports_the_ema_and_checkpoints_it(tmp_path):
+    from comosvc.config import TrainConfig
+    from comosvc.training import prepare_training
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(4))
+            self.seen = []
+
+        def forward(self, batch):
+            if not self.training:
+                self.seen.append(self.w.detach().clone())
+            return {"loss": ((self.w - batch) ** 2).mean()}
+
+    tc = TrainConfig(lr=0.1, batch_size=2, max_steps=6, validate_every=3, checkpoint_every=3, log_every=3,
+                     log_with="none", num_workers=0, ema_halflife_steps=50.0, ema_rampup=0.5, weight_decay=0.0)
+    data = torch.ones(8, 4)
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    toy = Toy()
+    run = prepare_training(toy, tc, tmp_path / "run", loader, val_loader=loader)
+    assert run.ema is not None
+    run.fit()
+    averaged = run.ema.average["w"].clone()
+    assert not torch.allclose(averaged, toy.w.detach())  # the EMA lags the weights
+    assert torch.allclose(toy.seen[-1], averaged)  # validation saw the EMA weights
+    assert torch.allclose(run.final_model().w.detach(), averaged)  # the export carries them
+    run.end()
+
+    resumed = prepare_training(Toy(), tc, tmp_path / "run", loader, val_loader=loader, resume=True)
+    assert torch.allclose(resumed.ema.average["w"], averaged)  # kept in the checkpoint
+    resumed.end()
+
+
+# --------------------------------------------------------------------------- denoiser variants
+
+
+def _denoiser(**changes) -> BiDilConv:
+    cfg = ModelConfig(denoiser_channels=16, denoiser_layers=2, step_embed_dim=8, step_mlp_hidden=16, **changes)
+    torch.manual_seed(0)
+    return BiDilConv(cfg, n_mels=10)
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(1)
+    x, mu = torch.randn(2, 7, 10, generator=g), torch.randn(2, 7, 10, generator=g)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    return x, torch.tensor([-1.0, 0.5]), mu, mask
+
+
+def test_linear_paths_start_as_the_reference_network_then_add_gain_times_input():
+    reference, paths = _denoiser(), _denoiser(denoiser_linear_paths=True)
+    missing = paths.load_state_dict(reference.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["linear_gains.bias", "linear_gains.weight"]
+    x, c_noise, mu, mask = _inputs()
+    torch.testing.assert_close(paths(x, c_noise, mu, mask), reference(x, c_noise, mu, mask))
+    # with the x-gain of every bin set to 1 (bias), the output moves by exactly x on valid frames
+    with torch.no_grad():
+        paths.linear_gains.bias[:10] = 1.0
+    diff = paths(x, c_noise, mu, mask) - reference(x, c_noise, mu, mask)
+    torch.testing.assert_close(diff, x * mask[..., None])
+
+
+def test_no_relu_variant_keeps_the_state_dict_keys_and_changes_the_function():
+    reference, linear = _denoiser(), _denoiser(denoiser_relu=False)
+    assert reference.state_dict().keys() == linear.state_dict().keys()
+    assert not any(isinstance(m, nn.ReLU) for m in linear.modules())
+    with torch.no_grad():  # a non-zero output layer, so the head's activation matters
+        for net in (reference, linear):
+            nn.init.normal_(net.output[-1].weight, generator=torch.Generator().manual_seed(2))
+    linear.load_state_dict(reference.state_dict())
+    x, c_noise, mu, mask = _inputs()
+    assert not torch.allclose(linear(x, c_noise, mu, mask), reference(x, c_noise, mu, mask))
+
+
+def test_step_embedding_scale_spreads_the_noise_levels():
+    plain, scaled = _denoiser(), _denoiser(step_embed_scale=100.0)
+    c = torch.tensor([-1.5, 1.0])
+    e_plain, e_scaled = plain.step_embedding(c), scaled.step_embedding(c)
+    torch.testing.assert_close(scaled.step_embedding(c / 100.0), e_plain)  # same weights, scaled argument
+    assert not torch.allclose(e_plain, e_scaled)
