@@ -14,7 +14,7 @@ from comosvc.features.mel import MelSpectrogram, MelStats, log_mel
 
 
 def reference_log_mel(wav: np.ndarray, cfg: AudioConfig) -> np.ndarray:
-    """DESIGN.md's mel written out with NumPy and librosa only: (T, n_mels), float64."""
+    """The mel of docs/design.md written out with NumPy and librosa only: (T, n_mels), float64."""
     pad = (cfg.n_fft - cfg.hop_length) // 2
     x = np.pad(wav.astype(np.float64), pad, mode="reflect")
     n_frames = 1 + (len(x) - cfg.n_fft) // cfg.hop_length

@@ -27,7 +27,7 @@ def voiced_flag(f0: torch.Tensor) -> torch.Tensor:
 
 
 def coarse_f0(f0: torch.Tensor, cfg: F0Config = F0Config()) -> torch.Tensor:
-    """F0 in Hz -> bins 1..n_bins-1 on the mel scale (DESIGN.md); unvoiced frames -> 1.
+    """F0 in Hz -> bins 1..n_bins-1 on the mel scale (docs/design.md "Features"); unvoiced frames -> 1.
 
     Voiced: ``round((m - m_min) * (n_bins - 2) / (m_max - m_min) + 1)`` clamped to
     ``[1, n_bins - 1]``, with ``m_min``/``m_max`` the mel of ``f0_min``/``f0_max``.

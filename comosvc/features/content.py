@@ -42,7 +42,7 @@ CONTENT_HOP_SECONDS = 0.02  # one content frame per 20 ms (both encoders)
 def align_to_mel(features, n_frames: int, source_hop: int = 480, target_hop: int = 256):
     """Map content frames ``(T_src, D)`` (hop ``source_hop`` samples) to ``(n_frames, D)`` at ``target_hop``.
 
-    DESIGN.md: with the hops reduced by their gcd (480:256 = 15:8 at 24 kHz) repeat
+    docs/design.md "Frame alignment": with the hops reduced by their gcd (480:256 = 15:8 at 24 kHz) repeat
     each content frame 15x, average each full block of 8, pad by repeating the
     last frame and cut to ``n_frames``. NumPy arrays and torch tensors alike.
     """
@@ -127,7 +127,7 @@ def whisper_config(size: str = "tiny") -> WhisperConfig:
         decoder_attention_heads=2,
         decoder_ffn_dim=128,
         max_target_positions=64,
-        # a small vocabulary needs every special id below its size (DESIGN.md pitfall)
+        # a small vocabulary needs every special id below its size (a pitfall of tiny test vocabularies)
         vocab_size=64,
         pad_token_id=0,
         bos_token_id=1,

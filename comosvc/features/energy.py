@@ -1,4 +1,4 @@
-"""Frame energy from the unnormalised log mel (DESIGN.md "Features").
+"""Frame energy from the unnormalised log mel (docs/design.md "Features").
 
 ``E = sqrt(sum_k exp(mel_k) ** 2)``: the L2 norm of the linear mel magnitudes of a
 frame. Its 256 log-spaced bins for the condition encoder live in

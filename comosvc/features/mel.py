@@ -1,7 +1,7 @@
 """The BigVGAN log mel spectrogram and its per-bin min/max normalisation.
 
 The mel is exactly the one NVIDIA's BigVGAN v2 (24 kHz, 100 bands, hop 256) and
-Amphion's singing BigVGAN were trained on (DESIGN.md "Audio and mel"), so their
+Amphion's singing BigVGAN were trained on (docs/design.md "Audio and the mel spectrogram"), so their
 checkpoints vocode our mels:
 
 1. reflect-pad ``(n_fft - hop) / 2`` samples on each side (384 at the defaults);
