@@ -17,6 +17,7 @@ COMMANDS = {
     "singers": "comosvc.cli.singers",
     "bench": "comosvc.cli.bench",
     "evaluate": "comosvc.cli.evaluate",
+    "stream": "comosvc.cli.stream",
 }
 
 
