@@ -19,7 +19,8 @@ noise wherever the blocks fall), and the vocoder over the whole window's mel
 frames give it context on both sides; only the block's samples are kept).
 Each block is rendered ``crossfade_seconds`` past its end (into the lookahead),
 and that tail is faded linearly into the next block's first samples, so the joins
-do not click.
+do not click. A window quieter than ``inference.silence_db`` everywhere is not
+converted (zeros out, as offline conversion leaves long silences).
 
 Latency: output sample ``n`` is the conversion of input sample ``n``; it comes out
 of the :meth:`~StreamingConverter.push` that brings the input to ``n +``
@@ -303,6 +304,8 @@ class StreamingConverter:
                                                      self.request.singer, "auto")
         if not warnings:  # nothing voiced yet: keep the previous shift
             self.key_semitones = semitones
+        elif not self.warnings:
+            self.warnings.append("No voiced frame yet: the automatic key shift stays 0 until the singing starts.")
         self._voiced.append(block_f0[block_f0 > 0])
         while sum(len(v) for v in self._voiced) > AUTO_KEY_HISTORY_FRAMES:
             self._voiced.pop(0)
