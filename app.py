@@ -535,6 +535,113 @@ def _playable(result) -> tuple[int, np.ndarray]:
     return int(result.sample_rate), pcm
 
 
+# --------------------------------------------------------------------------- live
+
+
+# The Live tab streams with the library's defaults: blocks of half a second, 1 s of past
+# context and 0.1 s of lookahead (comosvc.streaming); latency = block + lookahead.
+LIVE_BLOCK_SECONDS = 0.5
+LIVE_CONTEXT_SECONDS = 1.0
+LIVE_LOOKAHEAD_SECONDS = 0.1
+
+
+@dataclass
+class LiveSession:
+    """One visitor's live stream (held in ``gr.State``): the converter, the microphone-rate resampler
+    and the options it was made with (changing them starts a new stream)."""
+
+    converter: object  # comosvc.streaming.StreamingConverter
+    resampler: object  # comosvc.streaming.StreamResampler
+    options: tuple
+
+
+def live_latency_text(block: float = LIVE_BLOCK_SECONDS, lookahead: float = LIVE_LOOKAHEAD_SECONDS) -> str:
+    return (f"**Latency** {1000 * (block + lookahead):.0f} ms (block {1000 * block:.0f} ms + lookahead "
+            f"{1000 * lookahead:.0f} ms), plus the time each block takes to convert and the network.")
+
+
+def make_live(state: ModelState):
+    """The Live tab's stream handler: (microphone piece, singer, key, auto key, session) ->
+    (converted piece or None, session, latency text). Student only."""
+
+    def live(chunk, singer, key, auto_key, session):
+        from comosvc.streaming import StreamingConverter, StreamResampler
+
+        if state.pipe is None:
+            raise gr.Error(_escape(state.problem or "No model is loaded."), print_exception=False)
+        if "student" not in state.samplers:
+            raise gr.Error("Live conversion needs a distilled student (one network evaluation per block); "
+                           "this model is a diffusion teacher. Distil it first (train/distill.py).",
+                           print_exception=False)
+        if not singer:
+            raise gr.Error("Choose a target singer.", print_exception=False)
+        if chunk is None:
+            return None, session, gr.skip()
+        rate, samples = chunk
+        samples = np.asarray(samples)
+        if np.issubdtype(samples.dtype, np.integer):
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+        samples = samples.astype(np.float32).reshape(len(samples), -1).mean(axis=1)
+        options = (singer, "auto" if auto_key else float(key), int(rate))
+        if session is None or session.options != options:
+            try:
+                converter = StreamingConverter(
+                    state.pipe, singer, block_seconds=LIVE_BLOCK_SECONDS, context_seconds=LIVE_CONTEXT_SECONDS,
+                    lookahead_seconds=LIVE_LOOKAHEAD_SECONDS, key=options[1], seed=0,
+                )
+            except (ValueError, KeyError) as err:
+                raise gr.Error(_escape(str(err)), print_exception=False) from None
+            session = LiveSession(converter, StreamResampler(int(rate), state.pipe.sample_rate), options)
+        out = session.converter.push(session.resampler(samples))
+        converter = session.converter
+        timings = converter.timings[-3:]
+        text = live_latency_text(converter.block_seconds, converter.lookahead_seconds)
+        if timings:
+            compute = max(t.seconds for t in timings)
+            text += f" Last blocks took up to {1000 * compute:.0f} ms to convert"
+            text += " (keeping up)." if compute < converter.block_seconds else " (**slower than real time**)."
+        if not len(out):
+            return None, session, text
+        pcm = np.round(np.clip(out, -1.0, 1.0) * 32767.0).astype(np.int16)
+        return (int(converter.sample_rate), pcm), session, text
+
+    return live
+
+
+def build_live_tab(state: ModelState, settings: AppSettings, singers: list[str]) -> None:
+    """The "Live" tab: microphone in, the student's conversion out as it comes (inside a gr.Blocks)."""
+    student = "student" in state.samplers
+    with gr.Tab("Live", elem_id="live-tab"):
+        gr.Markdown("Sing into the microphone: the one-step student converts it block by block and plays it back."
+                    + ("" if student or state.pipe is None else
+                       " ⚠️ This model has no distilled student, so live conversion is not available."))
+        with gr.Row():
+            with gr.Column():
+                mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                               elem_id="live-input")
+                singer = gr.Dropdown(choices=singers, value=singers[0] if singers else None, label="Target singer",
+                                     interactive=bool(singers), elem_id="live-singer")
+                with gr.Row():
+                    key = gr.Slider(-12, 12, value=0, step=1, label="Key shift (semitones)", elem_id="live-key")
+                    auto_key = gr.Checkbox(value=False, label="Auto key",
+                                           info="running median of your pitch so far", elem_id="live-auto-key")
+            with gr.Column():
+                out = gr.Audio(streaming=True, autoplay=True, interactive=False, label="Converted (live)",
+                               elem_id="live-output")
+                latency = gr.Markdown(live_latency_text(), elem_id="live-latency")
+        session = gr.State(None)
+        mic.stream(
+            make_live(state),
+            inputs=[mic, singer, key, auto_key, session],
+            outputs=[out, session, latency],
+            stream_every=LIVE_BLOCK_SECONDS,
+            time_limit=settings.max_seconds,
+            concurrency_limit=settings.concurrency,
+            api_name="live",
+        )
+        mic.stop_recording(lambda: None, outputs=session, queue=False, api_visibility="private")  # next take: new stream
+
+
 # --------------------------------------------------------------------------- UI
 
 
@@ -555,60 +662,62 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
     with gr.Blocks(title="ComoSVC", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         gr.Markdown(state.status, elem_id="status")
-        with gr.Row():
-            with gr.Column(scale=2):
-                source = gr.Audio(
-                    sources=["upload", "microphone"],
-                    type="filepath",
-                    label=f"Source singing (up to {settings.max_seconds:.0f} s)",
-                    elem_id="source-audio",
-                )
-                singer = gr.Dropdown(
-                    choices=singers,
-                    value=singers[0] if singers else None,
-                    label="Target singer",
-                    interactive=bool(singers),
-                    elem_id="singer",
-                )
-                with gr.Row():
-                    key = gr.Slider(-12, 12, value=0, step=1, label="Key shift (semitones)", elem_id="key")
-                    auto_key = gr.Checkbox(
-                        value=False, label="Auto key", info="move the melody into the singer's range", elem_id="auto-key"
+        with gr.Tab("Convert", elem_id="convert-tab"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    source = gr.Audio(
+                        sources=["upload", "microphone"],
+                        type="filepath",
+                        label=f"Source singing (up to {settings.max_seconds:.0f} s)",
+                        elem_id="source-audio",
                     )
-                with gr.Row():
-                    teacher_steps = gr.Slider(
-                        1, 100, value=teacher_default, step=1, label="Teacher steps", elem_id="teacher-steps"
+                    singer = gr.Dropdown(
+                        choices=singers,
+                        value=singers[0] if singers else None,
+                        label="Target singer",
+                        interactive=bool(singers),
+                        elem_id="singer",
                     )
-                    student_steps = gr.Slider(
-                        1, 4, value=student_default, step=1, label="Student steps", elem_id="student-steps"
+                    with gr.Row():
+                        key = gr.Slider(-12, 12, value=0, step=1, label="Key shift (semitones)", elem_id="key")
+                        auto_key = gr.Checkbox(
+                            value=False, label="Auto key", info="move the melody into the singer's range", elem_id="auto-key"
+                        )
+                    with gr.Row():
+                        teacher_steps = gr.Slider(
+                            1, 100, value=teacher_default, step=1, label="Teacher steps", elem_id="teacher-steps"
+                        )
+                        student_steps = gr.Slider(
+                            1, 4, value=student_default, step=1, label="Student steps", elem_id="student-steps"
+                        )
+                    with gr.Accordion("Advanced", open=False):
+                        seed = gr.Number(value=0, precision=0, label="Seed (same noise for both runs)")
+                    button = gr.Button("Convert with teacher and student", variant="primary", elem_id="convert")
+                    examples = write_examples(settings.examples_dir)
+                    gr.Examples(
+                        examples=[[str(path), 0, label.startswith("low")] for path, label in examples],
+                        inputs=[source, key, auto_key],
+                        example_labels=[label for _, label in examples],
+                        cache_examples=False,
+                        label="Examples (synthetic singing)",
                     )
-                with gr.Accordion("Advanced", open=False):
-                    seed = gr.Number(value=0, precision=0, label="Seed (same noise for both runs)")
-                button = gr.Button("Convert with teacher and student", variant="primary", elem_id="convert")
-                examples = write_examples(settings.examples_dir)
-                gr.Examples(
-                    examples=[[str(path), 0, label.startswith("low")] for path, label in examples],
-                    inputs=[source, key, auto_key],
-                    example_labels=[label for _, label in examples],
-                    cache_examples=False,
-                    label="Examples (synthetic singing)",
-                )
-            with gr.Column(scale=3):
-                with gr.Row():
-                    teacher_audio = gr.Audio(label="Teacher", interactive=False, elem_id="teacher-audio")
-                    student_audio = gr.Audio(label="Student", interactive=False, elem_id="student-audio")
-                table = gr.Dataframe(
-                    headers=["", "teacher", "student", "student speed-up"],
-                    column_widths=["34%", "22%", "22%", "22%"],
-                    wrap=True,
-                    label="Cost (real-time factor = compute seconds per second of audio)",
-                    interactive=False,
-                    elem_id="timings",
-                )
-        with gr.Row():
-            source_mel = gr.Image(label="Source mel", type="numpy", interactive=False, elem_id="mel-source")
-            teacher_mel = gr.Image(label="Teacher mel", type="numpy", interactive=False, elem_id="mel-teacher")
-            student_mel = gr.Image(label="Student mel", type="numpy", interactive=False, elem_id="mel-student")
+                with gr.Column(scale=3):
+                    with gr.Row():
+                        teacher_audio = gr.Audio(label="Teacher", interactive=False, elem_id="teacher-audio")
+                        student_audio = gr.Audio(label="Student", interactive=False, elem_id="student-audio")
+                    table = gr.Dataframe(
+                        headers=["", "teacher", "student", "student speed-up"],
+                        column_widths=["34%", "22%", "22%", "22%"],
+                        wrap=True,
+                        label="Cost (real-time factor = compute seconds per second of audio)",
+                        interactive=False,
+                        elem_id="timings",
+                    )
+            with gr.Row():
+                source_mel = gr.Image(label="Source mel", type="numpy", interactive=False, elem_id="mel-source")
+                teacher_mel = gr.Image(label="Teacher mel", type="numpy", interactive=False, elem_id="mel-teacher")
+                student_mel = gr.Image(label="Student mel", type="numpy", interactive=False, elem_id="mel-student")
+        build_live_tab(state, settings, singers)
 
         auto_key.change(lambda auto: gr.Slider(interactive=not auto), inputs=auto_key, outputs=key, queue=False, api_visibility="private")
         button.click(

@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": "comosvc.cli.bench",
     "evaluate": "comosvc.cli.evaluate",
     "export-onnx": "comosvc.cli.export_onnx",
+    "stream": "comosvc.cli.stream",
 }
 
 
