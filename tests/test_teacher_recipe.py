@@ -238,3 +238,23 @@ def test_step_embedding_scale_spreads_the_noise_levels():
     e_plain, e_scaled = plain.step_embedding(c), scaled.step_embedding(c)
     torch.testing.assert_close(scaled.step_embedding(c / 100.0), e_plain)  # same weights, scaled argument
     assert not torch.allclose(e_plain, e_scaled)
+
+
+def test_a_model_saved_before_the_variant_switches_loads_as_the_reference_network(tmp_path):
+    from comosvc.models.comosvc import _with_architecture_of_its_time
+
+    filled = _with_architecture_of_its_time({"model": {"hidden": 8}, "audio": {}})
+    assert filled["model"] == {"hidden": 8, "denoiser_relu": True, "denoiser_linear_paths": False, "step_embed_scale": 1.0}
+    kept = _with_architecture_of_its_time({"model": {"denoiser_linear_paths": True, "step_embed_scale": 100.0}})
+    assert kept["model"]["denoiser_linear_paths"] is True and kept["model"]["step_embed_scale"] == 100.0
+
+    model = _tiny_teacher()
+    model.save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    meta = json.loads(path.read_text())
+    for key in ("denoiser_relu", "denoiser_linear_paths", "step_embed_scale"):
+        del meta["config"]["model"][key]  # as an older version wrote it
+    path.write_text(json.dumps(meta))
+    loaded = ComoSVC.from_pretrained(tmp_path / "old")
+    assert loaded.config.model.denoiser_linear_paths is False and loaded.denoiser.linear_gains is None
+    assert loaded.config.model.step_embed_scale == 1.0 and loaded.config.model.denoiser_relu is True

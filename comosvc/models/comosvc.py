@@ -385,7 +385,7 @@ class ComoSVC(
             raise ConfigError(f"{folder / MODEL_CONFIG_FILE} has no 'config' section; it was not written by ComoSVC.save_pretrained")
         read_json = lambda name: read_model_json(folder / name) if (folder / name).is_file() else {}  # noqa: E731
         model = cls(
-            config=ComoSVCConfig.from_dict(meta["config"], source=str(folder / MODEL_CONFIG_FILE)),
+            config=ComoSVCConfig.from_dict(_with_architecture_of_its_time(meta["config"]), source=str(folder / MODEL_CONFIG_FILE)),
             singers=read_json(SINGERS_FILE),
             stats=read_json(STATS_FILE),
             distilled=bool(meta.get("distilled", False)),
@@ -396,6 +396,19 @@ class ComoSVC(
         load_model(model, str(folder / WEIGHTS_FILE), strict=strict, device=map_location)
         model.name_or_path = str(model_id)
         return model.to(map_location).eval()
+
+
+# Architecture keys added after models were first saved, with the values that rebuild those older
+# models. A saved config.json holds every key of its version, so a missing key means an older model,
+# whatever today's default is.
+ARCHITECTURE_OF_OLDER_MODELS = {"denoiser_relu": True, "denoiser_linear_paths": False, "step_embed_scale": 1.0}
+
+
+def _with_architecture_of_its_time(config: dict) -> dict:
+    """A saved config with the :data:`ARCHITECTURE_OF_OLDER_MODELS` keys it lacks filled in."""
+    if not isinstance(config.get("model"), dict):
+        return config
+    return {**config, "model": {**ARCHITECTURE_OF_OLDER_MODELS, **config["model"]}}
 
 
 def _millions(n: int) -> str:
