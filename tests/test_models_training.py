@@ -97,7 +97,12 @@ def fit(parameters, losses, steps: int, lr: float, seed: int, after_step=None) -
 @pytest.fixture(scope="module")
 def trained():
     """Train the teacher, then distil it; returns what the tests look at."""
-    config = load_config(TINY_CONFIG, overrides=["model.denoiser_channels=128"])
+    # The loss forms the >= 5x below was measured with. With the reference's forms (the
+    # defaults) the prior's NLL / n_mels has a constant floor, ln(2 pi) / 2 / n_mels, so the
+    # total cannot fall 5x however well the batch is fitted; the diffusion part is the same.
+    config = load_config(
+        TINY_CONFIG, overrides=["model.denoiser_channels=128", "model.prior_loss=mse", "model.ssim_form=masked"]
+    )
     batch = synthetic_batch(config)
     torch.manual_seed(0)
     teacher = ComoSVC(config)
