@@ -7,14 +7,13 @@ built by :func:`~comosvc.vocoders.registry.random_vocoder`.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
 from comosvc.config import AudioConfig
+from comosvc.measure.timer import median_of, repeat
 from comosvc.vocoders.bigvgan import KNOWN_CONFIGS
 from comosvc.vocoders.registry import random_names, random_vocoder
 
@@ -46,23 +45,20 @@ def benchmark(
         audio_seconds = frames * audio.hop_length / audio.sample_rate
         mel = torch.randn(1, frames, audio.n_mels) - 5.0
         vocoder(mel[:, : min(frames, 32)])  # warm-up
-        wall, cpu = [], []
-        for _ in range(runs):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            vocoder(mel)
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
+        with torch.no_grad():
+            times = repeat(lambda: vocoder(mel), runs)
+        median = median_of(times)
         results.append(
             {
                 "name": name,
                 "parameters": count_parameters(vocoder),
                 "seconds_of_audio": audio_seconds,
                 "threads": torch.get_num_threads(),
-                "wall_seconds": wall,
-                "cpu_seconds": cpu,
-                "median_seconds": statistics.median(wall),
-                "median_cpu_seconds": statistics.median(cpu),
-                "rtf": statistics.median(wall) / audio_seconds,
+                "wall_seconds": [t.wall for t in times],
+                "cpu_seconds": [t.cpu for t in times],
+                "median_seconds": median.wall,
+                "median_cpu_seconds": median.cpu,
+                "rtf": median.wall / audio_seconds,
             }
         )
     return results
