@@ -41,13 +41,14 @@ import logging
 import math
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from comosvc.measure.timer import Timer
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 DATASET = "synthetic"
@@ -220,11 +221,11 @@ def _train(objective, parameters, loader, tc, out: Path, desc: str, after_update
     from comosvc.training import prepare_training
 
     run = prepare_training(objective, tc, out, loader, parameters=parameters)
-    start = time.perf_counter()
+    timer = Timer().start()
     summary = run.fit(after_update=after_update, desc=desc)
     run.final_model()  # the EMA weights, as train/train.py exports them
     run.end()
-    return summary, time.perf_counter() - start
+    return summary, timer.stop().wall
 
 
 def _train_config(base, steps: int, lr: float | None, settings: QualitySettings):
@@ -422,7 +423,7 @@ def run_quality(
 def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any]:
     from comosvc.data.preprocess import compute_stats
 
-    start = time.perf_counter()
+    timer = Timer().start()
     config = quality_config(settings)
     clips = synthetic_corpus(settings, config.audio.sample_rate)
     features = extract_features(clips, config, seed=settings.seed)
@@ -452,7 +453,7 @@ def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any
         "training": info,
         "systems": rows,
         "per_clip": per_clip,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(timer.stop().wall, 1),
     }
 
 

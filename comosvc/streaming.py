@@ -44,13 +44,13 @@ so the shift settles as the song goes on and may differ from the offline
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from comosvc.measure.timer import Timer, sync_device
 from comosvc.pipeline.chunks import Chunk
 from comosvc.pipeline.pitch import parse_key, shift_f0
 
@@ -133,6 +133,7 @@ class StreamingConverter:
                 "the teacher's many steps would not keep up. Use offline conversion for the teacher."
             )
         self.pipe = pipe
+        self._sync = sync_device(pipe.device)  # block times count queued GPU work
         self.request = pipe.request(singer, sampler="student", steps=steps, key=parse_key(key), seed=seed)
         audio = pipe.config.audio
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
@@ -239,7 +240,7 @@ class StreamingConverter:
 
     def _convert_block(self, n_samples: int, end_of_song: bool) -> np.ndarray:
         """Convert the block at ``_next_block`` (``n_samples`` long) and return its finished samples."""
-        started = time.perf_counter()
+        timer = Timer(sync=self._sync).start()
         start = self._next_block
         window_start = max(0, start - self.context)
         if end_of_song:  # the song's end, padded to whole hops as offline conversion pads it
@@ -264,7 +265,7 @@ class StreamingConverter:
         self._next_block = start + n_samples
         self._drop_input_before(max(0, self._next_block - self.context))
         out = np.clip(block * self.gain, -1.0, 1.0).astype(np.float32)
-        self.timings.append(BlockTiming(start, n_samples, time.perf_counter() - started, skipped))
+        self.timings.append(BlockTiming(start, n_samples, timer.stop().wall, skipped))
         return out
 
     def _input(self, start: int, end: int) -> np.ndarray:
