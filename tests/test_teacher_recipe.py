@@ -85,8 +85,8 @@ def test_the_reference_recipe_is_the_default():
 # --------------------------------------------------------------------------- clipping per module
 
 
-def _tiny_teacher() -> ComoSVC:
-    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides=["content.whisper_dim=16", "content.contentvec_dim=8"])
+def _tiny_teacher(*overrides: str) -> ComoSVC:
+    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides=["content.whisper_dim=16", "content.contentvec_dim=8", *overrides])
     torch.manual_seed(0)
     return ComoSVC(cfg, singers={"d_a": 0})
 
@@ -208,7 +208,7 @@ def _inputs():
 
 
 def test_linear_paths_start_as_the_reference_network_then_add_gain_times_input():
-    reference, paths = _denoiser(), _denoiser(denoiser_linear_paths=True)
+    reference, paths = _denoiser(denoiser_linear_paths=False), _denoiser(denoiser_linear_paths=True)
     missing = paths.load_state_dict(reference.state_dict(), strict=False).missing_keys
     assert sorted(missing) == ["linear_gains.bias", "linear_gains.weight"]
     x, c_noise, mu, mask = _inputs()
@@ -221,7 +221,7 @@ def test_linear_paths_start_as_the_reference_network_then_add_gain_times_input()
 
 
 def test_no_relu_variant_keeps_the_state_dict_keys_and_changes_the_function():
-    reference, linear = _denoiser(), _denoiser(denoiser_relu=False)
+    reference, linear = _denoiser(), _denoiser(denoiser_relu=False)  # both with the linear paths
     assert reference.state_dict().keys() == linear.state_dict().keys()
     assert not any(isinstance(m, nn.ReLU) for m in linear.modules())
     with torch.no_grad():  # a non-zero output layer, so the head's activation matters
@@ -248,7 +248,7 @@ def test_a_model_saved_before_the_variant_switches_loads_as_the_reference_networ
     kept = _with_architecture_of_its_time({"model": {"denoiser_linear_paths": True, "step_embed_scale": 100.0}})
     assert kept["model"]["denoiser_linear_paths"] is True and kept["model"]["step_embed_scale"] == 100.0
 
-    model = _tiny_teacher()
+    model = _tiny_teacher("model.denoiser_linear_paths=false")  # an older model: the reference network
     model.save_pretrained(tmp_path / "old")
     path = tmp_path / "old" / "config.json"
     meta = json.loads(path.read_text())

@@ -19,14 +19,16 @@ Step embedding: 128-d sinusoidal embedding of ``c_noise`` (cos | sin, max period
 Masking: padded frames are zeroed before every convolution wider than one frame,
 so they never reach valid frames (the reference masks only the loss).
 
-Variants (config switches, off by default: the reference network; measured in
-docs/benchmarks.md "Teacher quality"):
+Variants (config switches, measured in docs/benchmarks.md "Teacher quality"):
 
+* ``model.denoiser_linear_paths`` (on by default; off is the reference network) adds
+  ``a(s) * x_in + b(s) * mu`` to the output, with per-bin gains ``a``, ``b``
+  ``(B, n_mels)`` from a zero-initialised Linear of the step embedding (so a fresh
+  network computes what the reference's does). At low noise the network must pass
+  its input through with a gain of about ``1 / s``; the gated WaveNet learns that
+  slowly, a linear path at once;
 * ``model.denoiser_relu: false`` drops the ReLU after the input conv and the one in
-  the output head, so the network's input reaches its output through a linear path;
-* ``model.denoiser_linear_paths: true`` adds ``a(s) * x_in + b(s) * mu`` to the
-  output, with per-bin gains ``a``, ``b`` ``(B, n_mels)`` from a zero-initialised
-  Linear of the step embedding (so a fresh network equals the reference's);
+  the output head;
 * ``model.step_embed_scale`` multiplies ``c_noise`` before the sinusoidal embedding
   (``c_noise = ln(s)/4`` spans about [-1.6, 1.1], where most of the sinusoids barely move).
 """
