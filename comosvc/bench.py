@@ -276,7 +276,7 @@ def _onnx_pipeline(student, features, vocoder, config, device: str):
     from comosvc.pipeline import ConversionPipeline
 
     with tempfile.TemporaryDirectory() as folder:  # the sessions hold the graphs in memory
-        export_onnx(student, folder, vocoder=vocoder)
+        export_onnx(student, folder, vocoder=getattr(vocoder, "inner", vocoder))  # not the ParallelVocoder wrapper
         onnx_student, onnx_vocoder = load_onnx(folder, device)
     onnx_student.config = config
     return ConversionPipeline(onnx_student, features, onnx_vocoder or vocoder, config=config, device=device)
