@@ -88,6 +88,10 @@ class ParallelVocoder(Vocoder):
         self.segment_frames = segment_frames
         self._pool: ThreadPoolExecutor | None = None
 
+    def __getstate__(self) -> dict:  # copy/pickle without the (unpicklable) thread pool; a new one starts on use
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        return {**state, "_pool": None}
+
     @property
     def device(self) -> torch.device:
         return self.inner.device
