@@ -18,6 +18,11 @@ What is measured (seconds of wall time; RTF = seconds of compute per second of a
   audio, interleaved with the rest.
 - ``speedup``: the teacher's median over the system's median (how many times
   cheaper than the teacher), for the acoustic model and end to end.
+- the distance to the machine's limit: each stage's FLOPs (counted with
+  ``FlopCounterMode`` on one more, untimed student-1 conversion; the teacher's
+  acoustic model is its prior plus ``nfe`` denoiser passes), the GFLOP/s reached
+  and its fraction of this machine's float32 GEMM peak
+  (:func:`comosvc.measure.peak.gemm_gflops`, measured at the start of the run).
 
 Speed does not depend on trained weights, so ``--config`` builds every network with
 random weights at the config's size (``configs/comosvc.yaml`` = the default size).
@@ -40,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from comosvc.measure.peak import fraction_of_peak, gemm_gflops
 from comosvc.measure.songs import synthetic_song
 from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
@@ -104,6 +110,8 @@ class BenchSettings:
     seed: int = 0
     runtimes: list[str] = field(default_factory=lambda: ["torch"])  # "onnx" adds the exported one-step student
     dtype: str | None = None  # inference.dtype of every network; None: the config's ("auto")
+    flops: bool = True  # count each stage's FLOPs (one extra, untimed conversion) and measure the GEMM peak
+    gemm_size: int = 2048  # the square float32 matmul whose best GFLOP/s is the peak
 
     @property
     def config_overrides(self) -> list[str]:
@@ -276,10 +284,101 @@ def _onnx_pipeline(student, features, vocoder, config, device: str):
     from comosvc.pipeline import ConversionPipeline
 
     with tempfile.TemporaryDirectory() as folder:  # the sessions hold the graphs in memory
-        export_onnx(student, folder, vocoder=vocoder)
+        export_onnx(student, folder, vocoder=getattr(vocoder, "inner", vocoder))  # not the ParallelVocoder wrapper
         onnx_student, onnx_vocoder = load_onnx(folder, device)
     onnx_student.config = config
     return ConversionPipeline(onnx_student, features, onnx_vocoder or vocoder, config=config, device=device)
+
+
+# --------------------------------------------------------------------------- distance to the limit
+
+
+# the pipeline method that does each stage's work (ConversionPipeline's phases)
+_STAGE_METHODS = {"content": "chunk_features", "f0": "song_f0", "acoustic": "acoustic", "vocoder": "vocode"}
+
+
+def count_stage_flops(subjects: BenchSubjects, wav: np.ndarray, seed: int) -> dict[str, int]:
+    """FLOPs of one student-1 conversion of ``wav`` per stage, plus ``prior`` and ``denoiser_step``.
+
+    One untimed conversion under :class:`torch.utils.flop_counter.FlopCounterMode`; each
+    stage's FLOPs are the counter's growth inside that stage's pipeline method, the
+    prior's inside the condition encoder + prior (forward hooks). The vocoder runs in
+    one piece here (a :class:`~comosvc.vocoders.parallel.ParallelVocoder`'s segments
+    add their overlap on top: the count is the useful work). F0 (parselmouth) is not torch: 0.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pipe = subjects.pipelines[STUDENT]
+    mode = FlopCounterMode(display=False)
+    counts = {**dict.fromkeys(STAGES, 0), "prior": 0}
+    marks: list[int] = []
+
+    def counted(stage, method):
+        def run(*args, **kwargs):
+            before = mode.get_total_flops()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                counts[stage] += mode.get_total_flops() - before
+
+        return run
+
+    def begin(module, args) -> None:
+        marks.append(mode.get_total_flops())
+
+    def end(module, args, output) -> None:
+        counts["prior"] += mode.get_total_flops() - marks.pop()
+
+    vocoder = pipe.vocoder
+    hooks = []
+    if pipe.runtime == "torch":
+        hooks = [pipe.model.condition_encoder.register_forward_pre_hook(begin), pipe.model.prior.register_forward_hook(end)]
+    for stage, name in _STAGE_METHODS.items():
+        setattr(pipe, name, counted(stage, getattr(pipe, name)))  # instance attributes shadow the methods
+    pipe.vocoder = getattr(vocoder, "inner", vocoder)  # worker threads would escape the (thread-local) counter
+    try:
+        with mode:
+            result = pipe(wav, subjects.singer, sampler=STUDENT, steps=1, seed=seed)
+    finally:
+        for name in _STAGE_METHODS.values():
+            delattr(pipe, name)
+        pipe.vocoder = vocoder
+        for hook in hooks:
+            hook.remove()
+    counts["denoiser_step"] = (counts["acoustic"] - counts["prior"]) // max(int(result.nfe), 1)
+    return {k: int(v) for k, v in counts.items()}
+
+
+def system_flops(stage_flops: dict[str, int], nfe: int) -> dict[str, int]:
+    """One system's FLOPs per stage: the acoustic model is the prior plus ``nfe`` denoiser passes."""
+    out = {stage: stage_flops[stage] for stage in STAGES}
+    out["acoustic"] = stage_flops["prior"] + nfe * stage_flops["denoiser_step"]
+    out["total"] = sum(out[stage] for stage in STAGES)
+    return out
+
+
+def measure_peak(settings: BenchSettings) -> dict[str, Any] | None:
+    """The GEMM peak of this machine at the current torch thread count (None on a GPU or without ``flops``)."""
+    if not settings.flops or not settings.device.startswith("cpu"):
+        return None
+    threads = torch.get_num_threads()
+    return {
+        "gflops": gemm_gflops(threads, settings.gemm_size),
+        "threads": threads,
+        "size": settings.gemm_size,
+        "dtype": "float32",
+    }
+
+
+def _limit_entry(entry: dict[str, Any], stage_flops: dict[str, int], peak: dict[str, Any] | None) -> None:
+    """Add ``flops``, ``gflops_per_s`` (from wall seconds) and ``peak_fraction`` to a system's entry."""
+    flops = system_flops(stage_flops, entry["nfe"])
+    entry["flops"] = flops
+    entry["gflops_per_s"] = {
+        k: flops[k] / entry["median"][k] / 1e9 for k in flops if entry["median"].get(k, 0) > 0
+    }
+    if peak is not None:
+        entry["peak_fraction"] = {k: fraction_of_peak(flops[k], entry["median"][k], peak["gflops"]) for k in entry["gflops_per_s"]}
 
 
 # --------------------------------------------------------------------------- one duration
@@ -317,8 +416,14 @@ def _whisper_jobs(whisper, wavs_16k: list[np.ndarray], batch_size: int) -> dict[
     return jobs
 
 
-def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: float, settings: BenchSettings) -> dict[str, Any]:
-    """Interleaved runs of every system (and Whisper padded/unpadded) on ``seconds`` of synthetic singing."""
+def bench_duration(
+    subjects: BenchSubjects, systems: list[System], seconds: float, settings: BenchSettings, peak: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Interleaved runs of every system (and Whisper padded/unpadded) on ``seconds`` of synthetic singing.
+
+    With ``settings.flops`` each system's entry also has its FLOPs per stage (counted on
+    one more, untimed conversion) and, given the GEMM ``peak``, the fraction of it reached.
+    """
     from comosvc.audio import resample
 
     config = subjects.config
@@ -344,6 +449,7 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
             job()
 
     runs = interleave(jobs, settings.repeats, warmups=warmups, desc=f"{seconds:g} s")
+    stage_flops = count_stage_flops(subjects, wav, settings.seed) if settings.flops else None  # after the timed runs
 
     results = []
     teacher_median = teacher_cpu = None
@@ -362,6 +468,8 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
             "rtf": {key: med[key] / seconds for key in ("acoustic", "total") if key in med},
             "runs": [{k: v for k, v in run.items() if k != "nfe"} for run in runs[s.name]],
         }
+        if stage_flops is not None:
+            _limit_entry(entry, stage_flops, peak)
         if s.sampler == TEACHER and teacher_median is None:
             teacher_median, teacher_cpu = med, med_cpu
         results.append(entry)
@@ -385,6 +493,7 @@ def bench_duration(subjects: BenchSubjects, systems: list[System], seconds: floa
         "chunk_seconds": [round((c.end - c.start) / sr, 3) for c in sounding],
         "systems": results,
         "whisper": whisper_info,
+        "stage_flops": stage_flops,
     }
 
 
@@ -402,11 +511,12 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
     run_timer = Timer().start()
     given = subjects
     durations, vocoder_names = [], []
+    peak = measure_peak(settings)
     for vocoder in [None] if given is not None or settings.acoustic_only else settings.vocoders or [None]:
         subjects = given or build_subjects(settings, vocoder)
         config, teacher_model = subjects.config, subjects.pipelines[TEACHER].model
         vocoder_names.append(subjects.pipelines[STUDENT].vocoder_name)
-        durations += [bench_duration(subjects, systems, s, settings) for s in settings.seconds]
+        durations += [bench_duration(subjects, systems, s, settings, peak) for s in settings.seconds]
     return {
         "settings": asdict(settings),
         "environment": environment(settings.device),
@@ -420,9 +530,13 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "chunk_batch_size": config.inference.batch_size,
             "teacher_solver": config.model.teacher_solver,
             "dtype": str(subjects.pipelines[TEACHER].dtype).removeprefix("torch."),
+            "vocoder_workers": config.inference.vocoder_workers,
+            "vocoder_overlap_frames": config.inference.vocoder_overlap_frames,
+            "compile": config.inference.compile,
             "notes": subjects.notes,
         },
         "durations": durations,
+        "gemm_peak": peak,
         "wall_seconds": round(run_timer.elapsed().wall, 1),
     }
 
@@ -454,6 +568,29 @@ def _s2(entry: dict, key: str) -> str:
     """``wall (CPU)`` seconds of one timing key."""
     wall, cpu = entry["median"].get(key), entry.get("median_cpu", {}).get(key)
     return _s(wall) + (f" ({_s(cpu)})" if cpu is not None else "")
+
+
+def _gflop(flops: float) -> str:
+    return f"{flops / 1e9:.1f}" if flops >= 1e8 else f"{flops / 1e9:.3f}"
+
+
+def _limit_table(d: dict[str, Any], peak: dict[str, Any] | None, acoustic_only: bool) -> str:
+    """Per system and stage: GFLOP, GFLOP/s reached (wall) and the fraction of the GEMM peak."""
+    stages = ["acoustic"] if acoustic_only else ["content", "f0", "acoustic", "vocoder", "total"]
+    names = {"content": "content", "f0": "F0", "acoustic": "acoustic model", "vocoder": "vocoder", "total": "end to end"}
+    title = "GFLOP, GFLOP/s" + (f", % of the {peak['gflops']:.0f} GFLOP/s GEMM peak" if peak else "")
+    rows = []
+    for e in d["systems"]:
+        row = [e["name"]]
+        for k in stages:
+            flops, rate = e["flops"].get(k, 0), e["gflops_per_s"].get(k)
+            if not flops or rate is None:
+                row.append("0 (not torch)" if k == "f0" else "")
+                continue
+            frac = e.get("peak_fraction", {}).get(k)
+            row.append(f"{_gflop(flops)}, {rate:.1f}" + (f", {100 * frac:.0f}%" if frac is not None else ""))
+        rows.append(row)
+    return markdown_table([title] + [names[k] for k in stages], rows)
 
 
 def markdown_report(report: dict[str, Any]) -> str:
@@ -504,6 +641,9 @@ def markdown_report(report: dict[str, Any]) -> str:
                 rows.append([e["name"], _s2(split, "prior"), _s2(split, "denoiser")])
             out.append(markdown_table(["acoustic split, s (CPU s)", "cond. encoder + prior", "denoiser steps"], rows))
             out.append("")
+        if d.get("stage_flops") and "flops" in d["systems"][0]:
+            out.append(_limit_table(d, report.get("gemm_peak"), acoustic_only))
+            out.append("")
         w = d.get("whisper")
         if w:
             clips = ", ".join(f"{c:g}" for c in w["clips_seconds"])
@@ -529,6 +669,16 @@ def markdown_report(report: dict[str, Any]) -> str:
     if m.get("whisper_mode"):
         facts.append(f"Whisper in the pipeline: {m['whisper_mode']}")
     facts.append(f"chunks of at most {m['max_chunk_seconds']:g} s, {m['chunk_batch_size']} per batch")
+    if m.get("vocoder_workers", 1) > 1:
+        facts.append(f"vocoder on {m['vocoder_workers']} worker threads ({m['vocoder_overlap_frames']} frames of overlap)")
+    if m.get("compile"):
+        facts.append("vocoder compiled (torch.compile)")
+    peak = report.get("gemm_peak")
+    if peak:
+        facts.append(
+            f"GEMM peak {peak['gflops']:.0f} GFLOP/s ({peak['dtype']} {peak['size']}x{peak['size']} matmul, "
+            f"best of 3, {peak['threads']} threads, measured in this run)"
+        )
     dtype = f" in {m['dtype']}" if m.get("dtype") else ""
     facts.append(f"{env['device']}{dtype}, torch {env['torch']}, {env['torch_threads']} threads")
     if env.get("load_average") is not None:
@@ -569,6 +719,8 @@ __all__ = [
     "bench_duration",
     "bench_systems",
     "build_subjects",
+    "count_stage_flops",
+    "system_flops",
     "markdown_report",
     "run_bench",
     "write_report",

@@ -221,6 +221,13 @@ class InferenceConfig:
     # Precision of every network (acoustic model, vocoder, content encoders; comosvc/precision.py):
     # "auto" = float16 on CUDA, float32 on the CPU; float16/bfloat16 are refused on the CPU.
     dtype: Precision = "auto"
+    # CPU levers for the vocoder (comosvc/vocoders/parallel.py, docs/benchmarks.md "Conversion on a CPU"):
+    # vocoder_workers > 1 vocodes overlapping time segments on that many threads, one core each;
+    # vocoder_overlap_frames of context per side (32: the same output as one piece for BigVGAN);
+    # compile: torch.compile the vocoder (slow first conversion).
+    vocoder_workers: int = 1
+    vocoder_overlap_frames: int = 32
+    compile: bool = False
 
 
 @dataclass

@@ -118,3 +118,41 @@ def test_bench_measures_each_vocoder_in_turn(tmp_path):
         assert all(e["median"]["vocoder"] <= e["median"]["total"] for e in d["systems"])
     table = markdown_report(report)
     assert "**1 s of audio with griffinlim**" in table and table.count("per-stage split") == 2
+    # the distance to the limit: FLOPs per stage (BigVGAN's convolutions dominate), GFLOP/s, fraction of the peak
+    _check_flops(report)
+    bigvgan = report["durations"][1]
+    assert bigvgan["stage_flops"]["vocoder"] > 20 * report["durations"][0]["stage_flops"]["vocoder"]
+    assert table.count("GEMM peak") >= 2
+
+
+def test_bench_with_parallel_vocoder_workers_counts_the_same_flops(tmp_path):
+    """inference.vocoder_workers=2: the FLOP count is the one-piece vocoder's (the useful work)."""
+    reports = []
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}.json"
+        code = main(
+            ["bench", "--config", str(TINY_CONFIG), *TINY_SIZES, "--seconds", "1", "--repeats", "1", "--teacher-steps",
+             "2", "--student-steps", "1", "--warmup", "0", "--no-whisper", "--threads", "1", "--set",
+             f"inference.vocoder_workers={workers}", "--vocoder", "nvidia/bigvgan_base_24khz_100band", "--out", str(out)]
+        )
+        assert code == 0
+        reports.append(json.loads(out.read_text()))
+    assert reports[1]["model"]["vocoder_workers"] == 2
+    assert reports[0]["durations"][0]["stage_flops"] == reports[1]["durations"][0]["stage_flops"]
+    assert "2 worker threads" in markdown_report(reports[1])
+
+
+def _check_flops(report: dict) -> None:
+    peak = report["gemm_peak"]
+    assert peak["gflops"] > 0 and peak["threads"] == 1 and peak["size"] == 2048
+    for d in report["durations"]:
+        flops = d["stage_flops"]
+        assert flops["f0"] == 0 and flops["content"] > 0 and 0 < flops["prior"] < flops["acoustic"]
+        assert flops["denoiser_step"] > 0
+        for e in d["systems"]:
+            f = e["flops"]
+            assert f["acoustic"] == flops["prior"] + e["nfe"] * flops["denoiser_step"]
+            assert f["total"] == sum(f[k] for k in ("content", "f0", "acoustic", "vocoder"))
+            for k, rate in e["gflops_per_s"].items():
+                assert rate == pytest.approx(f[k] / e["median"][k] / 1e9)
+                assert e["peak_fraction"][k] == pytest.approx(rate / peak["gflops"])

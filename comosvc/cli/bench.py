@@ -17,8 +17,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=(
             "Convert the same synthetic singing with the diffusion teacher and the consistency student, "
             "interleaving the runs, and report medians: acoustic-model time, end-to-end time, real-time "
-            "factor and speed-up over the teacher, the per-stage split (content, F0, acoustic, vocoder) and "
-            "Whisper padded vs unpadded. --config needs no trained weights (random weights at the config's "
+            "factor and speed-up over the teacher, the per-stage split (content, F0, acoustic, vocoder), "
+            "each stage's FLOPs and fraction of this machine's GEMM peak, and Whisper padded vs unpadded. --config needs no trained weights (random weights at the config's "
             "sizes: configs/comosvc.yaml is the default model size). Several --vocoder names repeat the "
             "measurement with each vocoder."
         ),
@@ -59,6 +59,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--dtype", choices=PRECISIONS, default=None,
         help="precision of every network (= --set inference.dtype=...; default auto: float16 on CUDA, float32 on CPU)",
     )
+    parser.add_argument(
+        "--no-flops", action="store_true",
+        help="skip counting each stage's FLOPs (one extra untimed conversion) and the GEMM-peak measurement",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the JSON report here (and the table as .md)")
     parser.set_defaults(func=run)
     return parser
@@ -96,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         dtype=args.dtype,
         runtimes=list(args.runtimes),
+        flops=not args.no_flops,
     )
     try:
         settings.check()

@@ -27,7 +27,8 @@ a method of its own (:meth:`~ConversionPipeline.load`, :meth:`~ConversionPipelin
    student; the noise is drawn per song frame, so a frame gets the same noise
    whichever chunk it is in), denormalise with the target singer's dataset mel
    stats, **vocoder**; each chunk is added to the output with a linear crossfade
-   around its cuts (``inference.crossfade_seconds``).
+   around its cuts (``inference.crossfade_seconds``). On a CPU the vocoder can run on
+   several cores (``inference.vocoder_workers``, :mod:`comosvc.vocoders.parallel`).
 5. Optionally match the frame-RMS loudness envelope of the source, then
    peak-normalise: the song is scaled so its largest sample is :data:`PEAK` (0.9,
    the reference's level); with loudness matching it keeps the source's level and
@@ -58,6 +59,7 @@ from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
 from comosvc.precision import cast_module, resolve_dtype
 from comosvc.slicer import slice_audio
+from comosvc.vocoders.parallel import prepare_vocoder
 
 if TYPE_CHECKING:
     from comosvc.models.samplers import Sampler
@@ -187,7 +189,8 @@ class ConversionPipeline:
             cast_module(network, self.dtype)
         self.model = model.eval()
         self.features = features
-        self.vocoder = vocoder
+        # inference.vocoder_workers / vocoder_overlap_frames / compile (CPU levers; BigVGAN only)
+        self.vocoder = prepare_vocoder(vocoder, self.config.inference)
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
         self._teacher = None if model.distilled else model
         self._stats_cache: dict[str, MelStats] = {}

@@ -6,6 +6,7 @@ One interface (:class:`Vocoder`, in :mod:`~comosvc.vocoders.base`), one module p
   (``config.json`` + ``bigvgan_generator.pt``) and Amphion's (``args.json`` +
   ``<step>.pt``) checkpoints, locally or from the Hub, weights only.
 * :mod:`~comosvc.vocoders.griffinlim`: Griffin-Lim, no weights, a low-quality fallback.
+* :mod:`~comosvc.vocoders.parallel`: a wrapper that vocodes overlapping segments on several CPU cores.
 
 :mod:`~comosvc.vocoders.registry` lists the families: :func:`load_vocoder` picks one from
 a name (:data:`GRIFFINLIM`, a Hub id or a local folder) and checks its mel against our
@@ -32,6 +33,7 @@ _EXPORTS = {
              "VocoderMismatchError", "VocoderNotFoundError", "VocoderSource"),
     "bigvgan": ("CPU_VOCODER", "DEFAULT_VOCODER", "KNOWN_CONFIGS", "BigVGANConfig", "BigVGANGenerator", "BigVGANVocoder"),
     "griffinlim": ("GriffinLimVocoder",),
+    "parallel": ("ParallelVocoder", "prepare_vocoder"),
     "registry": ("FAMILIES", "family_named", "load_vocoder", "random_names", "random_vocoder", "register", "unregister"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
