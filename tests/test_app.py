@@ -241,7 +241,9 @@ def test_page_in_headless_chromium(app_server, tmp_path):
         )
         try:
             page = context.new_page()
-            page.goto(app_server, wait_until="networkidle")
+            # "load", not "networkidle": the Live tab's streaming player keeps a connection open,
+            # so the page never goes network-idle (it did before that tab existed)
+            page.goto(app_server, wait_until="load")
             page.wait_for_selector("#convert")
             assert "Model" in page.inner_text("#status")
             page.locator("#source-audio input[type=file]").set_input_files(str(clip))
