@@ -161,7 +161,7 @@ class BigVGANConfig:
         if diffs:
             raise VocoderMismatchError(
                 f"{source} was trained on a different mel than this model: " + "; ".join(diffs)
-                + ". Use a vocoder trained on the mel of docs/design.md (24 kHz, 100 bands, hop 256, "
+                + ". Use a vocoder trained on this model's mel (24 kHz, 100 bands, hop 256, "
                 "n_fft 1024, fmin 0, fmax 12000), e.g. " + DEFAULT_VOCODER + " or " + CPU_VOCODER
                 + ", or change the audio section of the config to match the vocoder (and retrain)."
             )
