@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from comosvc.measure.timer import Timer, sync_device
-from comosvc.pipeline.chunks import Chunk
+from comosvc.pipeline.chunks import Chunk, fade_in
 from comosvc.pipeline.pitch import parse_key, shift_f0
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ class StreamingConverter:
         block = rendered[:n_samples].copy()
         fade = min(len(self._tail), n_samples)
         if fade:
-            ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+            ramp = fade_in(fade)
             block[:fade] = self._tail[:fade] * (1 - ramp) + block[:fade] * ramp
         self._tail = rendered[n_samples:]
         self._next_block = start + n_samples

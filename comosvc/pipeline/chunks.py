@@ -121,6 +121,12 @@ def _snap(sample: int, hop: int) -> int:
     return int(round(sample / hop)) * hop
 
 
+def fade_in(n: int) -> np.ndarray:
+    """A linear fade-in ``(n,)`` float32 sampled at sample centres, ``(k + 0.5) / n``: it and its
+    mirror image sum to exactly 1, so a crossfade keeps the level."""
+    return (np.arange(n, dtype=np.float32) + 0.5) / n
+
+
 def crossfade_weights(chunk: Chunk) -> np.ndarray:
     """Per-sample weights ``(chunk.n_samples,)`` of ``chunk`` in the joined output.
 
@@ -131,12 +137,10 @@ def crossfade_weights(chunk: Chunk) -> np.ndarray:
     weights = np.ones(chunk.n_samples, dtype=np.float32)
     left = chunk.core_start - chunk.start
     if left > 0:
-        ramp = (np.arange(2 * left, dtype=np.float32) + 0.5) / (2 * left)
-        weights[: 2 * left] = ramp
+        weights[: 2 * left] = fade_in(2 * left)
     right = chunk.end - chunk.core_end
     if right > 0:
-        ramp = (np.arange(2 * right, dtype=np.float32) + 0.5) / (2 * right)
-        weights[-2 * right :] *= ramp[::-1]
+        weights[-2 * right :] *= fade_in(2 * right)[::-1]
     return weights
 
 
