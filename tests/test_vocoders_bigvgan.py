@@ -138,7 +138,12 @@ def test_same_names_shapes_and_waveform_as_the_reference_package(kind, tmp_path)
     wav = vocoder(mel)
     assert wav.shape == (2, 24 * 256)
     assert expected.abs().max() > 0.05  # not a trivially silent output
-    torch.testing.assert_close(wav, expected, atol=1e-5, rtol=0)
+    # inference on a CPU computes the activations phase by phase (antialias.polyphase_activation):
+    # the same sums in another order, whose rounding the deep v2 stack grows to ~3e-5 (-90 dB)
+    torch.testing.assert_close(wav, expected, atol=5e-5, rtol=0)
+    with torch.enable_grad():  # the reference's order of operations: bit for bit
+        reference_order = vocoder.generator(mel.transpose(1, 2)).squeeze(1).detach()
+    torch.testing.assert_close(reference_order, expected, atol=1e-6, rtol=0)
 
 
 # --------------------------------------------------------------------------- loader
