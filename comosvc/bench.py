@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from comosvc.measure.peak import fraction_of_peak, gemm_gflops
+from comosvc.precision import cpu_has_amx
 from comosvc.measure.songs import synthetic_song
 from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
@@ -362,12 +363,22 @@ def measure_peak(settings: BenchSettings) -> dict[str, Any] | None:
     if not settings.flops or not settings.device.startswith("cpu"):
         return None
     threads = torch.get_num_threads()
-    return {
+    peak = {
         "gflops": gemm_gflops(threads, settings.gemm_size),
         "threads": threads,
         "size": settings.gemm_size,
         "dtype": "float32",
     }
+    if cpu_has_amx():  # what inference.cpu_matmul_precision=bfloat16 runs on
+        peak["gflops_bfloat16"] = gemm_gflops(threads, settings.gemm_size, dtype=torch.bfloat16)
+    return peak
+
+
+def peak_for(peak: dict[str, Any] | None, pipeline) -> dict[str, Any] | None:
+    """The peak a pipeline's stages are measured against: the bfloat16 one when its matrix products are bfloat16."""
+    if peak is None or not getattr(pipeline, "bf16_matmuls", False) or "gflops_bfloat16" not in peak:
+        return peak
+    return {**peak, "gflops": peak["gflops_bfloat16"], "dtype": "bfloat16", "gflops_float32": peak["gflops"]}
 
 
 def _limit_entry(entry: dict[str, Any], stage_flops: dict[str, int], peak: dict[str, Any] | None) -> None:
@@ -516,7 +527,8 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
         subjects = given or build_subjects(settings, vocoder)
         config, teacher_model = subjects.config, subjects.pipelines[TEACHER].model
         vocoder_names.append(subjects.pipelines[STUDENT].vocoder_name)
-        durations += [bench_duration(subjects, systems, s, settings, peak) for s in settings.seconds]
+        stage_peak = peak_for(peak, subjects.pipelines[STUDENT])
+        durations += [bench_duration(subjects, systems, s, settings, stage_peak) for s in settings.seconds]
     return {
         "settings": asdict(settings),
         "environment": environment(settings.device),
@@ -530,13 +542,14 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "chunk_batch_size": config.inference.batch_size,
             "teacher_solver": config.model.teacher_solver,
             "dtype": str(subjects.pipelines[TEACHER].dtype).removeprefix("torch."),
+            "bf16_matmuls": bool(getattr(subjects.pipelines[STUDENT], "bf16_matmuls", False)),
             "vocoder_workers": config.inference.vocoder_workers,
             "vocoder_overlap_frames": config.inference.vocoder_overlap_frames,
             "compile": config.inference.compile,
             "notes": subjects.notes,
         },
         "durations": durations,
-        "gemm_peak": peak,
+        "gemm_peak": peak_for(peak, subjects.pipelines[STUDENT]) if subjects is not None else peak,
         "wall_seconds": round(run_timer.elapsed().wall, 1),
     }
 
@@ -669,8 +682,11 @@ def markdown_report(report: dict[str, Any]) -> str:
     if m.get("whisper_mode"):
         facts.append(f"Whisper in the pipeline: {m['whisper_mode']}")
     facts.append(f"chunks of at most {m['max_chunk_seconds']:g} s, {m['chunk_batch_size']} per batch")
-    if m.get("vocoder_workers", 1) > 1:
-        facts.append(f"vocoder on {m['vocoder_workers']} worker threads ({m['vocoder_overlap_frames']} frames of overlap)")
+    if m.get("bf16_matmuls"):
+        facts.append("matrix products in bfloat16 on the CPU's AMX units (inference.cpu_matmul_precision)")
+    if m.get("vocoder_workers", 1) != 1:
+        workers = m["vocoder_workers"] or "one per torch thread"
+        facts.append(f"vocoder on {workers} worker threads ({m['vocoder_overlap_frames']} frames of overlap)")
     if m.get("compile"):
         facts.append("vocoder compiled (torch.compile)")
     peak = report.get("gemm_peak")

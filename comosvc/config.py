@@ -221,11 +221,17 @@ class InferenceConfig:
     # Precision of every network (acoustic model, vocoder, content encoders; comosvc/precision.py):
     # "auto" = float16 on CUDA, float32 on the CPU; float16/bfloat16 are refused on the CPU.
     dtype: Precision = "auto"
+    # On a CPU, when dtype resolves to float32: the precision of the matrix products (linear layers
+    # and convolutions; comosvc/precision.py). bfloat16 runs them on the CPU's bf16 matrix units
+    # (AMX), inputs and weights rounded to bfloat16, sums and everything else in float32;
+    # auto = bfloat16 where the CPU has AMX, float32 elsewhere.
+    cpu_matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # CPU levers for the vocoder (comosvc/vocoders/parallel.py, docs/benchmarks.md "Conversion on a CPU"):
-    # vocoder_workers > 1 vocodes overlapping time segments on that many threads, one core each;
-    # vocoder_overlap_frames of context per side (32: the same output as one piece for BigVGAN);
-    # compile: torch.compile the vocoder (slow first conversion).
-    vocoder_workers: int = 1
+    # vocoder_workers > 1 vocodes overlapping time segments on that many threads, one core each
+    # (0: one per torch CPU thread; 1: in one piece); vocoder_overlap_frames of context per side
+    # (32: the same output as one piece for BigVGAN); compile: torch.compile the vocoder (slow
+    # first conversion).
+    vocoder_workers: int = 0
     vocoder_overlap_frames: int = 32
     compile: bool = False
 

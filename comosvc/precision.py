@@ -13,8 +13,16 @@ content encoders (Whisper, ContentVec). What stays in float32 whatever it says:
   (features, mels and audio are float32).
 
 A half dtype on the CPU is refused (:func:`resolve_dtype`): float16 convolutions are
-slow or missing there, and bfloat16 autocast measured 0.6x the speed of float32 for
-BigVGAN on a 2-core CPU.
+slow or missing there, and bfloat16 throughout (autocast, or every tensor in bfloat16)
+measured 0.4-0.6x the speed of float32 for BigVGAN on a 2-core CPU: its element-wise
+work is slow in bfloat16.
+
+What is fast on a CPU with AMX is bfloat16 *matrix products*: ``inference.cpu_matmul_precision``
+(:func:`resolve_cpu_matmul`, :func:`cpu_bf16_matmuls`). Every linear layer and convolution
+then rounds its input and weights to bfloat16 and runs on the AMX units (sums in float32,
+output back to float32); everything else, and the networks' interfaces, stay float32.
+On this project's 2-core Xeon: linear 6x, convolution 2.8x, BigVGAN v2 1.75x
+(docs/benchmarks.md "Conversion on a CPU").
 
     >>> resolve_dtype("auto", "cpu")
     torch.float32
@@ -28,6 +36,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+import torch.nn.functional as F
 
 from comosvc.config import PRECISIONS
 
@@ -57,7 +67,9 @@ def resolve_dtype(name: str, device: str | torch.device, *, allow_cpu_half: bool
         raise PrecisionError(
             f"inference.dtype={name} is not supported on the {kind} device: float16 convolutions are slow or "
             "missing on a CPU, and bfloat16 measured 0.6x the speed of float32 (BigVGAN, 2-core CPU). "
-            "Use inference.dtype=float32 (the default on a CPU, also what 'auto' picks) or run on CUDA (--device cuda)."
+            "Use inference.dtype=float32 (the default on a CPU, also what 'auto' picks) or run on CUDA (--device cuda). "
+            "On a CPU with AMX, inference.cpu_matmul_precision=bfloat16 (what 'auto' picks there) gives the speed of "
+            "bfloat16 where it pays: in the matrix products only."
         )
     return dtype
 
@@ -82,6 +94,103 @@ def cast_module(module, dtype: torch.dtype):
     return module
 
 
+# --------------------------------------------------------------------------- bf16 matrix products on a CPU
+
+CPU_MATMUL_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (bfloat16 matrix units: Intel Sapphire Rapids and later)."""
+    checks = getattr(torch._C, "_cpu", None)
+    return bool(checks is not None and checks._is_amx_tile_supported())
+
+
+def resolve_cpu_matmul(name: str, device: str | torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """``inference.cpu_matmul_precision`` -> whether a float32 network on ``device`` gets bfloat16 matrix products.
+
+    Only on a CPU and only for float32 networks. ``auto``: where the CPU has AMX.
+    ``bfloat16`` on a CPU without bfloat16 matrix instructions raises :class:`PrecisionError`.
+    """
+    if name not in CPU_MATMUL_PRECISIONS:
+        raise PrecisionError(f"inference.cpu_matmul_precision must be one of {list(CPU_MATMUL_PRECISIONS)}, got {name!r}")
+    if torch.device(device).type != "cpu" or dtype != torch.float32 or name == "float32":
+        return False
+    if name == AUTO:
+        return cpu_has_amx()
+    if not (cpu_has_amx() or torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        raise PrecisionError(
+            "inference.cpu_matmul_precision=bfloat16: this CPU has no bfloat16 matrix instructions "
+            "(AMX or AVX512-BF16), so bfloat16 matrix products would be slower than float32. "
+            "Use inference.cpu_matmul_precision=float32 (or auto)."
+        )
+    return True
+
+
+class _Bf16Matmul:
+    """Mixin: the layer's product in bfloat16 (input and weights rounded), its output float32.
+
+    The float32 parameters stay (state dict, saving and :func:`module_dtype` see float32);
+    their bfloat16 copies are non-persistent buffers made by :func:`cpu_bf16_matmuls`.
+    """
+
+    def _bf16_args(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        return x.to(torch.bfloat16), self.bf16_weight, self.bf16_bias
+
+
+class Bf16Linear(_Bf16Matmul, nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(*self._bf16_args(x)).to(x.dtype)
+
+
+class Bf16Conv1d(_Bf16Matmul, nn.Conv1d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(*self._bf16_args(x)).to(x.dtype)
+
+
+class Bf16ConvTranspose1d(_Bf16Matmul, nn.ConvTranspose1d):
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        padding = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size, 1, self.dilation)
+        x16, weight, bias = self._bf16_args(x)
+        out = F.conv_transpose1d(x16, weight, bias, self.stride, self.padding, padding, self.groups, self.dilation)
+        return out.to(x.dtype)
+
+
+_BF16_CLASSES = {nn.Linear: Bf16Linear, nn.Conv1d: Bf16Conv1d, nn.ConvTranspose1d: Bf16ConvTranspose1d}
+
+
+def cpu_bf16_matmuls(module, enabled: bool = True):
+    """``module`` (in place) with every linear layer and 1-D convolution computing in bfloat16 on the CPU.
+
+    ``enabled=False`` undoes it. Layers of other types, parametrized layers whose weight is
+    recomputed each call, and non-float32 layers are left alone; anything that is not a torch
+    module is returned unchanged.
+    """
+    if not isinstance(module, nn.Module):
+        return module
+    for layer in module.modules():
+        if enabled and type(layer) in _BF16_CLASSES and layer.weight.dtype == torch.float32:
+            with torch.no_grad():
+                layer.register_buffer("bf16_weight", layer.weight.detach().to(torch.bfloat16), persistent=False)
+                bias = None if layer.bias is None else layer.bias.detach().to(torch.bfloat16)
+                layer.register_buffer("bf16_bias", bias, persistent=False)
+            layer.__class__ = _BF16_CLASSES[type(layer)]
+        elif not enabled and isinstance(layer, _Bf16Matmul):
+            layer.__class__ = next(base for base, fast in _BF16_CLASSES.items() if fast is type(layer))
+            del layer.bf16_weight, layer.bf16_bias
+    return module
+
+
+def uses_bf16_matmuls(module) -> bool:
+    """Whether :func:`cpu_bf16_matmuls` is applied somewhere in ``module``."""
+    return isinstance(module, nn.Module) and any(isinstance(m, _Bf16Matmul) for m in module.modules())
+
+
+def apply_precision(module, dtype: torch.dtype, bf16_matmuls: bool = False):
+    """``module`` in ``dtype`` (:func:`cast_module`), then with bfloat16 matrix products if ``bf16_matmuls``."""
+    cast_module(module, dtype)
+    return cpu_bf16_matmuls(module) if bf16_matmuls else module
+
+
 def float32_io(network: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """A denoiser network ``F(x_in, c_noise, mu, mask)`` with a float32 interface.
 
@@ -103,11 +212,17 @@ def float32_io(network: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torc
 
 __all__ = [
     "AUTO",
+    "CPU_MATMUL_PRECISIONS",
     "DTYPES",
     "HALF_DTYPES",
     "PrecisionError",
+    "apply_precision",
     "cast_module",
+    "cpu_bf16_matmuls",
+    "cpu_has_amx",
     "float32_io",
     "module_dtype",
+    "resolve_cpu_matmul",
     "resolve_dtype",
+    "uses_bf16_matmuls",
 ]

@@ -107,7 +107,7 @@ def test_cpu_config_is_the_default_with_bigvgan_v1_base_and_unpadded_whisper():
     default = ComoSVCConfig()
     assert cpu.to_dict() == with_overrides(
         default,
-        ["inference.vocoder=nvidia/bigvgan_base_24khz_100band", "content.whisper_mode=unpadded", "inference.vocoder_workers=2"],
+        ["inference.vocoder=nvidia/bigvgan_base_24khz_100band", "content.whisper_mode=unpadded"],
     ).to_dict()  # everything else as configs/comosvc.yaml
 
 

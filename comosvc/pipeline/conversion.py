@@ -57,7 +57,7 @@ from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames,
 from comosvc.pipeline.loudness import PEAK, finish_loudness
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
-from comosvc.precision import cast_module, resolve_dtype
+from comosvc.precision import apply_precision, resolve_cpu_matmul, resolve_dtype
 from comosvc.slicer import slice_audio
 from comosvc.vocoders.parallel import prepare_vocoder
 
@@ -185,8 +185,10 @@ class ConversionPipeline:
         self.config = config or model.config
         self.device = _device(device)
         self.dtype = dtype or resolve_dtype(self.config.inference.dtype, self.device)
+        # inference.cpu_matmul_precision: bfloat16 matrix products for float32 networks on an AMX CPU
+        self.bf16_matmuls = resolve_cpu_matmul(self.config.inference.cpu_matmul_precision, self.device, self.dtype)
         for network in (model, vocoder, getattr(features, "whisper", None), getattr(features, "contentvec", None)):
-            cast_module(network, self.dtype)
+            apply_precision(network, self.dtype, self.bf16_matmuls)
         self.model = model.eval()
         self.features = features
         # inference.vocoder_workers / vocoder_overlap_frames / compile (CPU levers; BigVGAN only)
@@ -241,6 +243,7 @@ class ConversionPipeline:
         config = apply_overrides(acoustic.config, overrides)
         acoustic.config = config
         dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype fails before the big loads
+        resolve_cpu_matmul(config.inference.cpu_matmul_precision, device, dtype)
         features = FeatureExtractor(config, device=device, dtype=dtype)
         if vocoder is None and exported_vocoder is not None:
             voc = exported_vocoder
@@ -354,7 +357,7 @@ class ConversionPipeline:
                 ) from err
             if teacher.distilled:
                 raise ValueError(f"{self.teacher_source} is itself a distilled student, not a teacher")
-            cast_module(teacher, self.dtype)
+            apply_precision(teacher, self.dtype, self.bf16_matmuls)
             if teacher.singers != self.model.singers:
                 raise ValueError(
                     f"The teacher {self.teacher_source} has a different singer table than the student; "
