@@ -60,7 +60,8 @@ class ParallelVocoder(Vocoder):
         vocoder: any :class:`~comosvc.vocoders.base.Vocoder` whose output at a sample
             depends only on nearby frames (BigVGAN, HiFi-GAN-like generators; not
             Griffin-Lim, whose phase is global).
-        workers: worker threads, each with one torch intra-op thread while it runs.
+        workers: worker threads, each with one torch intra-op thread while it runs; 0: one
+            per torch CPU thread (``torch.get_num_threads()`` when it runs).
         overlap_frames: mel frames of context on each side of a segment; the crossfade
             spans half as many frames around each join.
         segment_frames: frames owned by one segment; default ``ceil(T / workers)``
@@ -75,8 +76,8 @@ class ParallelVocoder(Vocoder):
         overlap_frames: int = DEFAULT_OVERLAP_FRAMES,
         segment_frames: int | None = None,
     ):
-        if workers < 1:
-            raise ValueError(f"vocoder workers must be >= 1, got {workers}")
+        if workers < 0:
+            raise ValueError(f"vocoder workers must be >= 1, or 0 for one per CPU thread; got {workers}")
         if overlap_frames < 1:
             raise ValueError(f"vocoder overlap frames must be >= 1, got {overlap_frames}")
         if segment_frames is not None and segment_frames < 1:
@@ -103,9 +104,13 @@ class ParallelVocoder(Vocoder):
     def extra_repr(self) -> str:
         return f"workers={self.workers}, overlap_frames={self.overlap_frames}, segment_frames={self.segment_frames}"
 
+    def n_workers(self) -> int:
+        """The worker threads a call uses: ``workers``, or torch's CPU thread count for 0."""
+        return self.workers or torch.get_num_threads()
+
     def plan(self, n_frames: int) -> list[tuple[int, int]]:
         """The frames each segment owns, ``[(start, end)]``; one segment when splitting does not pay."""
-        per = self.segment_frames or math.ceil(n_frames / self.workers)
+        per = self.segment_frames or math.ceil(n_frames / self.n_workers())
         # a segment must own at least overlap_frames (more than its crossfades) so its two ramps do not meet
         segments = min(math.ceil(n_frames / max(per, 1)), n_frames // self.overlap_frames)
         if segments < 2:
@@ -125,12 +130,13 @@ class ParallelVocoder(Vocoder):
         context = self.overlap_frames
         pieces = [(max(0, s - context), min(n_frames, e + context)) for s, e in bounds]
         inputs = [log_mel[:, a:b] for a, b in pieces]
+        workers = self.n_workers()
         with _THREADS_LOCK:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                if self._pool is None or self._pool._max_workers != self.workers:
-                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vocoder")
+                if self._pool is None or self._pool._max_workers != workers:
+                    self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vocoder")
                 outputs = list(self._pool.map(self._vocode_one, inputs))
             finally:
                 torch.set_num_threads(threads)
@@ -173,7 +179,8 @@ def prepare_vocoder(vocoder: Vocoder, inference) -> Vocoder:
     compiled; other vocoders (Griffin-Lim's phase is global, ONNX runs in onnxruntime)
     are returned as they are. ``compile``: the generator's ``vocode`` through
     :func:`torch.compile` (dynamic shapes; the first calls compile, tens of seconds).
-    ``vocoder_workers > 1``: a :class:`ParallelVocoder` (on a CPU; on CUDA it runs in one piece).
+    ``vocoder_workers`` 0 (one per torch CPU thread) or more than 1: a :class:`ParallelVocoder`
+    (on a CPU; on CUDA it runs in one piece).
     """
     from comosvc.vocoders.bigvgan import BigVGANVocoder
 
@@ -183,9 +190,11 @@ def prepare_vocoder(vocoder: Vocoder, inference) -> Vocoder:
         vocoder.vocode = torch.compile(vocoder.vocode, dynamic=True)
         vocoder._compiled = True
     workers = int(getattr(inference, "vocoder_workers", 1))
-    if workers < 1:
-        raise ValueError(f"inference.vocoder_workers must be 1 (one piece) or more, got {workers}")
-    if workers > 1 and not isinstance(vocoder, ParallelVocoder):
+    if workers < 0:
+        raise ValueError(
+            f"inference.vocoder_workers must be 0 (one per CPU thread), 1 (one piece) or more, got {workers}"
+        )
+    if workers != 1 and not isinstance(vocoder, ParallelVocoder):
         overlap = int(getattr(inference, "vocoder_overlap_frames", DEFAULT_OVERLAP_FRAMES))
         return ParallelVocoder(vocoder, workers=workers, overlap_frames=overlap)
     return vocoder
