@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from comosvc.config import InferenceConfig
+from comosvc.measure.peak import torch_threads
 from comosvc.vocoders import GRIFFINLIM, random_vocoder
 from comosvc.vocoders.bigvgan import _AMP_24K, BigVGANConfig, BigVGANGenerator, BigVGANVocoder
 from comosvc.vocoders.parallel import ParallelVocoder, prepare_vocoder, segment_bounds
@@ -98,7 +99,13 @@ def test_threads_are_restored_and_grad_is_off(v2_like):
 
 
 def test_prepare_vocoder_follows_the_inference_config(v2_like):
-    assert prepare_vocoder(v2_like, InferenceConfig()) is v2_like  # default: one piece, no compile
+    assert prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=1)) is v2_like  # one piece, no compile
+    auto = prepare_vocoder(v2_like, InferenceConfig())  # the default, 0: one worker per torch thread
+    assert isinstance(auto, ParallelVocoder) and auto.workers == 0
+    with torch_threads(3):
+        assert auto.n_workers() == 3 and len(auto.plan(300)) == 3
+    with torch_threads(1):
+        assert auto.plan(300) == [(0, 300)]  # one thread: one piece
     wrapped = prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=2, vocoder_overlap_frames=24))
     assert isinstance(wrapped, ParallelVocoder) and wrapped.workers == 2 and wrapped.overlap_frames == 24
     assert wrapped.name == v2_like.name and wrapped.hop_length == 256 and wrapped.inner is v2_like
@@ -106,7 +113,7 @@ def test_prepare_vocoder_follows_the_inference_config(v2_like):
     griffinlim = random_vocoder(GRIFFINLIM)
     assert prepare_vocoder(griffinlim, InferenceConfig(vocoder_workers=2)) is griffinlim  # global phase: one piece
     with pytest.raises(ValueError, match="inference.vocoder_workers"):
-        prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=0))
+        prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=-1))
     with pytest.raises(ValueError, match="overlap"):
         ParallelVocoder(v2_like, overlap_frames=0)
 
