@@ -134,6 +134,8 @@ class _Bf16Matmul:
     """
 
     def _bf16_args(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if self.bf16_weight.dtype != torch.bfloat16:  # a Module.to(dtype) cast the copies too: make them again
+            _make_bf16_copies(self)
         return x.to(torch.bfloat16), self.bf16_weight, self.bf16_bias
 
 
@@ -158,6 +160,13 @@ class Bf16ConvTranspose1d(_Bf16Matmul, nn.ConvTranspose1d):
 _BF16_CLASSES = {nn.Linear: Bf16Linear, nn.Conv1d: Bf16Conv1d, nn.ConvTranspose1d: Bf16ConvTranspose1d}
 
 
+def _make_bf16_copies(layer: nn.Module) -> None:
+    with torch.no_grad():
+        layer.register_buffer("bf16_weight", layer.weight.detach().to(torch.bfloat16), persistent=False)
+        bias = None if layer.bias is None else layer.bias.detach().to(torch.bfloat16)
+        layer.register_buffer("bf16_bias", bias, persistent=False)
+
+
 def cpu_bf16_matmuls(module, enabled: bool = True):
     """``module`` (in place) with every linear layer and 1-D convolution computing in bfloat16 on the CPU.
 
@@ -169,11 +178,10 @@ def cpu_bf16_matmuls(module, enabled: bool = True):
         return module
     for layer in module.modules():
         if enabled and type(layer) in _BF16_CLASSES and layer.weight.dtype == torch.float32:
-            with torch.no_grad():
-                layer.register_buffer("bf16_weight", layer.weight.detach().to(torch.bfloat16), persistent=False)
-                bias = None if layer.bias is None else layer.bias.detach().to(torch.bfloat16)
-                layer.register_buffer("bf16_bias", bias, persistent=False)
+            _make_bf16_copies(layer)
             layer.__class__ = _BF16_CLASSES[type(layer)]
+        elif enabled and isinstance(layer, _Bf16Matmul):
+            _make_bf16_copies(layer)  # applied before: the weights may have changed since
         elif not enabled and isinstance(layer, _Bf16Matmul):
             layer.__class__ = next(base for base, fast in _BF16_CLASSES.items() if fast is type(layer))
             del layer.bf16_weight, layer.bf16_bias
@@ -186,9 +194,13 @@ def uses_bf16_matmuls(module) -> bool:
 
 
 def apply_precision(module, dtype: torch.dtype, bf16_matmuls: bool = False):
-    """``module`` in ``dtype`` (:func:`cast_module`), then with bfloat16 matrix products if ``bf16_matmuls``."""
+    """``module`` in ``dtype`` (:func:`cast_module`), with bfloat16 matrix products exactly when ``bf16_matmuls``.
+
+    A module shared by several pipelines (the bench's teacher and student share their
+    content encoders) follows the last one applied.
+    """
     cast_module(module, dtype)
-    return cpu_bf16_matmuls(module) if bf16_matmuls else module
+    return cpu_bf16_matmuls(module, enabled=bf16_matmuls)
 
 
 def float32_io(network: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:

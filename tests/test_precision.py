@@ -335,6 +335,8 @@ def test_bf16_matmuls_keep_float32_parameters_and_outputs_and_can_be_undone():
     assert approx.dtype == torch.float32
     error = (approx - exact).abs().max() / exact.abs().max()
     assert 0 < error < 2e-2  # bfloat16 rounding of inputs and weights: close, not the same
+    cast_module(layers, torch.float32)  # Module.to casts the bfloat16 copies too: they are made again
+    torch.testing.assert_close(layers(x), approx, atol=0, rtol=0)
     cpu_bf16_matmuls(layers, enabled=False)
     assert not uses_bf16_matmuls(layers) and torch.equal(layers(x), exact)
 
