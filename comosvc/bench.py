@@ -685,15 +685,16 @@ def markdown_report(report: dict[str, Any]) -> str:
     if m.get("bf16_matmuls"):
         facts.append("matrix products in bfloat16 on the CPU's AMX units (inference.cpu_matmul_precision)")
     if m.get("vocoder_workers", 1) != 1:
-        workers = m["vocoder_workers"] or "one per torch thread"
-        facts.append(f"vocoder on {workers} worker threads ({m['vocoder_overlap_frames']} frames of overlap)")
+        workers = f"{m['vocoder_workers']} worker threads" if m["vocoder_workers"] else "one worker thread per torch thread"
+        facts.append(f"vocoder on {workers} ({m['vocoder_overlap_frames']} frames of overlap)")
     if m.get("compile"):
         facts.append("vocoder compiled (torch.compile)")
     peak = report.get("gemm_peak")
     if peak:
         facts.append(
             f"GEMM peak {peak['gflops']:.0f} GFLOP/s ({peak['dtype']} {peak['size']}x{peak['size']} matmul, "
-            f"best of 3, {peak['threads']} threads, measured in this run)"
+            f"best of 3, {peak['threads']} threads, measured in this run"
+            + (f"; float32: {peak['gflops_float32']:.0f} GFLOP/s)" if "gflops_float32" in peak else ")")
         )
     dtype = f" in {m['dtype']}" if m.get("dtype") else ""
     facts.append(f"{env['device']}{dtype}, torch {env['torch']}, {env['torch_threads']} threads")
