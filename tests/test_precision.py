@@ -21,6 +21,7 @@ from comosvc.precision import (
     cpu_has_amx,
     float32_io,
     module_dtype,
+    reduction_size,
     resolve_cpu_matmul,
     resolve_dtype,
     uses_bf16_matmuls,
@@ -323,18 +324,21 @@ def test_bfloat16_on_a_cpu_without_bf16_instructions_is_refused(monkeypatch):
 def test_bf16_matmuls_keep_float32_parameters_and_outputs_and_can_be_undone():
     torch.manual_seed(0)
     layers = torch.nn.Sequential(
-        torch.nn.Conv1d(8, 16, 3, padding=1), torch.nn.ConvTranspose1d(16, 8, 4, 2, 1), torch.nn.Linear(12, 5)
+        torch.nn.Conv1d(8, 16, 3, padding=1), torch.nn.ConvTranspose1d(16, 8, 4, 2, 1), torch.nn.Linear(12, 5), torch.nn.Linear(5, 3)
     )
     keys = list(layers.state_dict())
     x = torch.randn(2, 8, 6)
     exact = layers(x)
-    cpu_bf16_matmuls(layers)
+    cpu_bf16_matmuls(layers)  # every layer here sums under MIN_BF16_REDUCTION products: none switches
+    assert not uses_bf16_matmuls(layers)
+    cpu_bf16_matmuls(layers, min_reduction=1)
     assert uses_bf16_matmuls(layers) and module_dtype(layers) == torch.float32
     assert list(layers.state_dict()) == keys  # the bfloat16 copies are not saved
     approx = layers(x)
     assert approx.dtype == torch.float32
     error = (approx - exact).abs().max() / exact.abs().max()
     assert 0 < error < 2e-2  # bfloat16 rounding of inputs and weights: close, not the same
+    assert reduction_size(layers[0]) == 8 * 3 and reduction_size(layers[2]) == 12
     cast_module(layers, torch.float32)  # Module.to casts the bfloat16 copies too: they are made again
     torch.testing.assert_close(layers(x), approx, atol=0, rtol=0)
     cpu_bf16_matmuls(layers, enabled=False)
@@ -342,7 +346,10 @@ def test_bf16_matmuls_keep_float32_parameters_and_outputs_and_can_be_undone():
 
 
 @needs_bf16
-def test_bf16_matmuls_reach_every_network_and_stay_close_to_float32(model_dirs, tiny_overrides, phrase):
+def test_bf16_matmuls_reach_every_network_and_stay_close_to_float32(model_dirs, tiny_overrides, phrase, monkeypatch):
+    import comosvc.precision as precision
+
+    monkeypatch.setattr(precision, "MIN_BF16_REDUCTION", 32)  # the tiny networks' layers are small
     exact = pipeline(model_dirs[1], tiny_overrides)
     fast = ConversionPipeline.from_pretrained(
         model_dirs[1], vocoder=small_bigvgan(), device="cpu",
@@ -358,3 +365,13 @@ def test_bf16_matmuls_reach_every_network_and_stay_close_to_float32(model_dirs, 
     assert b.audio.dtype == np.float32 and b.audio.shape == a.audio.shape and np.isfinite(b.audio).all()
     error = np.abs(b.mel - a.mel).mean() / np.abs(a.mel).mean()
     assert 0 < error < 0.02, error
+
+
+@needs_bf16
+def test_small_layers_and_the_waveform_layer_stay_float32():
+    vocoder = small_bigvgan()
+    cpu_bf16_matmuls(vocoder, min_reduction=512)
+    generator = vocoder.generator
+    assert type(generator.conv_post) is torch.nn.Conv1d  # 32 channels x 7 taps: it would round the waveform
+    switched = [m for m in generator.modules() if uses_bf16_matmuls(m) and not list(m.children())]
+    assert switched and all(reduction_size(m) >= 512 for m in switched)
