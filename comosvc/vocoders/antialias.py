@@ -105,12 +105,15 @@ class Snake(nn.Module):
         self.logscale = logscale
         self.alpha = nn.Parameter(torch.zeros(channels) if logscale else torch.ones(channels))
 
+    def terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per channel ``(alpha, 1 / magnitude)`` ``(C,)`` each: the activation is ``x + sin^2(alpha x) / magnitude``."""
+        alpha = self.alpha.exp() if self.logscale else self.alpha
+        return alpha, 1.0 / (alpha + 1e-9)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C, T)."""
-        alpha = self.alpha.view(1, -1, 1)
-        if self.logscale:
-            alpha = alpha.exp()
-        return x + (1.0 / (alpha + 1e-9)) * torch.sin(x * alpha).pow(2)
+        alpha, inverse = (t.view(1, -1, 1) for t in self.terms())
+        return x + inverse * torch.sin(x * alpha).pow(2)
 
 
 class SnakeBeta(nn.Module):
@@ -123,12 +126,15 @@ class SnakeBeta(nn.Module):
         self.alpha = nn.Parameter(init.clone())
         self.beta = nn.Parameter(init.clone())
 
+    def terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per channel ``(alpha, 1 / beta)`` ``(C,)`` each: the activation is ``x + sin^2(alpha x) / beta``."""
+        alpha, beta = (self.alpha.exp(), self.beta.exp()) if self.logscale else (self.alpha, self.beta)
+        return alpha, 1.0 / (beta + 1e-9)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C, T)."""
-        alpha, beta = self.alpha.view(1, -1, 1), self.beta.view(1, -1, 1)
-        if self.logscale:
-            alpha, beta = alpha.exp(), beta.exp()
-        return x + (1.0 / (beta + 1e-9)) * torch.sin(x * alpha).pow(2)
+        alpha, inverse = (t.view(1, -1, 1) for t in self.terms())
+        return x + inverse * torch.sin(x * alpha).pow(2)
 
 
 class AntiAliasedActivation(nn.Module):
@@ -185,17 +191,6 @@ def polyphase_applies(module: "AntiAliasedActivation", x: torch.Tensor) -> bool:
     )
 
 
-def _periodic_terms(act: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Snake/SnakeBeta's per-channel ``(alpha, 1 / magnitude)``: act(y) = y + sin^2(alpha y) / magnitude."""
-    alpha = act.alpha.exp() if act.logscale else act.alpha
-    magnitude = getattr(act, "beta", None)
-    if magnitude is None:
-        magnitude = alpha
-    elif act.logscale:
-        magnitude = magnitude.exp()
-    return alpha, 1.0 / (magnitude + 1e-9)
-
-
 def _depthwise(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The same FIR ``taps`` (K,) on every channel, no padding: (B, C, L) -> (B, C, L - K + 1)."""
     channels = x.shape[1]
@@ -210,7 +205,7 @@ def polyphase_activation(module: "AntiAliasedActivation", x: torch.Tensor) -> to
     zero = up.new_zeros(1)
     even_up, odd_up = torch.cat([up[1::2].flip(0), zero]), torch.cat([zero, up[0::2].flip(0)])
     even_down, odd_down = torch.cat([zero, down[1::2]]), torch.cat([down[0::2], zero])
-    alpha, inverse = _periodic_terms(module.act)
+    alpha, inverse = module.act.terms()
     # sin^2(a y) / m = (1 - cos(2 a y)) / (2 m): the constant 1 / (2 m) passes the low-pass as a bias
     twice_alpha, half_inverse = (2 * alpha).view(1, -1, 1), (-0.5 * inverse).view(1, -1, 1)
     padded = torch.cat([x[..., :1].expand(*x.shape[:-1], POLYPHASE_PAD), x, x[..., -1:].expand(*x.shape[:-1], POLYPHASE_PAD)], -1)
