@@ -203,6 +203,9 @@ class TrainConfig:
 # inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)
 Precision = Literal["auto", "float32", "float16", "bfloat16"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+# inference.cpu_matmul_precision: the precision of a CPU's matrix products (comosvc/precision.py)
+CpuMatmulPrecision = Literal["auto", "float32", "bfloat16"]
+CPU_MATMUL_PRECISIONS: tuple[str, ...] = typing.get_args(CpuMatmulPrecision)
 
 
 @dataclass
@@ -225,7 +228,7 @@ class InferenceConfig:
     # and convolutions; comosvc/precision.py). bfloat16 runs them on the CPU's bf16 matrix units
     # (AMX), inputs and weights rounded to bfloat16, sums and everything else in float32;
     # auto = bfloat16 where the CPU has AMX, float32 elsewhere.
-    cpu_matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    cpu_matmul_precision: CpuMatmulPrecision = "auto"
     # CPU levers for the vocoder (comosvc/vocoders/parallel.py, docs/benchmarks.md "Conversion on a CPU"):
     # vocoder_workers > 1 vocodes overlapping time segments on that many threads, one core each
     # (0: one per torch CPU thread; 1: in one piece); vocoder_overlap_frames of context per side
@@ -427,6 +430,7 @@ def _to_plain(obj: Any) -> Any:
 
 __all__ = [
     "AudioConfig",
+    "CPU_MATMUL_PRECISIONS",
     "ComoSVCConfig",
     "ConfigError",
     "ContentConfig",

@@ -19,8 +19,9 @@ work is slow in bfloat16.
 
 What is fast on a CPU with AMX is bfloat16 *matrix products*: ``inference.cpu_matmul_precision``
 (:func:`resolve_cpu_matmul`, :func:`cpu_bf16_matmuls`). Every linear layer and convolution
-that sums at least 512 products per output then rounds its input and weights to bfloat16 and runs on the AMX units (sums in float32,
-output back to float32); everything else, and the networks' interfaces, stay float32.
+that sums at least 512 products per output then rounds its input and weights to bfloat16
+and runs on the AMX units (sums in float32, output back to float32); everything else, and
+the networks' interfaces, stay float32.
 On this project's 2-core Xeon: linear 6x, convolution 2.8x, BigVGAN v2 1.75x
 (docs/benchmarks.md "Conversion on a CPU").
 
@@ -36,11 +37,10 @@ import math
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
-from comosvc.config import PRECISIONS
+from comosvc.config import CPU_MATMUL_PRECISIONS, PRECISIONS
 
 AUTO = "auto"
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -96,9 +96,6 @@ def cast_module(module, dtype: torch.dtype):
 
 
 # --------------------------------------------------------------------------- bf16 matrix products on a CPU
-
-CPU_MATMUL_PRECISIONS = ("auto", "float32", "bfloat16")
-
 
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (bfloat16 matrix units: Intel Sapphire Rapids and later)."""
@@ -247,6 +244,7 @@ def float32_io(network: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torc
 
 __all__ = [
     "AUTO",
+    "MIN_BF16_REDUCTION",
     "CPU_MATMUL_PRECISIONS",
     "DTYPES",
     "HALF_DTYPES",
@@ -258,7 +256,6 @@ __all__ = [
     "float32_io",
     "module_dtype",
     "reduction_size",
-    "MIN_BF16_REDUCTION",
     "resolve_cpu_matmul",
     "resolve_dtype",
     "uses_bf16_matmuls",
