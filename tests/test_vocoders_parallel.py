@@ -14,11 +14,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comosvc.config import InferenceConfig
+from comosvc.cpu_plan import CpuPlan
 from comosvc.measure.peak import torch_threads
 from comosvc.vocoders import GRIFFINLIM, random_vocoder
 from comosvc.vocoders.bigvgan import _AMP_24K, BigVGANConfig, BigVGANGenerator, BigVGANVocoder
-from comosvc.vocoders.parallel import ParallelVocoder, prepare_vocoder, segment_bounds
+from comosvc.vocoders.parallel import CompiledVocoder, ParallelVocoder, prepare_vocoder, segment_bounds
 
 TOLERANCE = 1e-5  # of the peak: ten times the float rounding measured with enough overlap
 
@@ -92,28 +92,27 @@ def test_segment_bounds_cover_the_frames():
     assert segment_bounds(2, 5) == [(0, 1), (1, 2)]
 
 
-def test_threads_are_restored_and_grad_is_off(v2_like):
-    before = torch.get_num_threads()
-    out = ParallelVocoder(v2_like, workers=2, overlap_frames=16)(_mel(1, 80).requires_grad_())
-    assert torch.get_num_threads() == before and not out.requires_grad
+def test_threads_are_left_as_they_were_and_grad_is_off(v2_like):
+    with torch_threads(2):
+        parallel = ParallelVocoder(v2_like, workers=2, overlap_frames=16)
+        assert torch.get_num_threads() == 2  # building the workers leaves the caller's count
+        out = parallel(_mel(1, 80).requires_grad_())
+        assert torch.get_num_threads() == 2 and not out.requires_grad
 
 
-def test_prepare_vocoder_follows_the_inference_config(v2_like):
-    assert prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=1)) is v2_like  # one piece, no compile
-    auto = prepare_vocoder(v2_like, InferenceConfig())  # the default, 0: one worker per torch thread
-    assert isinstance(auto, ParallelVocoder) and auto.workers == 0
-    with torch_threads(3):
-        assert auto.n_workers() == 3 and len(auto.plan(300)) == 3
-    with torch_threads(1):
-        assert auto.plan(300) == [(0, 300)]  # one thread: one piece
-    wrapped = prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=2, vocoder_overlap_frames=24))
+def test_prepare_vocoder_follows_the_plan(v2_like):
+    assert prepare_vocoder(v2_like, CpuPlan("cpu", vocoder_workers=1)) is v2_like  # one piece, no compile
+    wrapped = prepare_vocoder(v2_like, CpuPlan("cpu", vocoder_workers=2, vocoder_overlap_frames=24))
     assert isinstance(wrapped, ParallelVocoder) and wrapped.workers == 2 and wrapped.overlap_frames == 24
     assert wrapped.name == v2_like.name and wrapped.hop_length == 256 and wrapped.inner is v2_like
-    assert prepare_vocoder(wrapped, InferenceConfig(vocoder_workers=2)) is wrapped
+    assert len(wrapped.plan(300)) == 2
+    assert prepare_vocoder(v2_like, CpuPlan("cuda", "float16", vocoder_workers=2)) is v2_like  # one piece on a GPU
+    compiled = prepare_vocoder(v2_like, CpuPlan("cpu", compile=True))
+    assert isinstance(compiled, CompiledVocoder) and compiled.inner is v2_like and "vocode" not in vars(v2_like)
     griffinlim = random_vocoder(GRIFFINLIM)
-    assert prepare_vocoder(griffinlim, InferenceConfig(vocoder_workers=2)) is griffinlim  # global phase: one piece
-    with pytest.raises(ValueError, match="inference.vocoder_workers"):
-        prepare_vocoder(v2_like, InferenceConfig(vocoder_workers=-1))
+    assert prepare_vocoder(griffinlim, CpuPlan("cpu", vocoder_workers=2)) is griffinlim  # global phase: one piece
+    with pytest.raises(ValueError, match="workers"):
+        ParallelVocoder(v2_like, workers=0)
     with pytest.raises(ValueError, match="overlap"):
         ParallelVocoder(v2_like, overlap_frames=0)
 

@@ -33,7 +33,7 @@ _EXPORTS = {
              "VocoderMismatchError", "VocoderNotFoundError", "VocoderSource"),
     "bigvgan": ("CPU_VOCODER", "DEFAULT_VOCODER", "KNOWN_CONFIGS", "BigVGANConfig", "BigVGANGenerator", "BigVGANVocoder"),
     "griffinlim": ("GriffinLimVocoder",),
-    "parallel": ("ParallelVocoder", "prepare_vocoder"),
+    "parallel": ("CompiledVocoder", "ParallelVocoder", "prepare_vocoder"),
     "registry": ("FAMILIES", "family_named", "load_vocoder", "random_names", "random_vocoder", "register", "unregister"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

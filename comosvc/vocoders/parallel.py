@@ -21,20 +21,20 @@ crossfade hides what is left. The output is exactly
     >>> fast = ParallelVocoder(load_vocoder(CPU_VOCODER, device="cpu"), workers=2)
     >>> wav = fast(log_mel)            # (B, T, 100) -> (B, T * 256)
 
-:func:`prepare_vocoder` applies ``inference.vocoder_workers``,
-``inference.vocoder_overlap_frames`` and ``inference.compile`` to a vocoder
-(the conversion pipeline calls it).
+:func:`prepare_vocoder` wraps a vocoder as a :class:`~comosvc.cpu_plan.CpuPlan`
+says (workers, overlap, compile); the conversion pipeline calls it once, when built.
+The workers are threads started then, each with ONE torch intra-op thread of its own:
+no call changes the thread count of the caller or of the process.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from comosvc.cpu_plan import CpuPlan, single_thread_workers
 from comosvc.vocoders.base import Vocoder
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ logger = logging.getLogger(__name__)
 # Enough context for BigVGAN v2 (the largest receptive field of the known configs): one-piece
 # output within float rounding (tests/test_vocoders_parallel.py measures it on a tiny config).
 DEFAULT_OVERLAP_FRAMES = 32
-
-_THREADS_LOCK = threading.Lock()  # torch.set_num_threads is process-wide
 
 
 def segment_bounds(n_frames: int, segments: int) -> list[tuple[int, int]]:
@@ -60,8 +58,9 @@ class ParallelVocoder(Vocoder):
         vocoder: any :class:`~comosvc.vocoders.base.Vocoder` whose output at a sample
             depends only on nearby frames (BigVGAN, HiFi-GAN-like generators; not
             Griffin-Lim, whose phase is global).
-        workers: worker threads, each with one torch intra-op thread while it runs; 0: one
-            per torch CPU thread (``torch.get_num_threads()`` when it runs).
+        workers: worker threads, started here, each with one torch intra-op thread
+            (:func:`~comosvc.cpu_plan.single_thread_workers`; the calling thread's count
+            is left as it was).
         overlap_frames: mel frames of context on each side of a segment; the crossfade
             spans half as many frames around each join.
         segment_frames: frames owned by one segment; default ``ceil(T / workers)``
@@ -76,8 +75,8 @@ class ParallelVocoder(Vocoder):
         overlap_frames: int = DEFAULT_OVERLAP_FRAMES,
         segment_frames: int | None = None,
     ):
-        if workers < 0:
-            raise ValueError(f"vocoder workers must be >= 1, or 0 for one per CPU thread; got {workers}")
+        if workers < 1:
+            raise ValueError(f"vocoder workers must be >= 1, got {workers}")
         if overlap_frames < 1:
             raise ValueError(f"vocoder overlap frames must be >= 1, got {overlap_frames}")
         if segment_frames is not None and segment_frames < 1:
@@ -87,11 +86,14 @@ class ParallelVocoder(Vocoder):
         self.workers = int(workers)
         self.overlap_frames = int(overlap_frames)
         self.segment_frames = segment_frames
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = single_thread_workers(self.workers, name="vocoder")
 
-    def __getstate__(self) -> dict:  # copy/pickle without the (unpicklable) thread pool; a new one starts on use
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        return {**state, "_pool": None}
+    def __getstate__(self) -> dict:  # copy/pickle without the (unpicklable) thread pool
+        return {**self.__dict__, "_pool": None}
+
+    def __setstate__(self, state: dict) -> None:  # a copy gets workers of its own
+        self.__dict__.update(state)
+        self._pool = single_thread_workers(self.workers, name="vocoder")
 
     @property
     def device(self) -> torch.device:
@@ -104,13 +106,9 @@ class ParallelVocoder(Vocoder):
     def extra_repr(self) -> str:
         return f"workers={self.workers}, overlap_frames={self.overlap_frames}, segment_frames={self.segment_frames}"
 
-    def n_workers(self) -> int:
-        """The worker threads a call uses: ``workers``, or torch's CPU thread count for 0."""
-        return self.workers or torch.get_num_threads()
-
     def plan(self, n_frames: int) -> list[tuple[int, int]]:
         """The frames each segment owns, ``[(start, end)]``; one segment when splitting does not pay."""
-        per = self.segment_frames or math.ceil(n_frames / self.n_workers())
+        per = self.segment_frames or math.ceil(n_frames / self.workers)
         # a segment must own at least overlap_frames (more than its crossfades) so its two ramps do not meet
         segments = min(math.ceil(n_frames / max(per, 1)), n_frames // self.overlap_frames)
         if segments < 2:
@@ -129,17 +127,7 @@ class ParallelVocoder(Vocoder):
             return self._vocode_one(log_mel)
         context = self.overlap_frames
         pieces = [(max(0, s - context), min(n_frames, e + context)) for s, e in bounds]
-        inputs = [log_mel[:, a:b] for a, b in pieces]
-        workers = self.n_workers()
-        with _THREADS_LOCK:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                if self._pool is None or self._pool._max_workers != workers:
-                    self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vocoder")
-                outputs = list(self._pool.map(self._vocode_one, inputs))
-            finally:
-                torch.set_num_threads(threads)
+        outputs = list(self._pool.map(self._vocode_one, [log_mel[:, a:b] for a, b in pieces]))
         return self.join(outputs, pieces, bounds, n_frames)
 
     def join(
@@ -172,32 +160,44 @@ class ParallelVocoder(Vocoder):
         return out / weight  # the ramps of a join sum to 1; exact division keeps it so in float
 
 
-def prepare_vocoder(vocoder: Vocoder, inference) -> Vocoder:
-    """``vocoder`` with the CPU levers of ``inference`` (an :class:`~comosvc.config.InferenceConfig`) applied.
+class CompiledVocoder(Vocoder):
+    """``vocoder`` whose ``vocode`` runs through :func:`torch.compile` (dynamic shapes; the first calls compile, tens of seconds)."""
 
-    Only BigVGAN (a convolutional generator, finite receptive field) is segmented or
-    compiled; other vocoders (Griffin-Lim's phase is global, ONNX runs in onnxruntime)
-    are returned as they are. ``compile``: the generator's ``vocode`` through
-    :func:`torch.compile` (dynamic shapes; the first calls compile, tens of seconds).
-    ``vocoder_workers`` 0 (one per torch CPU thread) or more than 1: a :class:`ParallelVocoder`
-    (on a CPU; on CUDA it runs in one piece).
+    def __init__(self, vocoder: Vocoder):
+        super().__init__(vocoder.name, vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels)
+        self.inner = vocoder
+        self._compiled = torch.compile(vocoder.vocode, dynamic=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_mels) -> (B, T * hop_length)."""
+        return self._compiled(log_mel)
+
+
+def prepare_vocoder(vocoder: Vocoder, plan: CpuPlan) -> Vocoder:
+    """``vocoder`` wrapped as ``plan`` (a :class:`~comosvc.cpu_plan.CpuPlan`) says; ``vocoder`` itself is not changed.
+
+    Only BigVGAN (a convolutional generator, finite receptive field) is compiled or
+    segmented; other vocoders (Griffin-Lim's phase is global, ONNX runs in onnxruntime)
+    are returned as they are. ``plan.compile``: a :class:`CompiledVocoder`;
+    ``plan.vocoder_workers`` above 1 on a CPU: a :class:`ParallelVocoder` around it.
     """
     from comosvc.vocoders.bigvgan import BigVGANVocoder
 
     if not isinstance(vocoder, BigVGANVocoder):
         return vocoder
-    if getattr(inference, "compile", False) and not getattr(vocoder, "_compiled", False):
-        vocoder.vocode = torch.compile(vocoder.vocode, dynamic=True)
-        vocoder._compiled = True
-    workers = int(getattr(inference, "vocoder_workers", 1))
-    if workers < 0:
-        raise ValueError(
-            f"inference.vocoder_workers must be 0 (one per CPU thread), 1 (one piece) or more, got {workers}"
-        )
-    if workers != 1 and not isinstance(vocoder, ParallelVocoder):
-        overlap = int(getattr(inference, "vocoder_overlap_frames", DEFAULT_OVERLAP_FRAMES))
-        return ParallelVocoder(vocoder, workers=workers, overlap_frames=overlap)
+    if plan.compile:
+        vocoder = CompiledVocoder(vocoder)
+    if plan.device == "cpu" and plan.vocoder_workers > 1:
+        vocoder = ParallelVocoder(vocoder, workers=plan.vocoder_workers, overlap_frames=plan.vocoder_overlap_frames)
     return vocoder
 
 
-__all__ = ["DEFAULT_OVERLAP_FRAMES", "ParallelVocoder", "prepare_vocoder", "segment_bounds"]
+__all__ = ["DEFAULT_OVERLAP_FRAMES", "CompiledVocoder", "ParallelVocoder", "prepare_vocoder", "segment_bounds"]
