@@ -40,22 +40,36 @@ def auto_key(source_f0: np.ndarray, target_median_hz: float) -> float | None:
     return 12.0 * math.log2(target_median_hz / source_median)
 
 
+MAX_KEY_SEMITONES = 36
+"""The largest key shift :func:`parse_key` accepts, either way: three octaves (F0 times 8 or divided by 8),
+more than the range of any singing voice, so a larger shift is a typing mistake."""
+
+
 def parse_key(key: float | int | str) -> float | str:
-    """``"auto"`` or a number of semitones (``"-3"``, ``"+12"``, ``2.5``) -> ``"auto"`` or float."""
+    """``"auto"`` or a number of semitones (``"-3"``, ``"+12"``, ``2.5``) -> ``"auto"`` or float.
+
+    Raises ValueError for anything else, including shifts beyond ±:data:`MAX_KEY_SEMITONES`.
+    """
     if isinstance(key, str):
         text = key.strip().lower()
         if text == "auto":
             return "auto"
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ValueError(
                 f"Key {key!r} is neither a number of semitones (e.g. -3, +12, 2.5) nor 'auto'."
             ) from None
-    value = float(key)
+    else:
+        value = float(key)
     if not math.isfinite(value):
         raise ValueError(f"Key {key!r} must be a finite number of semitones or 'auto'.")
+    if abs(value) > MAX_KEY_SEMITONES:
+        raise ValueError(
+            f"Key {key!r} is outside -{MAX_KEY_SEMITONES}..+{MAX_KEY_SEMITONES} semitones (three octaves either way): "
+            "give a smaller shift (12 semitones = one octave), or 'auto'."
+        )
     return value
 
 
-__all__ = ["auto_key", "parse_key", "shift_f0", "voiced_median"]
+__all__ = ["MAX_KEY_SEMITONES", "auto_key", "parse_key", "shift_f0", "voiced_median"]

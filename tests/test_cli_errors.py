@@ -1,0 +1,59 @@
+"""``python -m comosvc convert`` refuses bad inputs with one ``error:`` line and exit code 2, before converting:
+a key shift beyond the stated range."""
+
+from __future__ import annotations
+
+import pytest
+
+from comosvc.cli import main
+from comosvc.config import load_config
+from comosvc.pipeline.pitch import MAX_KEY_SEMITONES, parse_key
+from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory, tiny_overrides):
+    return save_tiny_models(tmp_path_factory.mktemp("models"), load_config(TINY_CONFIG, overrides=tiny_overrides))[1]
+
+
+def convert(capsys, *args: str) -> tuple[int, str]:
+    """Exit code and stderr of ``convert`` (nothing on stdout: nothing was converted)."""
+    code = main(["convert", *map(str, args)])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return code, captured.err
+
+
+def one_error_line(err: str) -> str:
+    """The one ``error:`` line that ends stderr (progress bars of the encoders' loading may come before it)."""
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.endswith(errors[0] + "\n") and "Traceback" not in err, err
+    return errors[0]
+
+
+# --------------------------------------------------------------------------- key range
+
+
+@pytest.mark.parametrize("key", ["99", "-37", "nan", "inf"])
+def test_a_key_beyond_the_range_is_refused_before_the_model_loads(key, tmp_path, capsys):
+    code, err = convert(capsys, "song.wav", "--model", tmp_path / "no-model", "--singer", "synth_alto", f"--key={key}")
+    line = one_error_line(err)
+    assert code == 2 and repr(key) in line
+    if key not in ("nan", "inf"):
+        assert f"-{MAX_KEY_SEMITONES}..+{MAX_KEY_SEMITONES} semitones" in line
+
+
+def test_the_key_range_is_inclusive_and_shared_by_every_entry_point():
+    assert parse_key(f"+{MAX_KEY_SEMITONES}") == MAX_KEY_SEMITONES and parse_key(-MAX_KEY_SEMITONES) == -MAX_KEY_SEMITONES
+    for key in (MAX_KEY_SEMITONES + 0.5, "-40", float("nan")):
+        with pytest.raises(ValueError, match="semitones"):
+            parse_key(key)
+
+
+def test_the_pipeline_request_refuses_it_too(student_dir):
+    from comosvc.pipeline import ConversionPipeline
+
+    pipe = ConversionPipeline.from_pretrained(student_dir, vocoder=fast_vocoder(), device="cpu")
+    assert pipe.request("synth_alto", key=MAX_KEY_SEMITONES).key == MAX_KEY_SEMITONES
+    with pytest.raises(ValueError, match=f"-{MAX_KEY_SEMITONES}..\\+{MAX_KEY_SEMITONES}"):
+        pipe.request("synth_alto", key=99)
