@@ -1,7 +1,9 @@
 """``python -m comosvc convert`` refuses bad inputs with one ``error:`` line and exit code 2, before converting:
-a key shift beyond the stated range."""
+a key shift beyond the stated range, an --out that cannot be a folder."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -57,3 +59,42 @@ def test_the_pipeline_request_refuses_it_too(student_dir):
     assert pipe.request("synth_alto", key=MAX_KEY_SEMITONES).key == MAX_KEY_SEMITONES
     with pytest.raises(ValueError, match=f"-{MAX_KEY_SEMITONES}..\\+{MAX_KEY_SEMITONES}"):
         pipe.request("synth_alto", key=99)
+
+
+# --------------------------------------------------------------------------- --out
+
+
+@pytest.mark.parametrize("under", ["", "converted", "converted/deeper"])
+def test_an_out_folder_at_or_under_a_file_is_refused_before_the_model_loads(under, tmp_path, capsys):
+    a_file = tmp_path / "take1.wav"
+    a_file.write_bytes(b"not a folder")
+    out = a_file / under if under else a_file
+    code, err = convert(capsys, "song.wav", "--model", tmp_path / "no-model", "--singer", "synth_alto", "--out", out)
+    line = one_error_line(err)
+    assert code == 2
+    assert f"--out {out} cannot be a folder: {a_file} is a file" in line and "Give --out a folder" in line
+    assert a_file.read_bytes() == b"not a folder"
+
+
+def test_an_out_folder_without_write_permission_is_refused(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+
+    def no_write_in_locked(path, mode, **kwargs) -> bool:  # root may write anywhere: denied here, not with chmod
+        return False if os.fspath(path) == str(locked) else access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", no_write_in_locked)
+    code, err = convert(capsys, "song.wav", "--model", tmp_path / "no-model", "--singer", "synth_alto",
+                        "--out", locked / "converted")
+    line = one_error_line(err)
+    assert code == 2
+    assert f"no write permission in {locked}" in line and "folder you can write to" in line
+    assert not (locked / "converted").exists()
+
+
+def test_a_usable_out_folder_is_only_created_when_a_file_is_saved(student_dir, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper"
+    code, err = convert(capsys, tmp_path / "missing.wav", "--model", student_dir, "--singer", "nobody", "--out", out)
+    assert code == 2 and "Unknown singer" in one_error_line(err)
+    assert not (tmp_path / "new").exists()

@@ -9,6 +9,7 @@ unknown singer, bad options).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -79,6 +80,26 @@ def output_paths(inputs: list[str], out_dir: Path, singer: str) -> list[Path]:
     return paths
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Raise an OSError saying what to do when ``out_dir`` cannot be used as --out; create nothing.
+
+    The folder itself is created later, when the first file is saved.
+    """
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:  # the deepest part that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(
+            f"--out {out_dir} cannot be a folder: {existing} is a file. Give --out a folder that is neither a file "
+            "nor inside one (e.g. --out converted)."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"--out {out_dir} cannot be written: no write permission in {existing}. Give --out a folder you can "
+            "write to (e.g. one in your home folder)."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from comosvc.audio import AudioError, save_audio
     from comosvc.pipeline import ConversionPipeline, UnknownSingerError, parse_key
@@ -87,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         key = parse_key(args.key)
         if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
-    except ValueError as err:
+        check_out_dir(Path(args.out))
+    except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
