@@ -1,14 +1,19 @@
 """``python -m comosvc convert`` refuses bad inputs with one ``error:`` line and exit code 2, before converting:
-a key shift beyond the stated range, an --out that cannot be a folder."""
+a damaged model or vocoder file, a key shift beyond the stated range, an --out that cannot be a folder."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import pytest
+import soundfile as sf
 
 from comosvc.cli import main
 from comosvc.config import load_config
+from comosvc.files import WEIGHTS_FILE
+from comosvc.measure.songs import sung_phrase
 from comosvc.pipeline.pitch import MAX_KEY_SEMITONES, parse_key
 from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models
 
@@ -98,3 +103,40 @@ def test_a_usable_out_folder_is_only_created_when_a_file_is_saved(student_dir, t
     code, err = convert(capsys, tmp_path / "missing.wav", "--model", student_dir, "--singer", "nobody", "--out", out)
     assert code == 2 and "Unknown singer" in one_error_line(err)
     assert not (tmp_path / "new").exists()
+
+
+# --------------------------------------------------------------------------- damaged weights
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inputs") / "song.wav"
+    wav, _ = sung_phrase([262.0], note_seconds=0.5, gap_seconds=0.1, seed=1)
+    sf.write(path, wav, 24000)
+    return path
+
+
+def test_a_truncated_model_file_is_named_with_what_to_do(student_dir, song, tmp_path, capsys):
+    damaged = shutil.copytree(student_dir, tmp_path / "model")
+    weights = damaged / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    code, err = convert(capsys, song, "--model", damaged, "--singer", "synth_alto", "--out", tmp_path / "out")
+    line = one_error_line(err)
+    assert code == 2
+    assert str(weights) in line and "truncated or damaged" in line
+    assert "force_download=True" in line and "save_pretrained" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_vocoder_file_is_one_line_too(student_dir, song, tmp_path, capsys):
+    from comosvc.vocoders import CPU_VOCODER, KNOWN_CONFIGS
+
+    vocoder = tmp_path / "vocoder"  # NVIDIA's layout; the checkpoint cut short mid-download
+    vocoder.mkdir()
+    (vocoder / "config.json").write_text(json.dumps(KNOWN_CONFIGS[CPU_VOCODER].to_dict()))
+    (vocoder / "bigvgan_generator.pt").write_bytes(b"PK\x03\x04" + bytes(60))
+    code, err = convert(capsys, song, "--model", student_dir, "--singer", "synth_alto", "--vocoder", vocoder,
+                        "--out", tmp_path / "out")
+    line = one_error_line(err)
+    assert code == 2
+    assert str(vocoder / "bigvgan_generator.pt") in line and "Download it again" in line

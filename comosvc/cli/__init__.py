@@ -2,7 +2,10 @@
 
 Each command lives in its own module of this package and defines
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-taking the parsed ``argparse.Namespace`` and returning an exit code.
+taking the parsed ``argparse.Namespace`` and returning an exit code. A command
+reports the errors a user can fix as one ``error: ...`` line and exit code 2;
+:func:`main` does the same for a vocoder that cannot be loaded, whichever command
+loads it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from comosvc.vocoders.base import VocoderError  # imports torch: after parsing, so --help stays quick
+
+    try:
+        return int(args.func(args) or 0)
+    except VocoderError as err:  # its message says what is wrong and what to do
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ from typing import Any, Literal, Sequence
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from comosvc import __version__
@@ -35,7 +35,7 @@ from comosvc.models.condition import ConditionEncoder
 from comosvc.models.consistency import consistency_sample
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.edm import EDM
-from comosvc.models.folder import read_model_json
+from comosvc.models.folder import load_weights, read_model_json
 from comosvc.models.masking import apply_mask
 from comosvc.models.prior import Prior, prior_loss
 from comosvc.models.samplers import Sampler, check_sampler
@@ -393,7 +393,7 @@ class ComoSVC(
             training_steps=meta.get("training_steps"),
             distillation_steps=meta.get("distillation_steps"),
         )
-        load_model(model, str(folder / WEIGHTS_FILE), strict=strict, device=map_location)
+        load_weights(model, folder / WEIGHTS_FILE, strict=strict, device=map_location)
         model.name_or_path = str(model_id)
         return model.to(map_location).eval()
 

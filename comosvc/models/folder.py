@@ -1,7 +1,9 @@
-"""Reading a model folder's JSON files (``config.json``, ``singers.json``, ``stats.json``) with clear errors.
+"""Reading a model folder's files (``config.json``, ``singers.json``, ``stats.json``, ``model.safetensors``) with clear errors.
 
-A file that does not parse raises :class:`~comosvc.config.ConfigError` naming the
-file and saying what to do, instead of json's bare "Expecting property name ...".
+A JSON file that does not parse raises :class:`~comosvc.config.ConfigError` naming the
+file and saying what to do, instead of json's bare "Expecting property name ...";
+a truncated or damaged weights file raises :class:`DamagedWeightsError` instead of
+safetensors' bare "Error while deserializing header ...".
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_model
+from torch import nn
+
 from comosvc.config import ConfigError
 from comosvc.files import MODEL_CONFIG_FILE, SINGERS_FILE, STATS_FILE
+
+
+class DamagedWeightsError(OSError):
+    """A model's weights file cannot be read (truncated download, damaged copy); the message names it."""
 
 
 def read_model_json(path: str | Path) -> Any:
@@ -23,6 +33,22 @@ def read_model_json(path: str | Path) -> Any:
         raise ConfigError(
             f"{path} is not valid JSON ({err}). The model folder is damaged: re-save the model with "
             "ComoSVC.save_pretrained, or download it again."
+        ) from err
+
+
+def load_weights(model: nn.Module, path: str | Path, strict: bool = True, device: str = "cpu") -> None:
+    """Load ``model.safetensors`` at ``path`` into ``model`` in place (:class:`DamagedWeightsError` when unreadable).
+
+    ``strict`` and ``device`` are those of :func:`safetensors.torch.load_model`.
+    """
+    path = Path(path)
+    try:
+        load_model(model, str(path), strict=strict, device=device)
+    except SafetensorError as err:
+        raise DamagedWeightsError(
+            f"{path} is truncated or damaged ({err}). Download the model again (from_pretrained(..., "
+            f"force_download=True), or delete {path.resolve()} so the next load fetches it), or re-save it "
+            "with ComoSVC.save_pretrained."
         ) from err
 
 
@@ -62,4 +88,4 @@ def _download_tables(repo_id: str) -> dict[str, Path | None]:
     return paths
 
 
-__all__ = ["read_model_json", "read_singer_tables"]
+__all__ = ["DamagedWeightsError", "load_weights", "read_model_json", "read_singer_tables"]

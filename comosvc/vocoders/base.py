@@ -95,7 +95,10 @@ def load_weights(path: Path) -> dict[str, Any]:
             f"generator's state dict: torch.save({{'generator': state_dict}}, path)."
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise VocoderError(f"{path} is not a readable PyTorch checkpoint ({err}). Download it again.") from err
+        raise VocoderError(
+            f"{path} is not a readable PyTorch checkpoint ({err}). Download it again (delete {path.resolve()} so "
+            "the next load fetches it)."
+        ) from err
 
 
 def _step_number(path: Path) -> int:
