@@ -22,6 +22,7 @@ import soundfile as sf
 from comosvc.audio import save_audio
 from comosvc.compare import ROW_NAMES
 from comosvc.measure.songs import singer_voice, sung_phrase
+from conftest import missing, require
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -224,12 +225,18 @@ def test_app_without_model_explains(tmp_path, monkeypatch):
     assert missing.pipe is None and "could not be loaded" in missing.status and "nowhere" in missing.status
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-def test_page_in_headless_chromium(app_server, tmp_path):
-    """Load the page, upload a 5 s clip, click convert, wait for both players; screenshot."""
-    from playwright.sync_api import sync_playwright
+@pytest.fixture(scope="module")
+def sync_playwright():
+    """Playwright's ``sync_playwright``, once Debian's Chromium is found: without either the browser test skips
+    locally and fails under CI=true. Listed before ``app_server`` so the check comes before the server starts."""
+    if not CHROMIUM.exists():
+        missing(f"the browser test needs Debian's chromium at {CHROMIUM}", install="apt-get install chromium")
+    return require("playwright.sync_api", install="pip install -r requirements-dev.txt").sync_playwright
 
+
+@pytest.mark.browser
+def test_page_in_headless_chromium(sync_playwright, app_server, tmp_path):
+    """Load the page, upload a 5 s clip, click convert, wait for both players; screenshot."""
     clip = write_clip(tmp_path / "clip5s.wav", seconds=5.0)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(

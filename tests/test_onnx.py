@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+from conftest import require
+
+require("onnxruntime")  # both in requirements.txt
+require("onnxscript")
 
 from comosvc.cli import main  # noqa: E402
 from comosvc.config import load_config  # noqa: E402

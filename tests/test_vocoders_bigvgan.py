@@ -31,6 +31,7 @@ from comosvc.vocoders import (
     VocoderMismatchError,
     load_vocoder,
 )
+from conftest import require
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,7 +102,7 @@ def test_full_size_generator_has_the_manifest_names_and_shapes(hub_id):
 
 @pytest.mark.parametrize("hub_id", list(FULL_MODELS))
 def test_manifest_is_the_reference_package_state_dict(hub_id):
-    bigvgan = pytest.importorskip("bigvgan")
+    bigvgan = require("bigvgan")
     config_file, manifest_file = FULL_MODELS[hub_id]
     with torch.device("meta"):
         reference = _reference_generator(bigvgan, json.loads((DATA / config_file).read_text()))
@@ -119,7 +120,7 @@ def _reference_generator(bigvgan, config: dict):
 
 @pytest.mark.parametrize("kind", list(SMALL_CONFIGS))
 def test_same_names_shapes_and_waveform_as_the_reference_package(kind, tmp_path):
-    bigvgan = pytest.importorskip("bigvgan")
+    bigvgan = require("bigvgan")
     config = BigVGANConfig(**SMALL_CONFIGS[kind])
     torch.manual_seed(0)
     reference = _reference_generator(bigvgan, config.to_dict()).eval()
