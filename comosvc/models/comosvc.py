@@ -42,8 +42,26 @@ from comosvc.models.samplers import Sampler, check_sampler
 from comosvc.models.ssim import ssim_loss
 from comosvc.precision import float32_io
 
-# Keys of the model batch (docs/design.md contract); "mel" only for training, "mask" optional (all valid).
+# Keys of the model batch (docs/design.md contract); "mel" only for training, "mask" optional (all valid),
+# "speaker_weights" only for a mix of singers.
 CONDITION_KEYS = ("whisper", "contentvec", "f0", "energy", "speaker")
+
+
+def _check_speakers(batch: dict[str, torch.Tensor], batch_size: int) -> None:
+    """``speaker`` ``(B,)``, or a mix: ``speaker`` ``(B, K)`` ids with ``speaker_weights`` ``(B, K)``."""
+    speaker, weights = batch["speaker"], batch.get("speaker_weights")
+    if weights is None:
+        if tuple(speaker.shape) != (batch_size,):
+            raise ValueError(
+                f"batch['speaker'] must have shape ({batch_size},) (or ({batch_size}, K) with batch['speaker_weights'] "
+                f"for a mix of singers), got {tuple(speaker.shape)}"
+            )
+    elif speaker.ndim != 2 or speaker.shape[0] != batch_size or weights.shape != speaker.shape:
+        raise ValueError(
+            f"a mix of singers needs batch['speaker'] and batch['speaker_weights'] of one shape ({batch_size}, K), "
+            f"got {tuple(speaker.shape)} and {tuple(weights.shape)}"
+        )
+
 
 # Noise levels at which an eval-mode teacher loss also reports the diffusion loss
 # ("diffusion_sigma_<s>"): the validation curves that show whether low-noise denoising is learned.
@@ -131,7 +149,8 @@ class ComoSVC(
                 "see comosvc.models.comosvc for shapes"
             )
         device = self.device
-        out = {key: torch.as_tensor(value).to(device) for key, value in batch.items() if key in needed + ("mask",)}
+        optional = ("mask", "speaker_weights")
+        out = {key: torch.as_tensor(value).to(device) for key, value in batch.items() if key in needed + optional}
         batch_size, frames = out["f0"].shape
         if "mask" not in out:
             out["mask"] = torch.ones(batch_size, frames, dtype=torch.bool, device=device)
@@ -142,8 +161,7 @@ class ComoSVC(
                     f"batch[{key!r}] has shape {tuple(out[key].shape)}, expected ({batch_size}, {frames}, ...) like 'f0': "
                     "every per-frame feature must be at the mel frame rate"
                 )
-        if tuple(out["speaker"].shape) != (batch_size,):
-            raise ValueError(f"batch['speaker'] must have shape ({batch_size},), got {tuple(out['speaker'].shape)}")
+        _check_speakers(out, batch_size)
         if need_mel and out["mel"].shape[-1] != self.config.audio.n_mels:
             raise ValueError(f"batch['mel'] has {out['mel'].shape[-1]} bins, the model uses {self.config.audio.n_mels}")
         return out

@@ -20,7 +20,9 @@ class ConditionEncoder(nn.Module):
 
     Batch keys (docs/design.md contract): ``whisper`` ``(B, T, whisper_dim)``,
     ``contentvec`` ``(B, T, contentvec_dim)``, ``f0`` ``(B, T)`` Hz (0 = unvoiced),
-    ``energy`` ``(B, T)`` linear frame energy, ``speaker`` ``(B,)`` int64 global singer id.
+    ``energy`` ``(B, T)`` linear frame energy, ``speaker`` ``(B,)`` int64 global singer id, or for
+    a mix of singers ``speaker`` ``(B, K)`` ids with ``speaker_weights`` ``(B, K)`` float (the
+    embedding is the weighted sum of the K rows, see :meth:`speaker_embedding`).
     """
 
     def __init__(self, config: ComoSVCConfig):
@@ -51,8 +53,16 @@ class ConditionEncoder(nn.Module):
             + self.f0(coarse_f0(f0, self.f0_config))
             + self.voiced(voiced_flag(f0))
             + self.energy(energy_bins(batch["energy"], self.energy_config))
-            + self.speaker(speaker)[:, None, :]
+            + self.speaker_embedding(speaker, batch.get("speaker_weights"))[:, None, :]
         )
+
+    def speaker_embedding(self, speaker: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, hidden)`` singer embedding: the row of ``speaker`` ``(B,)``, or with ``weights`` ``(B, K)``
+        the weighted sum of the rows of ``speaker`` ``(B, K)`` (summed in float32, returned in the table's dtype)."""
+        rows = self.speaker(speaker)
+        if weights is None:
+            return rows
+        return (weights.float()[..., None] * rows.float()).sum(1).to(rows.dtype)
 
 
 __all__ = ["ConditionEncoder"]
