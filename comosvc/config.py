@@ -200,6 +200,28 @@ class TrainConfig:
     log_with: str = "tensorboard"
 
 
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning a trained teacher and student on a new voice (``train/finetune.py``).
+
+    Each phase takes the ``train`` (teacher) or ``distill`` (student) section with these
+    values put in: ``max_steps`` = the phase's steps, ``lr``, ``batch_size``, and a
+    checkpoint and a validation every quarter of the steps.
+    """
+
+    teacher_steps: int = 2000  # fine-tuning steps of the teacher
+    distill_steps: int = 1000  # distillation steps of the student
+    lr: float = 1e-4  # both phases
+    batch_size: int = 16  # both phases; a few minutes of audio fill few crops
+    # what the teacher fine-tunes: "speaker" (the rows of the singers in the new data only),
+    # "condition" (the content, F0 and energy inputs), "prior", "denoiser"
+    train_parts: tuple[Literal["speaker", "condition", "prior", "denoiser"], ...] = ("speaker", "prior", "denoiser")
+    # a new singer's embedding row starts as the row of the base singer nearest in F0 median
+    # ("nearest_f0"; "mean" when no F0 median is known) or as the mean of the base singers' rows ("mean")
+    start_embedding: Literal["nearest_f0", "mean"] = "nearest_f0"
+    min_seconds: float = 30.0  # usable audio each new singer needs at least
+
+
 # inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)
 Precision = Literal["auto", "float32", "float16", "bfloat16"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
@@ -253,6 +275,7 @@ class ComoSVCConfig:
     # distillation keeps its own EMA target (model.ema_decay), so no second EMA by default
     distill: TrainConfig = field(default_factory=lambda: TrainConfig(ema_halflife_steps=0.0))
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -437,6 +460,7 @@ __all__ = [
     "DataConfig",
     "EnergyConfig",
     "F0Config",
+    "FinetuneConfig",
     "InferenceConfig",
     "ModelConfig",
     "PRECISIONS",

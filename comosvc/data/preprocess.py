@@ -552,6 +552,20 @@ def compute_stats(dataset_dict, config: ComoSVCConfig) -> dict:
     }
 
 
+def extend_stats(base: dict, new: dict) -> dict:
+    """A trained model's stats.json with those of new data added; nothing of ``base`` changes.
+
+    New datasets bring their mel min/max, new singers their F0 stats and durations; a dataset
+    or singer ``base`` already has keeps its stats (the model was trained on them), so
+    extending twice by the same data changes nothing.
+    """
+    out = {section: dict(base.get(section, {})) for section in ("mel", "f0", "durations")}
+    for section in out:
+        for key, value in new.get(section, {}).items():
+            out[section].setdefault(key, value)
+    return {**base, **out}
+
+
 def _write_report(path: Path, skipped: list[Skipped]) -> None:
     lines = ["dataset\tsinger\tutterance\tpath\treason"]
     for s in skipped:
@@ -580,11 +594,15 @@ def preprocess(
     datasets_: Sequence[DatasetSpec | str],
     out_dir: str | Path,
     device: str | None = None,
+    base: tuple[dict[str, int], dict] | None = None,
 ) -> PreprocessResult:
     """Build (or update) the processed data in ``out_dir``; see the module docstring.
 
     ``datasets_``: :class:`DatasetSpec` objects or ``"CORPUS[:NAME]=PATH"`` strings.
     ``device``: where features are extracted (default: CUDA if available, else CPU).
+    ``base``: a trained model's ``(singers, stats)`` to extend (fine-tuning): its singers keep
+    their ids and new ones take the next free ids; stats.json holds its stats, with those of
+    new datasets and singers added (:func:`extend_stats`).
     Bad corpus names, missing or empty folders, layouts without audio and duplicate
     dataset names raise :class:`CorpusError` before anything is read or written.
     """
@@ -607,6 +625,8 @@ def preprocess(
     out_dir = Path(out_dir)
     files = _read(specs)  # fails on a layout without audio before anything is written
     singers = SingerTable.load(out_dir / SINGERS_FILE, max_speakers=config.model.n_speakers, missing_ok=True)
+    if base is not None:
+        singers = singers.extending(base[0])
     cache = out_dir / "cache"
     (cache / "slices").mkdir(parents=True, exist_ok=True)
     (cache / "features").mkdir(parents=True, exist_ok=True)
@@ -641,6 +661,8 @@ def preprocess(
     skipped.sort(key=lambda s: (s.dataset, s.singer, s.utterance))
 
     stats = compute_stats(dataset_dict, config)
+    if base is not None:
+        stats = extend_stats(base[1], stats)
     manifest = {
         "format": "comosvc-features",
         "version": FEATURE_VERSION,
@@ -785,6 +807,7 @@ __all__ = [
     "Skipped",
     "build_parser",
     "compute_stats",
+    "extend_stats",
     "feature_settings",
     "load_processed",
     "load_stats",

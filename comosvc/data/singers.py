@@ -71,6 +71,23 @@ class SingerTable:
             self.add(key)
         return new
 
+    def extending(self, base: dict[str, int]) -> "SingerTable":
+        """The table of a trained model (``base``) extended by this table's other singers.
+
+        ``base``'s ids never move; this table must give its singers the same ids and no other
+        singer an id ``base`` uses (else ValueError). Singers added later take the next free id.
+        """
+        moved = {key: i for key, i in self._ids.items() if key in base and base[key] != i}
+        taken = {key: i for key, i in self._ids.items() if key not in base and i in set(base.values())}
+        if moved or taken:
+            key, i = next(iter({**moved, **taken}.items()))
+            clash = f"has id {base[key]} there" if key in base else f"id {i} is another singer's there"
+            raise ValueError(
+                f"This singer table gives {key!r} id {i}, but the base model's table {clash}; "
+                "prepare the data again in an empty folder."
+            )
+        return SingerTable({**base, **self._ids}, max_speakers=self.max_speakers)
+
     def _check_size(self) -> None:
         needed = max(self._ids.values(), default=-1) + 1
         if self.max_speakers is not None and needed > self.max_speakers:

@@ -100,6 +100,8 @@ class ComoSVC(
         distilled: True for a consistency-distilled student (sampled with ``sampler="student"``).
         distilled_from: the teacher's Hub id or folder, for side-by-side comparison.
         training_steps / distillation_steps: optimiser steps of the teacher / of the distillation.
+        base_model / finetune_minutes: a fine-tuned model's base model (Hub id or folder) and the
+            minutes of new audio it was fine-tuned on (train/finetune.py).
     """
 
     def __init__(
@@ -111,6 +113,8 @@ class ComoSVC(
         distilled_from: str | None = None,
         training_steps: int | None = None,
         distillation_steps: int | None = None,
+        base_model: str | None = None,
+        finetune_minutes: float | None = None,
     ):
         super().__init__()
         if not isinstance(config, ComoSVCConfig):
@@ -125,6 +129,8 @@ class ComoSVC(
         self.distilled_from = distilled_from
         self.training_steps = training_steps
         self.distillation_steps = distillation_steps
+        self.base_model = base_model
+        self.finetune_minutes = finetune_minutes
         self.name_or_path: str | None = None  # set by from_pretrained
 
         n_mels = config.audio.n_mels
@@ -278,6 +284,9 @@ class ComoSVC(
             f"- Distillation steps: {self.distillation_steps if self.distillation_steps is not None else 'not recorded'}"
             if self.distilled
             else None,
+            f"- Fine-tuned from `{self.base_model}` on {self.finetune_minutes:.1f} min of new audio"
+            if self.base_model is not None and self.finetune_minutes is not None
+            else None,
             f"- Parameters: {counts['total']} (condition encoder {counts['condition_encoder']}, "
             f"prior {counts['prior']}, denoiser {counts['denoiser']})",
             f"- Mel: {self.config.audio.sample_rate} Hz, {self.config.audio.n_mels} bins, hop {self.config.audio.hop_length} "
@@ -331,6 +340,7 @@ class ComoSVC(
             "distilled_from": self.distilled_from,
             "training_steps": self.training_steps,
             "distillation_steps": self.distillation_steps,
+            **({"base_model": self.base_model, "finetune_minutes": self.finetune_minutes} if self.base_model else {}),
             "config": self.config.to_dict(),
         }
         (save_directory / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
@@ -410,6 +420,8 @@ class ComoSVC(
             distilled_from=meta.get("distilled_from"),
             training_steps=meta.get("training_steps"),
             distillation_steps=meta.get("distillation_steps"),
+            base_model=meta.get("base_model"),
+            finetune_minutes=meta.get("finetune_minutes"),
         )
         load_weights(model, folder / WEIGHTS_FILE, strict=strict, device=map_location)
         model.name_or_path = str(model_id)

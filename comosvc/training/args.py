@@ -82,9 +82,10 @@ def show_user_errors_briefly() -> None:
     """Print mistakes a user can fix (bad config, existing run folder, missing data, diverged run)
     as one ``error: ...`` line with exit code 2 instead of a traceback; anything else keeps its traceback."""
     from comosvc.training.data import TeacherMismatchError
+    from comosvc.training.finetune_checks import FinetuneError
     from comosvc.training.loop import NonFiniteLossError
 
-    user_errors = (ConfigError, FileExistsError, FileNotFoundError, TeacherMismatchError, NonFiniteLossError)
+    user_errors = (ConfigError, FileExistsError, FileNotFoundError, TeacherMismatchError, NonFiniteLossError, FinetuneError)
     default_hook = sys.excepthook
 
     def hook(kind, error, traceback):

@@ -1,0 +1,313 @@
+"""Bring a voice, get a one-step model of it: a trained teacher and student fine-tuned on new audio.
+
+    >>> from comosvc.training.finetune import finetune
+    >>> result = finetune(teacher="user/comosvc-teacher", student="user/comosvc-student",
+    ...                   datasets=["generic:alice=recordings/"], out="runs/alice")
+    >>> result.student   # runs/alice/student/model: the one-step model, singer "alice_<folder>"
+
+``train/finetune.py`` wraps :func:`finetune`. In order:
+
+1. the refusals of :mod:`~comosvc.training.finetune_checks` that need no audio read
+   (the base models and their settings, the overrides, ``out``, the singer names, the
+   table's room), before anything is written;
+2. the data: the audio prepared into ``OUT/data`` with the base teacher's config and
+   content encoders, the base's singer table and stats extended
+   (:func:`comosvc.data.preprocess.preprocess` with ``base``), or a processed ``data``
+   folder checked against the base; then each singer's usable seconds
+   (``finetune.min_seconds``);
+3. the teacher, loaded from the base weights (the table already has
+   ``model.n_speakers`` rows: nothing grows), its new singers' rows started as
+   ``finetune.start_embedding`` says (:mod:`~comosvc.training.speaker_rows`), the
+   ``finetune.train_parts`` trained for ``finetune.teacher_steps`` in ``OUT/teacher``;
+4. the student, distilled from the fine-tuned teacher for ``finetune.distill_steps`` in
+   ``OUT/student``, starting (student and EMA target) from the base student's denoiser,
+   or from the teacher's without a base student, as ``train/distill.py`` starts;
+5. ``OUT/teacher/model`` and ``OUT/student/model``, each with the extended table, the
+   stats and a model card naming the base model and the minutes of new audio; with
+   ``push_to_hub=REPO`` uploaded to ``REPO-teacher`` and ``REPO-student``.
+
+Each phase is a run folder as ``train/train.py`` writes one (crash-safe checkpoints,
+TensorBoard logs, config.yaml); ``resume=True`` continues both from their newest
+checkpoints (a finished phase is only exported again). The base models are only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from comosvc.config import ComoSVCConfig, FinetuneConfig, TrainConfig, load_config, with_overrides
+from comosvc.files import RUN_CONFIG_FILE, SINGERS_FILE
+from comosvc.training.args import resolve_mixed_precision
+from comosvc.training.finetune_checks import (
+    FinetuneError,
+    check_amount,
+    check_data,
+    check_out,
+    check_overrides,
+    check_singers,
+    check_student,
+    check_teacher,
+)
+
+DATA, TEACHER, STUDENT, MODEL = "data", "teacher", "student", "model"  # folders under OUT
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` made."""
+
+    teacher: Path  # OUT/teacher/model
+    student: Path  # OUT/student/model
+    singers: list[str]  # the singers fine-tuned ("<dataset>_<singer>")
+    minutes: float  # of their usable audio
+    started_from: dict[str, str]  # new singer -> what its embedding row started as
+
+
+def finetune(
+    teacher: str | Path,
+    out: str | Path,
+    *,
+    datasets: Sequence[str] = (),
+    data: str | Path | None = None,
+    student: str | Path | None = None,
+    teacher_steps: int | None = None,
+    distill_steps: int | None = None,
+    continue_singer: bool = False,
+    push_to_hub: str | None = None,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    mixed_precision: str | None = None,
+    device: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune the base ``teacher`` (and ``student``) on ``datasets`` (``"CORPUS[:NAME]=PATH"``) or a
+    processed ``data`` folder; see the module docstring for the steps and ``OUT``'s layout.
+
+    ``overrides``: ``section.key=value`` on the base teacher's config (``finetune.*``,
+    ``train.*``, ``distill.*``, ``data.*``, ...; those that change its audio, content, F0,
+    energy or model settings are refused). ``mixed_precision``: "no", "fp16" or "bf16"
+    (default: ``accelerate launch``'s setting, else ``train.mixed_precision``). ``device``: where features are extracted.
+    Raises :class:`~comosvc.training.finetune_checks.FinetuneError` on bad input, before training.
+    """
+    from accelerate import PartialState
+
+    from comosvc.data.corpora import CorpusError, DatasetSpec
+    from comosvc.models import ComoSVC
+
+    teacher, out = str(teacher), Path(out).expanduser()
+    if bool(datasets) == (data is not None):
+        raise FinetuneError("Give the new audio with --dataset CORPUS[:NAME]=PATH, or a processed folder with --data; not both.")
+    base = ComoSVC.from_pretrained(teacher)
+    check_teacher(base, teacher)
+    steps = [f"finetune.teacher_steps={teacher_steps}"] * (teacher_steps is not None)
+    steps += [f"finetune.distill_steps={distill_steps}"] * (distill_steps is not None)
+    cfg = with_overrides(base.config, [*overrides, *steps])
+    check_overrides(base.config, cfg, teacher)
+    ft = cfg.finetune
+    if not ft.train_parts:
+        raise FinetuneError("finetune.train_parts is empty: name at least one of speaker, condition, prior, denoiser.")
+    base_student = None
+    if student is not None:
+        student = str(student)
+        base_student = ComoSVC.from_pretrained(student)
+        check_student(base_student, base, student, teacher)
+    check_out(out, resume, [teacher, student] + ([str(data)] if data is not None else []))
+
+    # the data, extending the base's singer table and stats
+    state = PartialState()
+    try:
+        if datasets:
+            specs = [DatasetSpec.parse(text) for text in datasets]
+            keys = {f"{spec.name}_{record.singer}" for spec in specs for record in spec.records()}
+            check_singers(keys, base.singers, cfg.model.n_speakers, continue_singer)
+            data_dir = out / DATA
+            if state.is_main_process:
+                from comosvc.data.preprocess import preprocess
+
+                preprocess(cfg, specs, data_dir, device=device, base=(base.singers, base.stats))
+            state.wait_for_everyone()
+        else:
+            data_dir = Path(data).expanduser()
+            keys = _check_data_folder(data_dir, base, cfg, continue_singer)
+    except CorpusError as err:
+        raise FinetuneError(str(err)) from err
+    seconds = seconds_per_singer(data_dir, cfg.audio.sample_rate)
+    check_amount(seconds, keys, ft.min_seconds, data_dir / "skipped.tsv")
+    trained = sorted(key for key in seconds if seconds[key] > 0)
+    minutes = sum(seconds[key] for key in trained) / 60
+    mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
+
+    teacher_dir, started = _finetune_teacher(base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume)
+    teacher_name = f"{push_to_hub}-{TEACHER}" if push_to_hub else str(teacher_dir)
+    student_dir = _distil_student(
+        teacher_dir, base_student, cfg, data_dir, out / STUDENT, minutes, teacher_name, student or teacher,
+        mixed_precision, resume,
+    )
+    if push_to_hub and state.is_main_process:
+        for kind, folder in ((TEACHER, teacher_dir), (STUDENT, student_dir)):
+            url = ComoSVC.from_pretrained(folder).push_to_hub(f"{push_to_hub}-{kind}")
+            print(f"pushed the {kind} to {url}")
+    state.wait_for_everyone()
+    return FinetuneResult(teacher_dir, student_dir, trained, minutes, started)
+
+
+def phase_config(tc: TrainConfig, ft: FinetuneConfig, steps: int, mixed_precision: str) -> TrainConfig:
+    """The ``train`` or ``distill`` section of a fine-tune phase of ``steps`` steps: ``finetune``'s lr
+    and batch size, a checkpoint and a validation every quarter of the steps."""
+    every = max(1, steps // 4)
+    return dataclasses.replace(
+        tc, max_steps=steps, lr=ft.lr, min_lr=min(tc.min_lr, ft.lr), batch_size=ft.batch_size,
+        checkpoint_every=every, validate_every=every, log_every=min(tc.log_every, every), mixed_precision=mixed_precision,
+    )
+
+
+def select_parts(model, parts: Sequence[str]) -> list:
+    """Freeze ``model`` but ``parts`` (speaker, condition, prior, denoiser); returns the trainable parameters."""
+    model.requires_grad_(False)
+    encoder = model.condition_encoder
+    if "condition" in parts:
+        for name, module in encoder.named_children():
+            module.requires_grad_(name != "speaker")
+    if "speaker" in parts:
+        encoder.speaker.requires_grad_(True)
+    for part in ("prior", "denoiser"):
+        if part in parts:
+            getattr(model, part).requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def seconds_per_singer(data_dir: Path, sample_rate: int) -> dict[str, float]:
+    """Usable seconds per singer key of a processed folder (both splits)."""
+    from comosvc.data.preprocess import load_processed
+
+    seconds: dict[str, float] = {}
+    for split in load_processed(data_dir).values():
+        columns = split.select_columns(["dataset", "singer", "start", "end"]).to_dict()
+        for dataset, singer, start, end in zip(*columns.values()):
+            key = f"{dataset}_{singer}"
+            seconds[key] = seconds.get(key, 0.0) + (end - start) / sample_rate
+    return seconds
+
+
+def _check_data_folder(folder: Path, base, cfg: ComoSVCConfig, continue_singer: bool) -> list[str]:
+    """Check a processed ``--data`` folder against the base teacher; returns its singers."""
+    from comosvc.data.preprocess import load_stats
+    from comosvc.data.singers import SingerTable
+
+    if not (folder / RUN_CONFIG_FILE).is_file():
+        raise FinetuneError(f"--data {folder} holds no processed data ({RUN_CONFIG_FILE} missing): pass the audio with --dataset.")
+    singers = SingerTable.load(folder / SINGERS_FILE).to_dict()
+    check_data(load_config(folder / RUN_CONFIG_FILE), singers, load_stats(folder), base, folder)
+    keys = sorted(seconds_per_singer(folder, cfg.audio.sample_rate))
+    check_singers(keys, base.singers, cfg.model.n_speakers, continue_singer)
+    return keys
+
+
+def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name, mixed_precision, resume):
+    """The teacher phase; returns ``(OUT/teacher/model, started_from)``."""
+    from comosvc.data.preprocess import extend_stats
+    from comosvc.training import Objective, prepare_training
+    from comosvc.training.data import load_training_data
+    from comosvc.training.media import SampleLogger
+    from comosvc.training.speaker_rows import keep_rows, start_rows
+
+    tc = phase_config(cfg.train, cfg.finetune, cfg.finetune.teacher_steps, mixed_precision)
+    run_cfg = dataclasses.replace(cfg, train=tc)
+    data = load_training_data(data_dir, tc)
+    base_singers, base_stats = dict(base.singers), base.stats
+    base_table = base.condition_encoder.speaker.weight.detach().clone()
+    model = base  # trained in place: the base folder is never written
+    model.config, model.singers, model.stats = run_cfg, data.singers, extend_stats(base_stats, data.stats)
+    medians = {key: data.stats.get("f0", {}).get(key, {}).get("median") for key in trained if key not in base_singers}
+    started = start_rows(model, medians, base_singers, base_stats, cfg.finetune.start_embedding)
+    parameters = select_parts(model, cfg.finetune.train_parts)
+    run = prepare_training(
+        Objective(model, "teacher_loss"), tc, run_dir, data.train_loader, data.val_loader,
+        parameters=parameters, resume=resume, project="finetune-teacher", run_config=run_cfg,
+    )
+    if run.is_main_process:
+        starts = ", ".join(f"{key} from {source}" for key, source in started.items()) or "none"
+        print(f"fine-tuning the teacher {base_name} on {minutes:.1f} min of {', '.join(trained)} "
+              f"(new rows: {starts}; training {', '.join(cfg.finetune.train_parts)}): {run.describe()}")
+    samples = SampleLogger.of_data(
+        run.accelerator, run_cfg, data,
+        sample_fn=lambda m, batch: m.sample(batch, sampler="teacher", steps=cfg.inference.teacher_steps).mel,
+    )
+    summary = run.fit(on_validate=lambda step: samples(step, run.model), desc="fine-tune teacher")
+    folder = run_dir / MODEL
+    if run.is_main_process:
+        final = run.final_model()
+        keep_rows(final, base_table, [data.singers[key] for key in trained])
+        final.base_model, final.finetune_minutes = base_name, round(minutes, 2)
+        run.save_model(final)
+        print(f"fine-tuned the teacher {summary.steps_run} steps; saved to {folder}")
+    run.end()
+    run.accelerator.wait_for_everyone()
+    return folder, started
+
+
+def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, teacher_name, base_name, mixed_precision, resume):
+    """The student phase; returns ``OUT/student/model``."""
+    from comosvc.models import ComoSVC, ConsistencyDistiller
+    from comosvc.training import Objective, prepare_training
+    from comosvc.training.data import load_training_data
+    from comosvc.training.media import SampleLogger
+
+    dc = phase_config(cfg.distill, cfg.finetune, cfg.finetune.distill_steps, mixed_precision)
+    teacher = ComoSVC.from_pretrained(teacher_dir)
+    run_cfg = dataclasses.replace(teacher.config, distill=dc)
+    data = load_training_data(data_dir, dc)
+    distiller = ConsistencyDistiller(teacher)
+    if base_student is not None:  # student and EMA target start from the base student's denoiser
+        distiller.student.load_state_dict(base_student.denoiser.state_dict())
+        distiller.target.load_state_dict(base_student.denoiser.state_dict())
+    run = prepare_training(
+        Objective(distiller, "loss"), dc, run_dir, data.train_loader, data.val_loader,
+        parameters=distiller.trainable_parameters(), resume=resume, project="finetune-distill", run_config=run_cfg,
+    )
+    if run.is_main_process:
+        start = "the base student" if base_student is not None else "the teacher"
+        print(f"distilling the fine-tuned teacher, starting from {start}'s denoiser: {run.describe()}")
+    samples = SampleLogger.of_data(
+        run.accelerator, run_cfg, data, sample_fn=lambda d, batch: d.export().sample(batch, sampler="student", steps=1).mel,
+    )
+    summary = run.fit(
+        after_update=lambda step: run.model.update_ema(),
+        on_validate=lambda step: samples(step, run.model),
+        desc="fine-tune student",
+    )
+    folder = run_dir / MODEL
+    if run.is_main_process:
+        model = run.final_model().export(distilled_from=teacher_name, distillation_steps=summary.state.step)
+        model.base_model, model.finetune_minutes = base_name, round(minutes, 2)
+        run.save_model(model)
+        print(f"distilled the student {summary.steps_run} steps; saved to {folder}")
+    run.end()
+    run.accelerator.wait_for_everyone()
+    return folder
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of ``train/finetune.py``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--teacher", required=True, help="base teacher: a model folder or a Hub id")
+    parser.add_argument("--student", help="base student distilled from --teacher (default: start from the teacher)")
+    new = parser.add_mutually_exclusive_group(required=True)
+    new.add_argument("--dataset", action="append", metavar="CORPUS[:NAME]=PATH", help="new audio, e.g. generic:alice=recordings/ (repeatable)")
+    new.add_argument("--data", help="a processed folder instead (OUT/data of an earlier fine-tune)")
+    parser.add_argument("--out", required=True, help="run folder: data/, teacher/, student/ (must be new or empty)")
+    parser.add_argument("--teacher_steps", type=int, help="fine-tuning steps of the teacher (finetune.teacher_steps)")
+    parser.add_argument("--distill_steps", type=int, help="distillation steps of the student (finetune.distill_steps)")
+    parser.add_argument("--continue_singer", action="store_true", help="fine-tune singers the base table already has")
+    parser.add_argument("--push_to_hub", metavar="REPO", help="upload to the Hub as REPO-teacher and REPO-student")
+    parser.add_argument("--resume", action="store_true", help="continue the fine-tune in --out from its newest checkpoints")
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate launch's setting, else the config's")
+    parser.add_argument("--device", help="device for feature extraction, e.g. cuda (default: auto)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides, e.g. finetune.lr=5e-5")
+    return parser
+
+
+__all__ = ["FinetuneResult", "build_parser", "finetune", "phase_config", "seconds_per_singer", "select_parts"]

@@ -1,0 +1,257 @@
+"""Fine-tuning a tiny teacher and student on a new synthetic voice (comosvc/training/finetune.py).
+
+The singer table is extended (base ids never move, new singers take the next free id),
+every bad input is refused with one line before any training, a few steps of each phase
+give a teacher and a student that load and convert to the new singer, and ``resume``
+continues both phases from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from comosvc.training.finetune_checks import FinetuneError
+from tests.conftest import F0_MEDIANS, SINGERS, save_tiny_models
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = [  # few and small steps: the tests check plumbing, not learning
+    "finetune.min_seconds=2", "finetune.batch_size=2", "inference.teacher_steps=2", "train.num_workers=0",
+    "distill.num_workers=0", "train.log_with=none", "distill.log_with=none",
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate():
+    """Each fine-tune builds its own Accelerators; start and leave the process without one."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, tiny_overrides) -> dict:
+    """A tiny base teacher and student (3 singers), and 8 s of a new voice (one singer folder)."""
+    from comosvc.config import load_config
+    from comosvc.data.synthetic import write_corpus
+    from tests.conftest import TINY_CONFIG
+
+    root = tmp_path_factory.mktemp("finetune")
+    config = load_config(TINY_CONFIG, overrides=list(tiny_overrides))
+    teacher, student = save_tiny_models(root / "base", config)
+    write_corpus("generic", root / "voice", n_singers=1, files_per_singer=4, seconds=2.0, seed=5)
+    return {"root": root, "config": config, "teacher": teacher, "student": student, "voice": root / "voice"}
+
+
+def run_finetune(base: dict, out: Path, *, datasets=None, overrides=(), **kwargs):
+    from comosvc.training.finetune import finetune
+
+    kwargs.setdefault("student", base["student"])
+    return finetune(
+        base["teacher"], out, datasets=[f"generic:alice={base['voice']}"] if datasets is None else datasets,
+        teacher_steps=kwargs.pop("teacher_steps", 4), distill_steps=kwargs.pop("distill_steps", 4),
+        overrides=[*FAST, *overrides], device="cpu", **kwargs,
+    )
+
+
+def refused(base: dict, out: Path, match: str, **kwargs) -> str:
+    """The one-line message of a refused fine-tune; nothing was trained in ``out``."""
+    with pytest.raises(FinetuneError, match=match) as info:
+        run_finetune(base, out, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    assert not (out / "teacher").exists() and not (out / "student").exists()
+    return message
+
+
+# --------------------------------------------------------------------------- the singer table
+
+
+def test_extending_a_table_keeps_every_id_and_gives_the_next_free_one():
+    from comosvc.data.singers import SingerTable
+
+    base = {"a_x": 0, "a_y": 4, "b_z": 2}
+    table = SingerTable(max_speakers=8).extending(base)
+    assert table.update(["new_p", "new_q", "a_x"]) == ["new_p", "new_q"]
+    assert table.to_dict() == {"a_x": 0, "b_z": 2, "a_y": 4, "new_p": 5, "new_q": 6}
+    # a table written by an earlier fine-tune extends again to itself
+    assert SingerTable(table.to_dict()).extending(base).to_dict() == table.to_dict()
+    with pytest.raises(ValueError, match="'new_p' id 2.*another singer's"):
+        SingerTable({"new_p": 2}).extending(base)
+    with pytest.raises(ValueError, match="'a_y' id 1.*has id 4"):
+        SingerTable({"a_y": 1}).extending(base)
+
+
+def test_extending_stats_keeps_the_base_and_adds_the_new():
+    from comosvc.data.preprocess import extend_stats
+
+    base = {"mel": {"a": {"min": [0], "max": [1]}}, "f0": {"a_x": {"median": 200.0}}, "durations": {"a_x": 60.0}}
+    new = {"mel": {"a": {"min": [5], "max": [6]}, "n": {"min": [2], "max": [3]}},
+           "f0": {"a_x": {"median": 300.0}, "n_y": {"median": 100.0}}, "durations": {"a_x": 9.0, "n_y": 30.0}}
+    merged = extend_stats(base, new)
+    assert merged["mel"] == {"a": {"min": [0], "max": [1]}, "n": {"min": [2], "max": [3]}}
+    assert merged["f0"] == {"a_x": {"median": 200.0}, "n_y": {"median": 100.0}}
+    assert merged["durations"] == {"a_x": 60.0, "n_y": 30.0}
+    assert extend_stats(base, merged) == merged
+
+
+def test_a_new_row_starts_from_the_nearest_base_voice_by_f0_or_the_mean():
+    from comosvc.training.speaker_rows import MEAN, nearest_by_f0
+
+    f0 = {key: {"median": hz} for key, hz in F0_MEDIANS.items()}
+    assert nearest_by_f0(120.0, f0, SINGERS) == "synth_bass"
+    assert nearest_by_f0(310.0, f0, SINGERS) == "other_alto"  # 300 Hz is nearer than 330 Hz
+    assert nearest_by_f0(None, f0, SINGERS) is None and nearest_by_f0(200.0, {}, SINGERS) is None
+    assert MEAN
+
+
+# --------------------------------------------------------------------------- refusals, before any training
+
+
+def test_refuses_a_folder_without_usable_audio(base, tmp_path):
+    from comosvc.audio import save_audio
+
+    silent = tmp_path / "silent"
+    save_audio(silent / "bob" / "take.wav", np.zeros(24000 * 3, np.float32))
+    message = refused(base, tmp_path / "out", "No usable audio", datasets=[f"generic:bob={silent}"])
+    assert "skipped" in message
+    (tmp_path / "empty" / "bob").mkdir(parents=True)
+    (tmp_path / "empty" / "bob" / "notes.txt").write_text("no audio here")
+    refused(base, tmp_path / "out2", "No audio found", datasets=[f"generic:bob={tmp_path / 'empty'}"])
+
+
+def test_refuses_too_little_audio_saying_the_minimum_and_what_was_found(base, tmp_path):
+    message = refused(base, tmp_path / "out", "Too little audio", overrides=["finetune.min_seconds=30"])
+    assert "alice_singer0: 8.0 s usable, at least 30 s needed" in message
+
+
+def test_refuses_settings_that_contradict_the_base_model(base, tmp_path):
+    from comosvc.data.singers import SingerTable
+    from comosvc.models import ComoSVC
+
+    refused(base, tmp_path / "out", r"audio.sample_rate 24000 != 44100", overrides=["audio.sample_rate=44100"])
+    refused(base, tmp_path / "out", r"content.whisper_mode 'unpadded' != 'padded'", overrides=["content.whisper_mode=padded"])
+    # a student of other mel settings
+    other = dataclasses.replace(base["config"], audio=dataclasses.replace(base["config"].audio, n_mels=80))
+    ComoSVC(other, singers=SINGERS, distilled=True, distilled_from=str(base["teacher"])).save_pretrained(tmp_path / "s80")
+    refused(base, tmp_path / "out", r"other settings than --teacher .*audio.n_mels 100 != 80", student=tmp_path / "s80")
+    # processed data of another Whisper mode
+    data = tmp_path / "data"
+    data.mkdir()
+    dataclasses.replace(base["config"], content=dataclasses.replace(base["config"].content, whisper_mode="padded")).save(data / "config.yaml")
+    SingerTable(SINGERS).save(data)
+    (data / "stats.json").write_text(json.dumps({"mel": {}}))
+    refused(base, tmp_path / "out", "prepared with other settings.*whisper_mode", datasets=(), data=data)
+
+
+def test_refuses_a_student_distilled_from_another_teacher(base, tmp_path):
+    from comosvc.models import ComoSVC
+
+    torch.manual_seed(1)
+    ComoSVC(base["config"], singers=SINGERS, distilled=True, distilled_from="someone/else").save_pretrained(tmp_path / "s")
+    message = refused(base, tmp_path / "out", "was distilled from someone/else, not from --teacher", student=tmp_path / "s")
+    assert "leave out --student" in message
+    refused(base, tmp_path / "out", "is not a distilled student", student=base["teacher"])
+    refused({**base, "teacher": base["student"]}, tmp_path / "out", "is a distilled student: pass its teacher")
+
+
+def test_refuses_a_known_singer_unless_continued_and_a_full_table(base, tmp_path):
+    from comosvc.audio import save_audio
+    from comosvc.measure.songs import synthetic_song
+
+    voice = tmp_path / "synth"
+    save_audio(voice / "alto" / "take.wav", synthetic_song(1.0, 0, seed=1))
+    refused(base, tmp_path / "out", "synth_alto is already in the base model's singer table.*--continue_singer",
+            datasets=[f"generic:synth={voice}"])
+
+    config = dataclasses.replace(base["config"], model=dataclasses.replace(base["config"].model, n_speakers=3))
+    teacher, student = save_tiny_models(tmp_path / "full", config)
+    full = {**base, "teacher": teacher, "student": student}
+    refused(full, tmp_path / "out", "singer table is full: 1 new singer.*model.n_speakers is 3")
+
+
+def test_refuses_an_output_folder_that_holds_something(base, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    refused(base, tmp_path / "out", "is not empty.*--resume")
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+    with pytest.raises(FinetuneError, match="holds the base model"):
+        run_finetune(base, base["root"], resume=True)
+
+
+# --------------------------------------------------------------------------- end to end, then resumed
+
+
+@pytest.fixture(scope="module")
+def finetuned(base, tmp_path_factory) -> dict:
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    out = tmp_path_factory.mktemp("runs") / "alice"
+    base_files = {p: p.read_bytes() for folder in (base["teacher"], base["student"]) for p in folder.iterdir()}
+    result = run_finetune(base, out)
+    return {"out": out, "result": result, "base_files": base_files}
+
+
+def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetuned):
+    from comosvc.models import ComoSVC
+    from comosvc.pipeline import ConversionPipeline
+    from comosvc.measure.songs import synthetic_song
+    from comosvc.vocoders import GRIFFINLIM
+
+    result, out = finetuned["result"], finetuned["out"]
+    assert result.teacher == out / "teacher" / "model" and result.student == out / "student" / "model"
+    assert result.singers == ["alice_singer0"] and result.minutes == pytest.approx(8 / 60, abs=0.01)
+    assert result.started_from["alice_singer0"] in SINGERS  # the base voice nearest in F0 median
+    base_teacher = ComoSVC.from_pretrained(base["teacher"])
+    teacher, student = ComoSVC.from_pretrained(result.teacher), ComoSVC.from_pretrained(result.student)
+    for model in (teacher, student):
+        assert model.singers == {**SINGERS, "alice_singer0": 3}  # base ids kept, the next free id
+        assert model.stats["mel"].keys() == {"synth", "other", "alice"}
+        assert model.stats["f0"]["synth_alto"] == base_teacher.stats["f0"]["synth_alto"]
+        assert model.finetune_minutes == pytest.approx(result.minutes, abs=0.01)
+    assert teacher.base_model == str(base["teacher"]) and student.base_model == str(base["student"])
+    assert not teacher.distilled and student.distilled and student.distilled_from == str(result.teacher)
+    assert student.distillation_steps == 4
+    card = (result.student / "README.md").read_text()
+    assert f"Fine-tuned from `{base['student']}` on 0.1 min of new audio" in card and "alice_singer0" in card
+
+    # the base singers' rows are the base's; the new row and the trained parts moved; the rest did not
+    rows, base_rows = teacher.condition_encoder.speaker.weight, base_teacher.condition_encoder.speaker.weight
+    torch.testing.assert_close(rows[:3], base_rows[:3], rtol=0, atol=0)
+    torch.testing.assert_close(rows[4:], base_rows[4:], rtol=0, atol=0)
+    assert not torch.equal(rows[3], base_rows[3])
+    for part in ("prior", "denoiser"):
+        moved = [not torch.equal(v, getattr(base_teacher, part).state_dict()[k]) for k, v in getattr(teacher, part).state_dict().items()]
+        assert any(moved), part
+    torch.testing.assert_close(teacher.condition_encoder.whisper.weight, base_teacher.condition_encoder.whisper.weight, rtol=0, atol=0)
+    # the base models are as they were
+    assert {p: p.read_bytes() for p in finetuned["base_files"]} == finetuned["base_files"]
+
+    pipe = ConversionPipeline.from_pretrained(result.student, vocoder=GRIFFINLIM, device="cpu")
+    clip = synthetic_song(1.0, singer_index=1, seed=3)
+    converted = pipe(clip, singer="alice_singer0", steps=1, seed=0)
+    assert converted.nfe == 1 and converted.audio.shape == clip.shape and np.isfinite(converted.audio).all()
+
+
+def test_resume_continues_both_phases_from_their_checkpoints(base, finetuned, caplog):
+    from comosvc.models import ComoSVC
+
+    out = finetuned["out"]
+    with caplog.at_level("INFO", logger="comosvc"):
+        result = run_finetune(base, out, resume=True, teacher_steps=6, distill_steps=6)
+    resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resumed from")]
+    assert resumed == [f"Resumed from {out / 'teacher' / 'checkpoints' / 'step-00000004'} at step 4",
+                       f"Resumed from {out / 'student' / 'checkpoints' / 'step-00000004'} at step 4"]
+    assert ComoSVC.from_pretrained(result.student).distillation_steps == 6
