@@ -12,7 +12,8 @@ step only. Settings come from the config's `distill` section; model sizes and th
 EDM/consistency constants come from the teacher. Writes OUT/checkpoints (crash-safe,
 --resume), OUT/logs (TensorBoard), OUT/config.yaml and at the end the inference
 export in OUT/model: condition encoder + prior + one denoiser, singers.json,
-stats.json and the model card (pushed to the Hub with --push_to_hub).
+stats.json, the model card and the teacher's timbre index if it has one (pushed to
+the Hub with --push_to_hub).
 """
 
 import sys
@@ -59,6 +60,7 @@ summary = run.fit(
 # the inference export: condition encoder + prior + one denoiser, with singers, stats and card
 if run.is_main_process:
     student = run.final_model().export(distilled_from=args.teacher, distillation_steps=summary.state.step)
+    student.index = teacher.index  # the singers' content vectors do not change with the denoiser
     folder = run.save_model(student, push_to_hub=args.push_to_hub)
     print(f"distilled {summary.steps_run} steps ({summary.steps_per_second:.2f} steps/s); student saved to {folder}")
 run.end()

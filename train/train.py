@@ -6,7 +6,8 @@
 Writes OUT/checkpoints/step-XXXXXXXX (crash-safe, the last train.keep_checkpoints
 kept; continue with --resume), OUT/logs (TensorBoard: `tensorboard --logdir OUT/logs`),
 OUT/config.yaml, and at the end the teacher in OUT/model (save_pretrained: weights,
-config, singers.json, stats.json, model card), pushed to the Hub with --push_to_hub.
+config, singers.json, stats.json, model card, and the singers' timbre index unless
+--no_index), pushed to the Hub with --push_to_hub.
 All logic lives in comosvc/; this file only wires it together.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from comosvc.index.build import build_index_at_end_of_training  # noqa: E402
 from comosvc.models import ComoSVC  # noqa: E402
 from comosvc.training import Objective, prepare_training  # noqa: E402
 from comosvc.training.args import start_script  # noqa: E402
@@ -22,7 +24,7 @@ from comosvc.training.data import load_training_data  # noqa: E402
 from comosvc.training.media import SampleLogger  # noqa: E402
 
 # config: the file, the overrides and the flags of the command line
-args, cfg = start_script(__doc__, "train")
+args, cfg = start_script(__doc__, "train", index_arg=True)
 tc = cfg.train
 
 # data: random crops mixing singers; singers.json and stats.json travel with the model
@@ -48,6 +50,8 @@ summary = run.fit(on_validate=lambda step: samples(step, run.model), desc="teach
 if run.is_main_process:
     teacher = run.final_model()  # the EMA weights (train.ema_halflife_steps)
     teacher.training_steps = summary.state.step
+    if not args.no_index:  # the singers' timbre index (python -m comosvc index), saved with the model
+        teacher.index = build_index_at_end_of_training(args.data, device=run.accelerator.device)
     folder = run.save_model(teacher, push_to_hub=args.push_to_hub)
     print(f"trained {summary.steps_run} steps ({summary.steps_per_second:.2f} steps/s); teacher saved to {folder}")
 run.end()

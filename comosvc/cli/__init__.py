@@ -22,6 +22,7 @@ COMMANDS = {
     "evaluate": "comosvc.cli.evaluate",
     "export-onnx": "comosvc.cli.export_onnx",
     "stream": "comosvc.cli.stream",
+    "index": "comosvc.cli.index",
 }
 
 

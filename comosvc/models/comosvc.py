@@ -30,7 +30,7 @@ from torch import nn
 
 from comosvc import __version__
 from comosvc.config import ComoSVCConfig, ConfigError
-from comosvc.files import CARD_FILE, MODEL_CONFIG_FILE, SINGERS_FILE, STATS_FILE, WEIGHTS_FILE
+from comosvc.files import CARD_FILE, INDEX_FILE, MODEL_CONFIG_FILE, SINGERS_FILE, STATS_FILE, WEIGHTS_FILE
 from comosvc.models.condition import ConditionEncoder
 from comosvc.models.consistency import consistency_sample
 from comosvc.models.denoiser import BiDilConv
@@ -132,6 +132,7 @@ class ComoSVC(
         self.base_model = base_model
         self.finetune_minutes = finetune_minutes
         self.name_or_path: str | None = None  # set by from_pretrained
+        self.index = None  # a comosvc.index.TimbreIndex: loaded from the folder's INDEX_FILE, saved with the model
 
         n_mels = config.audio.n_mels
         self.condition_encoder = ConditionEncoder(config)
@@ -348,6 +349,8 @@ class ComoSVC(
         (save_directory / STATS_FILE).write_text(json.dumps(self.stats, indent=2, ensure_ascii=False))
         save_model(self, str(save_directory / WEIGHTS_FILE))
         self.generate_model_card().save(save_directory / CARD_FILE)  # refreshed on every save
+        if self.index is not None:
+            self.index.save(save_directory / INDEX_FILE)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "ComoSVC":
@@ -399,7 +402,7 @@ class ComoSVC(
                     force_download=force_download,
                     local_files_only=local_files_only,
                     token=token,
-                    allow_patterns=[MODEL_CONFIG_FILE, WEIGHTS_FILE, SINGERS_FILE, STATS_FILE, CARD_FILE],
+                    allow_patterns=[MODEL_CONFIG_FILE, WEIGHTS_FILE, SINGERS_FILE, STATS_FILE, CARD_FILE, INDEX_FILE],
                 )
             )
         missing = [name for name in (MODEL_CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
@@ -424,6 +427,11 @@ class ComoSVC(
             finetune_minutes=meta.get("finetune_minutes"),
         )
         load_weights(model, folder / WEIGHTS_FILE, strict=strict, device=map_location)
+        if (folder / INDEX_FILE).is_file():
+            from comosvc.index import TimbreIndex
+
+            content = model.config.content
+            model.index = TimbreIndex.load(folder / INDEX_FILE, dims={"whisper": content.whisper_dim, "contentvec": content.contentvec_dim})
         model.name_or_path = str(model_id)
         return model.to(map_location).eval()
 

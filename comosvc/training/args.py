@@ -21,7 +21,9 @@ from comosvc.config import ComoSVCConfig, ConfigError, TrainConfig, load_config
 from comosvc.files import RUN_CONFIG_FILE
 
 
-def start_script(doc: str, section: str, teacher_arg: bool = False) -> tuple[argparse.Namespace, ComoSVCConfig]:
+def start_script(
+    doc: str, section: str, teacher_arg: bool = False, index_arg: bool = False
+) -> tuple[argparse.Namespace, ComoSVCConfig]:
     """The prologue of a training script (``section``: "train" or "distill"); returns ``(args, cfg)``.
 
     Parses the command line (``doc``'s first line is the description), logs comosvc's
@@ -29,7 +31,7 @@ def start_script(doc: str, section: str, teacher_arg: bool = False) -> tuple[arg
     resolves ``cfg.<section>.mixed_precision`` and seeds every process alike (the same
     initial weights everywhere).
     """
-    args = build_parser(doc.splitlines()[0], teacher_arg=teacher_arg).parse_args()
+    args = build_parser(doc.splitlines()[0], teacher_arg=teacher_arg, index_arg=index_arg).parse_args()
     setup_logging()
     show_user_errors_briefly()
     cfg = load_run_config(args, section)
@@ -39,8 +41,9 @@ def start_script(doc: str, section: str, teacher_arg: bool = False) -> tuple[arg
     return args, cfg
 
 
-def build_parser(description: str, teacher_arg: bool = False) -> argparse.ArgumentParser:
-    """The parser of a training script; ``teacher_arg`` adds distillation's ``--teacher``."""
+def build_parser(description: str, teacher_arg: bool = False, index_arg: bool = False) -> argparse.ArgumentParser:
+    """The parser of a training script; ``teacher_arg`` adds distillation's ``--teacher``, ``index_arg``
+    training's ``--no_index``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="config file, e.g. configs/comosvc.yaml or configs/tiny.yaml")
     if teacher_arg:
@@ -53,6 +56,8 @@ def build_parser(description: str, teacher_arg: bool = False) -> argparse.Argume
     parser.add_argument("--lr", type=float, help="AdamW learning rate")
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate launch's setting, else the config's")
     parser.add_argument("--push_to_hub", metavar="REPO_ID", help="upload the final model to this Hub repository")
+    if index_arg:
+        parser.add_argument("--no_index", action="store_true", help="do not build the singers' timbre index at the end")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides, e.g. train.log_every=10")
     return parser
 
