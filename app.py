@@ -438,7 +438,8 @@ def make_convert(state: ModelState, settings: AppSettings):
     of the same arguments (the handler's ``.gpu_seconds``).
     """
 
-    def convert(audio_path, singer, key, auto_key, teacher_steps, student_steps, seed, progress=gr.Progress()):
+    def convert(audio_path, singer, key, auto_key, teacher_steps, student_steps, seed, mix_singer=None, mix_share=0.5,
+                progress=gr.Progress()):
         if state.pipe is None:
             raise gr.Error(_escape(state.problem or "No model is loaded."), print_exception=False)
         if not audio_path:
@@ -466,7 +467,7 @@ def make_convert(state: ModelState, settings: AppSettings):
             result = compare(
                 pipe,
                 wav,
-                singer,
+                target_singer(singer, mix_singer, mix_share),
                 teacher_steps=int(teacher_steps),
                 student_steps=int(student_steps),
                 key="auto" if auto_key else float(key),
@@ -508,7 +509,7 @@ def make_convert(state: ModelState, settings: AppSettings):
         )
 
     def gpu_seconds(audio_path, singer=None, key=0, auto_key=False, teacher_steps=40, student_steps=1, seed=0,
-                    progress=None) -> int:
+                    mix_singer=None, mix_share=0.5, progress=None) -> int:
         """ZeroGPU's duration for this request (same arguments as ``convert``): the budget of the
         clip's length (at most --max-seconds: longer clips are refused at once) and both steps."""
         seconds = _duration(audio_path) if audio_path else 0.0
@@ -518,6 +519,15 @@ def make_convert(state: ModelState, settings: AppSettings):
     handler = on_gpu(convert, gpu_seconds)
     handler.gpu_seconds = gpu_seconds  # the estimate, for logs and tests
     return handler
+
+
+def target_singer(singer: str, mix_singer: str | None = None, mix_share: float = 0.5) -> str:
+    """The Convert tab's singer inputs -> the pipeline's singer: ``singer`` alone, or with a second
+    singer the mix ``"singer:(1 - share),second:share"`` (:mod:`comosvc.pipeline.mix`)."""
+    if not mix_singer:
+        return singer
+    share = float(mix_share)
+    return f"{singer}:{1.0 - share!r},{mix_singer}:{share!r}"
 
 
 def _duration(path: str) -> float:
@@ -692,6 +702,11 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
                         )
                     with gr.Accordion("Advanced", open=False):
                         seed = gr.Number(value=0, precision=0, label="Seed (same noise for both runs)")
+                        mix_singer = gr.Dropdown(
+                            choices=singers, value=None, label="Mix with a second singer (optional)",
+                            interactive=bool(singers), elem_id="mix-singer",
+                        )
+                        mix_share = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second singer", elem_id="mix-share")
                     button = gr.Button("Convert with teacher and student", variant="primary", elem_id="convert")
                     examples = write_examples(settings.examples_dir)
                     gr.Examples(
@@ -722,7 +737,7 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
         auto_key.change(lambda auto: gr.Slider(interactive=not auto), inputs=auto_key, outputs=key, queue=False, api_visibility="private")
         button.click(
             make_convert(state, settings),
-            inputs=[source, singer, key, auto_key, teacher_steps, student_steps, seed],
+            inputs=[source, singer, key, auto_key, teacher_steps, student_steps, seed, mix_singer, mix_share],
             outputs=[teacher_audio, student_audio, source_mel, teacher_mel, student_mel, table],
             api_name="convert",
             concurrency_limit=settings.concurrency,

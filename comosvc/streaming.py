@@ -94,7 +94,8 @@ class StreamingConverter:
 
     Args:
         pipe: a :class:`~comosvc.pipeline.ConversionPipeline` of a distilled student.
-        singer: target singer, ``"<dataset>_<singer>"`` or an unambiguous bare name.
+        singer: target singer, ``"<dataset>_<singer>"`` or an unambiguous bare name; or a mix of
+            singers (``"alice:0.7,bob:0.3"`` or ``{"alice": 0.7, "bob": 0.3}``, :mod:`comosvc.pipeline.mix`).
         block_seconds: the output comes in blocks this long (rounded to whole hops; at least 4 hops).
         context_seconds: past input the features and the student see before each block.
         lookahead_seconds: future input they see after it (part of the latency).

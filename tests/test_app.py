@@ -204,6 +204,20 @@ def test_too_long_clip_is_refused(app_server, tmp_path):
         client.predict(handle_file(str(clip)), SINGERS[0], 0, False, 2, 1, 0, api_name="/convert")
 
 
+def test_mix_of_two_singers_through_gradio_client(app_server, tmp_path):
+    """The Advanced panel's second singer and share: a mix converts; the same singer twice says what to do."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    clip = handle_file(str(write_clip(tmp_path / "clip.wav", seconds=1.0)))
+    client = Client(app_server, verbose=False)
+    single = client.predict(clip, SINGERS[0], 0, False, 2, 1, 0, api_name="/convert")[1]
+    mixed = client.predict(clip, SINGERS[0], 0, False, 2, 1, 0, SINGERS[1], 0.5, api_name="/convert")[1]
+    assert not np.allclose(sf.read(single)[0], sf.read(mixed)[0])
+    with pytest.raises(AppError, match="named twice"):
+        client.predict(clip, SINGERS[0], 0, False, 2, 1, 0, SINGERS[0], 0.5, api_name="/convert")
+
+
 def test_app_without_model_explains(tmp_path, monkeypatch):
     """No --model and no COMOSVC_MODEL: the page says what is missing, converting raises that as gr.Error."""
     import gradio as gr

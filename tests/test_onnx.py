@@ -201,3 +201,17 @@ def test_bench_adds_the_onnx_student(tmp_path, capsys):
     assert onnx["nfe"] == 1 and onnx["median"]["acoustic"] > 0 and "prior" not in onnx["median"]
     assert onnx["speedup"]["acoustic"] == pytest.approx(systems["teacher-4"]["median"]["acoustic"] / onnx["median"]["acoustic"])
     assert "| student-1-onnx | 1 |" in capsys.readouterr().out
+
+
+def test_onnx_runtime_refuses_a_mix_of_singers(export_dir, tmp_path, capsys):
+    """The export's speaker input is one id per row: a mix is refused before converting, in one line."""
+    pipe = ConversionPipeline.from_pretrained(export_dir, device="cpu", runtime="onnx")
+    wav, _ = sung_phrase([262.0], note_seconds=0.5, gap_seconds=0.1, seed=1)
+    assert pipe(wav, "synth_alto:1,synth_bass:0", seed=0).singer == "synth_alto"  # one singer left: converts
+    with pytest.raises(ValueError, match="converts to one singer.*use the torch runtime"):
+        pipe(wav, "synth_alto:0.5,synth_bass:0.5")
+    sf.write(tmp_path / "song.wav", wav, 24000)
+    code = main(["convert", str(tmp_path / "song.wav"), "--model", str(export_dir), "--runtime", "onnx",
+                 "--singer", "synth_alto:0.5,bass:0.5", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "use the torch runtime" in err[-1]

@@ -27,7 +27,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav, flac, ogg, mp3)")
     parser.add_argument("--model", required=True, help="Hugging Face Hub id or local folder of a ComoSVC model")
-    parser.add_argument("--singer", required=True, help='target singer: "<dataset>_<singer>" or a bare singer name')
+    parser.add_argument(
+        "--singer",
+        required=True,
+        help='target singer: "<dataset>_<singer>" or a bare singer name; or a mix of singers, '
+        '"alice:0.7,opencpop_female1:0.3" (weights are normalised to sum 1)',
+    )
     parser.add_argument(
         "--sampler",
         choices=["teacher", "student"],
@@ -69,7 +74,8 @@ def register(subparsers) -> None:
 
 
 def output_paths(inputs: list[str], out_dir: Path, singer: str) -> list[Path]:
-    """``<out>/<stem>_<singer>.wav`` per input; inputs with the same stem get ``_2``, ``_3``, ..."""
+    """``<out>/<stem>_<singer>.wav`` per input (``singer``: a key, or a mix's :attr:`~comosvc.pipeline.SingerMix.label`);
+    inputs with the same stem get ``_2``, ``_3``, ..."""
     seen: dict[str, int] = {}
     paths = []
     for name in inputs:
@@ -121,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             overrides=[*args.overrides, *([f"inference.dtype={args.dtype}"] if args.dtype else [])],
             runtime=args.runtime,
         )
-        singer = pipe.resolve_singer(args.singer)
+        singer = pipe.resolve_mix(args.singer)
         sampler = pipe.check_sampler(args.sampler, args.steps)
     except (UnknownSingerError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     failed: list[tuple[str, str]] = []
-    targets = output_paths(args.inputs, out_dir, singer)
+    targets = output_paths(args.inputs, out_dir, singer.label)
     files = tqdm(list(zip(args.inputs, targets)), desc="files", unit="file", disable=len(args.inputs) < 2)
     for source, target in files:
         chunks = tqdm(

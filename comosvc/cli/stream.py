@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", nargs="?", metavar="INPUT", help="audio file to stream (or use --input-device)")
     parser.add_argument("--model", required=True, help="Hugging Face Hub id or local folder of a distilled ComoSVC model")
-    parser.add_argument("--singer", required=True, help='target singer: "<dataset>_<singer>" or a bare singer name')
+    parser.add_argument("--singer", required=True, help='target singer: "<dataset>_<singer>" or a bare singer name, '
+                        'or a mix of singers, "alice:0.7,opencpop_female1:0.3"')
     parser.add_argument("--block", type=float, default=0.5, help="block length in seconds (default 0.5)")
     parser.add_argument("--context", type=float, default=1.0, help="past context per block in seconds (default 1.0)")
     parser.add_argument("--lookahead", type=float, default=0.1, help="future context per block in seconds (default 0.1)")
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             player.close()
     wall = time.perf_counter() - started
     stem = Path(args.input).stem if args.input else "live"
-    target = Path(args.out) if args.out else Path(f"{stem}_{converter.request.singer}_stream.wav")
+    target = Path(args.out) if args.out else Path(f"{stem}_{converter.request.singer.label}_stream.wav")
     save_audio(target, out, pipe.sample_rate)
     for warning in converter.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -28,6 +28,11 @@ ONNX_ONLY_ONE_STEP = (
     "(--sampler student --steps 1), or the torch runtime (runtime='torch', --runtime torch) for the teacher or more steps."
 )
 
+ONNX_ONE_SINGER = (
+    "The ONNX export converts to one singer (its speaker input is (B,) ids): "
+    "for a mix of singers use the torch runtime (runtime='torch', --runtime torch)."
+)
+
 
 def _session(path: Path, device: str | torch.device = "cpu", threads: int | None = None):
     """An onnxruntime session on ``device`` (CUDA when asked for and available), ``threads`` intra-op threads
@@ -100,6 +105,8 @@ class OnnxStudent:
         shape = tuple(f0.shape) + (self.config.audio.n_mels,)
         mask = batch.get("mask")
         mask = torch.ones(f0.shape, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
+        if batch.get("speaker_weights") is not None:
+            raise ValueError(ONNX_ONE_SINGER)
         speaker = torch.as_tensor(batch["speaker"]).long()
         n_speakers = self.config.model.n_speakers
         if speaker.numel() and (speaker.min() < 0 or speaker.max() >= n_speakers):
@@ -161,4 +168,4 @@ def load_onnx(folder: str | Path, device: str | torch.device = "cpu", threads: i
     return student, vocoder
 
 
-__all__ = ["ONNX_ONLY_ONE_STEP", "OnnxStudent", "OnnxVocoder", "load_onnx"]
+__all__ = ["ONNX_ONE_SINGER", "ONNX_ONLY_ONE_STEP", "OnnxStudent", "OnnxVocoder", "load_onnx"]

@@ -3,7 +3,7 @@
 :class:`ConversionPipeline` (``conversion.py``) ties the parts together; the parts
 are small modules of their own: ``chunks.py`` (long songs in bounded, crossfaded
 pieces; position-keyed noise), ``pitch.py`` (key shift), ``loudness.py`` (envelope
-matching, peak normalisation), ``singers.py`` (singer lookup).
+matching, peak normalisation), ``singers.py`` (singer lookup), ``mix.py`` (mixes of singers).
 
 ``read_singer_tables`` lives in :mod:`comosvc.models.folder` (beside the model whose
 files it reads); it is re-exported here for older imports.
@@ -19,6 +19,7 @@ from comosvc.pipeline.conversion import (
     StageClock,
     apply_overrides,
 )
+from comosvc.pipeline.mix import SingerMix, parse_mix
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import UnknownSingerError, resolve_singer
 
@@ -36,11 +37,13 @@ __all__ = [
     "ConversionPipeline",
     "ConversionRequest",
     "ConversionResult",
+    "SingerMix",
     "StageClock",
     "UnknownSingerError",
     "apply_overrides",
     "auto_key",
     "parse_key",
+    "parse_mix",
     "read_singer_tables",
     "resolve_singer",
     "shift_f0",

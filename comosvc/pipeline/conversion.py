@@ -55,8 +55,9 @@ from comosvc.measure.timer import Timer, sync_device
 from comosvc.pipeline import chunks as chunking
 from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
 from comosvc.pipeline.loudness import PEAK, finish_loudness
+from comosvc.pipeline.mix import SingerMix, SingerSpec, blend_mel_stats, mix_datasets, mix_f0_median, parse_mix
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
-from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
+from comosvc.pipeline.singers import resolve_singer
 from comosvc.precision import apply_precision, resolve_cpu_matmul, resolve_dtype
 from comosvc.slicer import slice_audio
 from comosvc.vocoders.parallel import prepare_vocoder
@@ -111,7 +112,7 @@ class ConversionResult:
 class ConversionRequest:
     """The options of one conversion, resolved and checked (:meth:`ConversionPipeline.request`)."""
 
-    singer: str  # the singer table key "<dataset>_<singer>"
+    singer: SingerMix  # table keys "<dataset>_<singer>" and weights; str() = the key of one singer
     sampler: Sampler
     steps: int
     key: float | str  # semitones, or "auto"
@@ -324,6 +325,17 @@ class ConversionPipeline:
         """``"<dataset>_<singer>"`` or an unambiguous bare name -> the table key (else :class:`UnknownSingerError`)."""
         return resolve_singer(singer, self.model.singers)
 
+    def resolve_mix(self, singer: SingerSpec) -> SingerMix:
+        """A singer or a mix (``"alice:0.7,bob:0.3"``, ``{"alice": 0.7, "bob": 0.3}``) -> a checked, normalised
+        :class:`~comosvc.pipeline.mix.SingerMix` (:func:`~comosvc.pipeline.mix.parse_mix`; one-line errors).
+        The ONNX runtime converts to one singer only."""
+        mix = parse_mix(singer, self.model.singers)
+        if self.runtime == "onnx" and mix.single is None:
+            from comosvc.onnx.runtime import ONNX_ONE_SINGER
+
+            raise ValueError(ONNX_ONE_SINGER)
+        return mix
+
     def check_sampler(self, sampler: str | None, steps: int | None = None) -> Sampler:
         """Validate ``sampler``/``steps`` (:func:`comosvc.models.samplers.check_sampler`); ``None`` picks the
         student of a distilled model, else the teacher. A distilled model's teacher is loaded from ``teacher``."""
@@ -375,11 +387,16 @@ class ConversionPipeline:
     def _acoustic_model(self, sampler: str):
         return self.teacher() if sampler == "teacher" else self.model
 
-    def _mel_stats(self, singer: str) -> MelStats:
-        dataset = singer_dataset(singer, self.model.stats)
-        if dataset not in self._stats_cache:
-            self._stats_cache[dataset] = MelStats.from_dict(self.model.stats["mel"][dataset])
-        return self._stats_cache[dataset]
+    def _mel_stats(self, singer: SingerSpec) -> MelStats:
+        """The mel bounds that de-normalise ``singer``'s mels: its dataset's, or for a mix of singers from
+        several datasets the weighted mean of theirs (:func:`~comosvc.pipeline.mix.blend_mel_stats`)."""
+        datasets = mix_datasets(self.resolve_mix(singer), self.model.stats)
+        for dataset in datasets:
+            if dataset not in self._stats_cache:
+                self._stats_cache[dataset] = MelStats.from_dict(self.model.stats["mel"][dataset])
+        if len(datasets) == 1:
+            return self._stats_cache[next(iter(datasets))]
+        return blend_mel_stats([(self._stats_cache[dataset], weight) for dataset, weight in datasets.items()])
 
     # ------------------------------------------------------------------ 1. input
 
@@ -409,7 +426,7 @@ class ConversionPipeline:
 
     def request(
         self,
-        singer: str,
+        singer: SingerSpec,
         sampler: str | None = None,
         steps: int | None = None,
         key: float | str = 0.0,
@@ -421,7 +438,7 @@ class ConversionPipeline:
         A distilled pipeline loads its teacher here for ``sampler="teacher"``, so that error comes first too.
         """
         inference = self.config.inference
-        singer_key = self.resolve_singer(singer)
+        singer_key = self.resolve_mix(singer)
         sampler = self.check_sampler(sampler, steps)
         key = parse_key(key)
         self._acoustic_model(sampler)
@@ -470,15 +487,19 @@ class ConversionPipeline:
         ]
         return join_frames(chunks, per_chunk, hop)
 
-    def key_shift(self, source_f0: np.ndarray, singer: str, key: float | str) -> tuple[np.ndarray, float, list[str]]:
+    def key_shift(
+        self, source_f0: np.ndarray, singer: SingerSpec, key: float | str
+    ) -> tuple[np.ndarray, float, list[str]]:
         """``(shifted F0 (T,) Hz, semitones, warnings)``; ``key="auto"`` moves the source's median
-        voiced F0 onto ``singer``'s (``stats.json``)."""
+        voiced F0 onto ``singer``'s (``stats.json``); for a mix, onto the weighted geometric mean of
+        the singers' medians (:func:`~comosvc.pipeline.mix.mix_f0_median`)."""
         if key != "auto":
             return shift_f0(source_f0, float(key)), float(key), []
-        target = singer_f0_median(singer, self.model.stats)
+        mix = self.resolve_mix(singer)
+        target = mix_f0_median(mix, self.model.stats)
         if target is None:
             raise ValueError(
-                f"key='auto' needs the median F0 of {singer}, which the model's stats.json does not record; "
+                f"key='auto' needs the median F0 of {mix}, which the model's stats.json does not record; "
                 "pass a key in semitones instead."
             )
         semitones = auto_key(source_f0, target)
@@ -497,7 +518,7 @@ class ConversionPipeline:
         chunks: list[Chunk],
         feats: list[dict[str, np.ndarray]],
         f0: np.ndarray,
-        singer: str,
+        singer: SingerSpec,
         seed: int,
         sampler: Sampler,
         steps: int,
@@ -514,7 +535,7 @@ class ConversionPipeline:
         """
         model = self._acoustic_model(sampler)
         n_mels = self.config.audio.n_mels
-        batch, lengths = self._model_batch(chunks, feats, f0, int(self.model.singers[singer]))
+        batch, lengths = self._model_batch(chunks, feats, f0, singer)
         noise = [self._noise(chunks, lengths, seed, k, n_mels) for k in range(model.noise_draws(sampler, steps))]
         out = model.sample(batch, steps=steps, sampler=sampler, noise=noise)
         log_mel = self._mel_stats(singer).denormalize(out.mel.float())
@@ -560,7 +581,7 @@ class ConversionPipeline:
     def __call__(
         self,
         audio: AudioInput,
-        singer: str,
+        singer: SingerSpec,
         sampler: Sampler | None = None,
         steps: int | None = None,
         key: float | str = 0.0,
@@ -572,7 +593,8 @@ class ConversionPipeline:
 
         Args:
             audio: a path, file bytes, ``(N,)`` samples at 24 kHz or ``(sample_rate, samples)``.
-            singer: ``"<dataset>_<singer>"`` or a bare singer name when unambiguous.
+            singer: ``"<dataset>_<singer>"`` or a bare singer name when unambiguous; or a mix,
+                ``"alice:0.7,bob:0.3"`` or ``{"alice": 0.7, "bob": 0.3}`` (:mod:`comosvc.pipeline.mix`).
             sampler: ``"teacher"`` (diffusion) or ``"student"`` (consistency); default the
                 student of a distilled model, else the teacher.
             steps: sampling steps; default ``inference.teacher_steps`` / ``student_steps``.
@@ -620,7 +642,7 @@ class ConversionPipeline:
     def _result_fields(self, request: ConversionRequest) -> dict:
         return dict(
             sample_rate=self.sample_rate,
-            singer=request.singer,
+            singer=str(request.singer),
             sampler=request.sampler,
             steps=request.steps,
             seed=request.seed,
@@ -646,9 +668,13 @@ class ConversionPipeline:
         )
 
     def _model_batch(
-        self, chunks: list[Chunk], feats: list[dict[str, np.ndarray]], song_f0: np.ndarray, speaker: int
+        self, chunks: list[Chunk], feats: list[dict[str, np.ndarray]], song_f0: np.ndarray, singer: SingerSpec
     ) -> tuple[dict[str, torch.Tensor], list[int]]:
-        """Pad the chunks' features to one ``(B, T_max, ...)`` batch with a mask (the model batch of docs/design.md)."""
+        """Pad the chunks' features to one ``(B, T_max, ...)`` batch with a mask (the model batch of docs/design.md).
+
+        One singer: ``speaker`` ``(B,)``; a mix of K singers: ``speaker`` ``(B, K)`` ids and
+        ``speaker_weights`` ``(B, K)``.
+        """
         hop = self.config.audio.hop_length
         lengths = [(c.end - c.start) // hop for c in chunks]
         longest = max(lengths)
@@ -669,10 +695,21 @@ class ConversionPipeline:
             "contentvec": stack("contentvec"),
             "energy": stack("energy"),
             "f0": f0,
-            "speaker": torch.full((len(chunks),), speaker, dtype=torch.long),
             "mask": torch.arange(longest)[None] < torch.tensor(lengths)[:, None],
+            **self._speaker_batch(singer, len(chunks)),
         }
         return batch, lengths
+
+    def _speaker_batch(self, singer: SingerSpec, batch_size: int) -> dict[str, torch.Tensor]:
+        """The singer keys of the model batch: ``speaker`` ``(B,)``, or ``speaker``/``speaker_weights`` ``(B, K)``."""
+        mix = self.resolve_mix(singer)
+        ids = [int(self.model.singers[key]) for key in mix.keys]
+        if mix.single is not None:
+            return {"speaker": torch.full((batch_size,), ids[0], dtype=torch.long)}
+        return {
+            "speaker": torch.tensor([ids] * batch_size, dtype=torch.long),
+            "speaker_weights": torch.tensor([list(mix.weights)] * batch_size, dtype=torch.float32),
+        }
 
     def _noise(self, chunks: list[Chunk], lengths: list[int], seed: int, draw: int, n_mels: int) -> torch.Tensor:
         """Noise draw ``draw`` for a batch ``(B, T_max, n_mels)``: each row the song-frame noise of its chunk."""
