@@ -200,7 +200,12 @@ def finetuned(base, tmp_path_factory) -> dict:
     GradientState._reset_state()
     out = tmp_path_factory.mktemp("runs") / "alice"
     base_files = {p: p.read_bytes() for folder in (base["teacher"], base["student"]) for p in folder.iterdir()}
-    result = run_finetune(base, out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before the one_thread fixture
+    try:
+        result = run_finetune(base, out)
+    finally:
+        torch.set_num_threads(threads)
     return {"out": out, "result": result, "base_files": base_files}
 
 
@@ -245,13 +250,57 @@ def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetune
     assert converted.nfe == 1 and converted.audio.shape == clip.shape and np.isfinite(converted.audio).all()
 
 
-def test_resume_continues_both_phases_from_their_checkpoints(base, finetuned, caplog):
-    from comosvc.models import ComoSVC
+class Interrupted(Exception):
+    pass
 
-    out = finetuned["out"]
+
+def test_an_interrupted_finetune_resumes_where_it_stopped(base, finetuned, tmp_path, monkeypatch, caplog):
+    """The processed data of the first fine-tune (--data), a run stopped during distillation, then --resume."""
+    from comosvc.models import ComoSVC, ConsistencyDistiller
+
+    out, data = tmp_path / "again", finetuned["out"] / "data"
+    update_ema = ConsistencyDistiller.update_ema
+    calls = []
+
+    def stop_at_the_third_step(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Interrupted
+        update_ema(self)
+
+    monkeypatch.setattr(ConsistencyDistiller, "update_ema", stop_at_the_third_step)
+    with pytest.raises(Interrupted):
+        run_finetune(base, out, datasets=(), data=data)
+    assert (out / "teacher" / "model").is_dir() and not (out / "student" / "model").exists()
+    monkeypatch.setattr(ConsistencyDistiller, "update_ema", update_ema)
+
+    with pytest.raises(FinetuneError, match="is not empty"):
+        run_finetune(base, out, datasets=(), data=data)
     with caplog.at_level("INFO", logger="comosvc"):
-        result = run_finetune(base, out, resume=True, teacher_steps=6, distill_steps=6)
+        result = run_finetune(base, out, datasets=(), data=data, resume=True)
     resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resumed from")]
     assert resumed == [f"Resumed from {out / 'teacher' / 'checkpoints' / 'step-00000004'} at step 4",
-                       f"Resumed from {out / 'student' / 'checkpoints' / 'step-00000004'} at step 4"]
-    assert ComoSVC.from_pretrained(result.student).distillation_steps == 6
+                       f"Resumed from {out / 'student' / 'checkpoints' / 'step-00000002'} at step 2"]
+    student = ComoSVC.from_pretrained(result.student)
+    assert student.distillation_steps == 4 and student.singers == {**SINGERS, "alice_singer0": 3}
+
+
+def test_the_script_refuses_with_one_error_line(base, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train" / "finetune.py"), "--teacher", str(base["teacher"]), "--student",
+         str(base["student"]), "--dataset", f"generic:alice={base['voice']}", "--out", str(tmp_path / "out")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --out {tmp_path / 'out'} is not empty: choose a new folder, or pass --resume to continue the fine-tune in it."
+    ]
