@@ -276,13 +276,18 @@ def test_an_interrupted_finetune_resumes_where_it_stopped(base, finetuned, tmp_p
 
     with pytest.raises(FinetuneError, match="is not empty"):
         run_finetune(base, out, datasets=(), data=data)
+    pushed = []
+    monkeypatch.setattr(ComoSVC, "push_to_hub", lambda model, repo: pushed.append((model.distilled, repo)) or repo)
     with caplog.at_level("INFO", logger="comosvc"):
-        result = run_finetune(base, out, datasets=(), data=data, resume=True)
+        result = run_finetune(base, out, datasets=(), data=data, resume=True, push_to_hub="user/alice")
     resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resumed from")]
     assert resumed == [f"Resumed from {out / 'teacher' / 'checkpoints' / 'step-00000004'} at step 4",
                        f"Resumed from {out / 'student' / 'checkpoints' / 'step-00000002'} at step 2"]
     student = ComoSVC.from_pretrained(result.student)
     assert student.distillation_steps == 4 and student.singers == {**SINGERS, "alice_singer0": 3}
+    # both pushed; the student names the pushed teacher as its own
+    assert pushed == [(False, "user/alice-teacher"), (True, "user/alice-student")]
+    assert student.distilled_from == "user/alice-teacher"
 
 
 def test_the_script_refuses_with_one_error_line(base, tmp_path):

@@ -24,7 +24,8 @@
    or from the teacher's without a base student, as ``train/distill.py`` starts;
 5. ``OUT/teacher/model`` and ``OUT/student/model``, each with the extended table, the
    stats and a model card naming the base model and the minutes of new audio; with
-   ``push_to_hub=REPO`` uploaded to ``REPO-teacher`` and ``REPO-student``.
+   ``push_to_hub=REPO`` uploaded to ``REPO-teacher`` and ``REPO-student`` (the student
+   then names ``REPO-teacher`` as the teacher it was distilled from).
 
 Each phase is a run folder as ``train/train.py`` writes one (crash-safe checkpoints,
 TensorBoard logs, config.yaml); ``resume=True`` continues both from their newest
