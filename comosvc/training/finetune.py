@@ -218,7 +218,7 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
     tc = phase_config(cfg.train, cfg.finetune, cfg.finetune.teacher_steps, mixed_precision)
     run_cfg = dataclasses.replace(cfg, train=tc)
     data = load_training_data(data_dir, tc)
-    base_singers, base_stats = dict(base.singers), base.stats
+    base_singers, base_stats, base_steps = dict(base.singers), base.stats, base.training_steps
     base_table = base.condition_encoder.speaker.weight.detach().clone()
     model = base  # trained in place: the base folder is never written
     model.config, model.singers, model.stats = run_cfg, data.singers, extend_stats(base_stats, data.stats)
@@ -243,6 +243,8 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
         final = run.final_model()
         keep_rows(final, base_table, [data.singers[key] for key in trained])
         final.base_model, final.finetune_minutes = base_name, round(minutes, 2)
+        if base_steps is not None:  # the teacher's steps in all: the base's and the fine-tune's
+            final.training_steps = base_steps + summary.state.step
         run.save_model(final)
         print(f"fine-tuned the teacher {summary.steps_run} steps; saved to {folder}")
     run.end()
