@@ -112,7 +112,45 @@ def test_a_new_row_starts_from_the_nearest_base_voice_by_f0_or_the_mean():
     assert nearest_by_f0(120.0, f0, SINGERS) == "synth_bass"
     assert nearest_by_f0(310.0, f0, SINGERS) == "other_alto"  # 300 Hz is nearer than 330 Hz
     assert nearest_by_f0(None, f0, SINGERS) is None and nearest_by_f0(200.0, {}, SINGERS) is None
-    assert MEAN
+
+
+def test_new_rows_start_as_chosen_and_the_other_rows_go_back_to_the_base(tiny_config):
+    from comosvc.models import ComoSVC
+    from comosvc.training.speaker_rows import MEAN, keep_rows, start_rows
+    from tests.conftest import tiny_stats
+
+    model = ComoSVC(tiny_config, singers={**SINGERS, "new_low": 3, "new_unvoiced": 4})
+    table = model.condition_encoder.speaker.weight
+    base_table = table.detach().clone()
+    mean = base_table[:3].mean(0)
+    started = start_rows(model, {"new_low": 120.0, "new_unvoiced": None}, SINGERS, tiny_stats(), "nearest_f0")
+    assert started == {"new_low": "synth_bass", "new_unvoiced": MEAN}
+    torch.testing.assert_close(table[3], base_table[1], rtol=0, atol=0)
+    torch.testing.assert_close(table[4], mean)
+    assert start_rows(model, {"new_low": 120.0}, SINGERS, tiny_stats(), "mean") == {"new_low": MEAN}
+    torch.testing.assert_close(table[3], mean)
+
+    with torch.no_grad():
+        table.mul_(0.5)  # as weight decay shrinks every row a little
+    keep_rows(model, base_table, trained_ids=[3])
+    torch.testing.assert_close(table[3], mean * 0.5)
+    torch.testing.assert_close(torch.cat([table[:3], table[4:]]), torch.cat([base_table[:3], base_table[4:]]), rtol=0, atol=0)
+
+
+def test_only_the_chosen_parts_train(tiny_config):
+    from comosvc.models import ComoSVC
+    from comosvc.training.finetune import select_parts
+
+    def trainable() -> set[str]:
+        """"prior", "denoiser" or "condition_encoder.<input>" of each trainable parameter."""
+        names = [name.split(".") for name, p in model.named_parameters() if p.requires_grad]
+        return {".".join(parts[:2]) if parts[0] == "condition_encoder" else parts[0] for parts in names}
+
+    model = ComoSVC(tiny_config, singers=SINGERS)
+    select_parts(model, ["speaker", "prior", "denoiser"])
+    assert trainable() == {"condition_encoder.speaker", "prior", "denoiser"}
+    select_parts(model, ["condition"])
+    assert trainable() == {"condition_encoder." + name for name in ("whisper", "contentvec", "f0", "voiced", "energy")}
 
 
 # --------------------------------------------------------------------------- refusals, before any training

@@ -89,8 +89,9 @@ def finetune(
 
     ``overrides``: ``section.key=value`` on the base teacher's config (``finetune.*``,
     ``train.*``, ``distill.*``, ``data.*``, ...; those that change its audio, content, F0,
-    energy or model settings are refused). ``mixed_precision``: "no", "fp16" or "bf16"
-    (default: ``accelerate launch``'s setting, else ``train.mixed_precision``). ``device``: where features are extracted.
+    energy or model settings are refused). ``mixed_precision``: "no", "fp16" or "bf16" (default:
+    ``accelerate launch``'s setting, else ``train.mixed_precision``). ``device``: where features
+    are extracted.
     Raises :class:`~comosvc.training.finetune_checks.FinetuneError` on bad input, before training.
     """
     from accelerate import PartialState
