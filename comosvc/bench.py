@@ -49,6 +49,7 @@ from comosvc.measure.peak import fraction_of_peak, gemm_gflops
 from comosvc.measure.songs import synthetic_song
 from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
+from comosvc.models.samplers import Sampler, StudentSampler, TeacherSampler
 from comosvc.precision import cpu_has_amx
 from comosvc.measure.timer import CPU, Job, Timer, interleave, medians, speedup, sync_device, timed
 
@@ -62,34 +63,41 @@ STUDENT = "student"
 
 @dataclass(frozen=True)
 class System:
-    """A sampler at a number of steps: ``teacher-40``, ``student-1``."""
+    """A sampler (:mod:`comosvc.models.samplers`) on a runtime: ``teacher-40``, ``student-1``, ``student-1-onnx``."""
 
-    sampler: str  # "teacher" or "student"
-    steps: int
+    sampler: Sampler
     runtime: str = "torch"  # or "onnx": the exported one-step student in onnxruntime (comosvc.onnx)
 
     @property
     def name(self) -> str:
-        return f"{self.sampler}-{self.steps}" + ("" if self.runtime == "torch" else f"-{self.runtime}")
+        return f"{self.sampler.name}-{self.sampler.steps}" + ("" if self.runtime == "torch" else f"-{self.runtime}")
 
     @property
     def pipeline(self) -> str:
         """The key of its pipeline in :attr:`BenchSubjects.pipelines`."""
-        return self.sampler if self.runtime == "torch" else f"{self.sampler}-{self.runtime}"
+        return self.sampler.name if self.runtime == "torch" else f"{self.sampler.name}-{self.runtime}"
 
 
-def bench_systems(
-    teacher_steps: int = 40, student_steps: tuple[int, ...] | list[int] = (1, 2, 4), runtimes: tuple[str, ...] | list[str] = ("torch",)
-) -> list[System]:
-    """The teacher first (the reference of every speed-up), then the student at each step count;
-    with ``"onnx"`` in ``runtimes`` also the exported one-step student (``student-1-onnx``)."""
-    if teacher_steps < 1 or any(s < 1 for s in student_steps):
-        raise ValueError(f"steps must be >= 1 (teacher {teacher_steps}, student {list(student_steps)})")
+def check_runtimes(runtimes: tuple[str, ...] | list[str]) -> None:
     unknown = sorted(set(runtimes) - {"torch", "onnx"})
     if unknown:
         raise ValueError(f"--runtime takes torch and/or onnx, got {unknown}")
-    systems = [System(TEACHER, int(teacher_steps))] + [System(STUDENT, int(s)) for s in dict.fromkeys(student_steps)]
-    return systems + ([System(STUDENT, 1, "onnx")] if "onnx" in runtimes else [])
+
+
+def bench_systems(
+    config,
+    teacher_steps: int | None = None,
+    student_steps: tuple[int, ...] | list[int] = (1, 2, 4),
+    runtimes: tuple[str, ...] | list[str] = ("torch",),
+) -> list[System]:
+    """The teacher first (the reference of every speed-up; ``teacher_steps`` default the config's
+    ``inference.teacher_steps``), then the student at each step count; with ``"onnx"`` in
+    ``runtimes`` also the exported one-step student (``student-1-onnx``). Each sampler checks
+    its steps when built (a :class:`ValueError` naming the range)."""
+    check_runtimes(runtimes)
+    teacher = TeacherSampler.from_config(config, teacher_steps)
+    systems = [System(teacher)] + [System(StudentSampler.from_config(config, s)) for s in dict.fromkeys(student_steps)]
+    return systems + ([System(StudentSampler.from_config(config, 1), "onnx")] if "onnx" in runtimes else [])
 
 
 @dataclass
@@ -100,7 +108,7 @@ class BenchSettings:
     config: str | None = None  # or a config file: random weights at its sizes
     seconds: list[float] = field(default_factory=lambda: [10.0, 30.0])
     device: str = "cpu"
-    teacher_steps: int = 40
+    teacher_steps: int | None = None  # None: the model's inference.teacher_steps
     student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     repeats: int = 3
     warmup: int = 1
@@ -128,7 +136,7 @@ class BenchSettings:
             raise ValueError(f"--repeats must be at least 1, got {self.repeats}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
-        bench_systems(self.teacher_steps, self.student_steps, self.runtimes)
+        check_runtimes(self.runtimes)  # the steps are checked by the samplers, built with the model's config
 
 
 # --------------------------------------------------------------------------- where it ran
@@ -402,7 +410,7 @@ def _conversion_job(subjects: BenchSubjects, system: System, wav: np.ndarray, se
     def job() -> dict[str, float]:
         if timer is not None:
             timer.reset()
-        result = pipe(wav, subjects.singer, sampler=system.sampler, steps=system.steps, seed=seed)
+        result = pipe(wav, subjects.singer, sampler=system.sampler, seed=seed)
         sync_device(pipe.device.type)()
         cpu = getattr(result, "cpu_timings", None) or {}
         prior = {"prior": timer.seconds, CPU + "prior": timer.cpu_seconds} if timer is not None else {}
@@ -471,8 +479,8 @@ def bench_duration(
         med_cpu = {k[len(CPU) :]: v for k, v in both.items() if k.startswith(CPU)}
         entry = {
             "name": s.name,
-            "sampler": s.sampler,
-            "steps": s.steps,
+            "sampler": s.sampler.name,
+            "steps": s.sampler.steps,
             "nfe": nfe,
             "median": med,  # wall-clock seconds
             "median_cpu": med_cpu,  # process CPU seconds (all threads)
@@ -481,7 +489,7 @@ def bench_duration(
         }
         if stage_flops is not None:
             _limit_entry(entry, stage_flops, peak)
-        if s.sampler == TEACHER and teacher_median is None:
+        if s.sampler.name == TEACHER and teacher_median is None:
             teacher_median, teacher_cpu = med, med_cpu
         results.append(entry)
     for entry in results:
@@ -518,19 +526,19 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
     (with ``--config`` the acoustic model has the same random weights every time).
     """
     settings.check()
-    systems = bench_systems(settings.teacher_steps, settings.student_steps, settings.runtimes)
     run_timer = Timer().start()
     given = subjects
-    durations, vocoder_names = [], []
+    durations, vocoder_names, systems = [], [], None
     peak = measure_peak(settings)
     for vocoder in [None] if given is not None or settings.acoustic_only else settings.vocoders or [None]:
         subjects = given or build_subjects(settings, vocoder)
         config, teacher_model = subjects.config, subjects.pipelines[TEACHER].model
+        systems = systems or bench_systems(config, settings.teacher_steps, settings.student_steps, settings.runtimes)
         vocoder_names.append(subjects.pipelines[STUDENT].vocoder_name)
         stage_peak = peak_for(peak, subjects.pipelines[STUDENT])
         durations += [bench_duration(subjects, systems, s, settings, stage_peak) for s in settings.seconds]
     return {
-        "settings": asdict(settings),
+        "settings": {**asdict(settings), "teacher_steps": systems[0].sampler.steps},  # None resolved: the model's
         "environment": environment(settings.device),
         "model": {
             "source": settings.model or settings.config,

@@ -17,15 +17,15 @@ A self-contained check on synthetic data, small enough for a CPU:
 
    - mel L1: mean absolute error of the natural-log mel (denormalised with the
      training statistics), over all frames and bins;
-   - L1 to the teacher: the same, against the teacher's own 40-step output from
-     the same noise (what distillation is meant to reproduce);
+   - L1 to the teacher: the same, against the teacher's own output at
+     ``inference.teacher_steps`` from the same noise (what distillation is meant to reproduce);
    - MCD (dB): the predicted mel is vocoded with Griffin-Lim (no neural vocoder
      needed) and compared with the ground-truth waveform by
      :func:`comosvc.metrics.mcd` (WORLD mel-cepstra, DTW). Griffin-Lim itself
      distorts, so the ground-truth mel through Griffin-Lim is reported as the floor.
 
-Systems: teacher at 40 steps, teacher at 1 step, student at 1, 2 and 4 steps, plus
-the prior's coarse mel ``mu`` (no diffusion at all) for reference.
+Systems: the teacher at ``inference.teacher_steps`` and at a few fewer steps, the student
+at 1, 2 and 4 steps, plus the prior's coarse mel ``mu`` (no diffusion at all) for reference.
 
     python -m comosvc.quality --out quality.json           # ~5-10 min on 2 CPU cores
     python -m comosvc.quality --quick                      # the test's size, ~1 min
@@ -77,8 +77,9 @@ class QualitySettings:
     crop_frames: int = 128
     teacher_lr: float | None = 2e-3  # None: the config's train.lr (4e-4 suits the default size, not a tiny model)
     distill_lr: float | None = 1e-3  # None: the config's distill.lr
-    teacher_steps: int = 40  # sampling steps of the teacher reference (the "L1 to teacher" column)
-    teacher_step_list: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 40])  # teacher-k rows
+    # sampling steps of the teacher reference (the "L1 to teacher" column); None: the config's inference.teacher_steps
+    teacher_steps: int | None = None
+    teacher_step_list: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # teacher-k rows (+ the reference)
     student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     griffinlim_iters: int = 32
     mcd: bool = True
@@ -123,8 +124,7 @@ class QualitySettings:
             crop_frames=96,
             teacher_lr=2e-3,
             distill_lr=1e-3,
-            teacher_steps=40,
-            teacher_step_list=[1, 4, 40],
+            teacher_step_list=[1, 4],
             mcd=False,
         )
         base.update(changes)
@@ -313,9 +313,10 @@ def held_out_examples(splits, stats: dict, singers: dict[str, int]) -> list[dict
 @torch.no_grad()
 def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips, settings: QualitySettings):
     """Score every system on the held-out ``examples`` (:func:`held_out_examples`);
-    returns ``(rows, per_clip)`` (see the module docstring)."""
+    returns ``(rows, per_clip)`` (see the module docstring). ``settings.teacher_steps`` is resolved."""
     from comosvc.data.dataset import collate
     from comosvc.features.mel import MelStats
+    from comosvc.models.samplers import StudentSampler, TeacherSampler
     from comosvc.vocoders import GRIFFINLIM, load_vocoder
 
     config = teacher.config
@@ -325,18 +326,20 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
     truth_log = [mel_stats.denormalize(ex["mel"]).numpy() for ex in examples]  # (T_i, n_mels) log mel
     truth_wavs = [c.wav[: n * config.audio.hop_length] for c, n in zip([c for c in clips if c.split == "test"], lengths)]
 
+    teachers = [TeacherSampler.from_config(config, k) for k in sorted(set(settings.teacher_step_list) | {settings.teacher_steps})]
+    students = [StudentSampler.from_config(config, k) for k in settings.student_steps]
     generator = torch.Generator().manual_seed(settings.seed + 1000)
-    max_draws = max([1] + list(settings.student_steps))
+    max_draws = max(sampler.noise_draws for sampler in teachers + students)
     noise = [torch.randn(batch["mel"].shape, generator=generator).to(teacher.device) for _ in range(max_draws)]
 
     outputs: dict[str, tuple[dict, torch.Tensor]] = {}
-    for k in sorted(set(settings.teacher_step_list) | {settings.teacher_steps}):
-        t = teacher.sample(batch, steps=k, sampler="teacher", noise=noise[:1])
-        outputs[f"teacher-{k}"] = (_row("teacher", "teacher", k, t.nfe), t.mel.cpu())
+    for sampler in teachers:
+        t = teacher.sample(batch, sampler=sampler, noise=noise[: sampler.noise_draws])
+        outputs[f"teacher-{sampler.steps}"] = (_row("teacher", "teacher", sampler.steps, t.nfe), t.mel.cpu())
     outputs[PRIOR_MU] = (_row(PRIOR_MU, None, None, 0), t.mu.cpu())
-    for k in settings.student_steps:
-        s = student.sample(batch, steps=k, sampler="student", noise=noise[:k])
-        outputs[f"student-{k}"] = (_row("student", "student", k, s.nfe), s.mel.cpu())
+    for sampler in students:
+        s = student.sample(batch, sampler=sampler, noise=noise[: sampler.noise_draws])
+        outputs[f"student-{sampler.steps}"] = (_row("student", "student", sampler.steps, s.nfe), s.mel.cpu())
 
     vocoder = load_vocoder(GRIFFINLIM, device="cpu", audio=config.audio, griffinlim_iters=settings.griffinlim_iters) if settings.mcd else None
     reference_key = f"teacher-{settings.teacher_steps}"
@@ -425,6 +428,8 @@ def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any
 
     timer = Timer().start()
     config = quality_config(settings)
+    if settings.teacher_steps is None:
+        settings = dataclasses.replace(settings, teacher_steps=config.inference.teacher_steps)
     clips = synthetic_corpus(settings, config.audio.sample_rate)
     features = extract_features(clips, config, seed=settings.seed)
     splits = feature_splits(clips, features)
@@ -546,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
     parser.add_argument("--teacher-lr", type=float, help=f"default {d.teacher_lr}")
     parser.add_argument("--distill-lr", type=float, help=f"default {d.distill_lr}")
-    parser.add_argument("--teacher-steps", type=int, help=f"teacher sampling steps (default {d.teacher_steps})")
+    parser.add_argument("--teacher-steps", type=int, help="teacher sampling steps (default: the config's inference.teacher_steps)")
     parser.add_argument("--student-steps", type=int, nargs="+", help="student sampling steps (default 1 2 4)")
     parser.add_argument("--no-mcd", action="store_true", help="skip Griffin-Lim vocoding and MCD")
     parser.add_argument("--seed", type=int, default=0)

@@ -101,11 +101,12 @@ class StreamingConverter:
         lookahead_seconds: future input they see after it (part of the latency).
         key: semitones or ``"auto"`` (running median, see the module docstring).
         seed: noise seed; with the same seed offline conversion draws the same noise per frame.
-        steps: student steps (1 = one network evaluation per block).
+        steps: student steps (1 = one network evaluation per block); default ``inference.student_steps``.
         crossfade_seconds: length of the linear fade at each join; at most the lookahead minus
             a hop (the tail is rendered inside the lookahead).
         gain: fixed output gain (no peak normalisation is possible live).
-        sampler: only ``"student"`` (or ``None``); the teacher is refused.
+        sampler: ``"student"`` or ``None`` (with ``steps``), or a
+            :class:`~comosvc.models.samplers.StudentSampler`; the teacher is refused.
     """
 
     def __init__(
@@ -117,10 +118,10 @@ class StreamingConverter:
         lookahead_seconds: float = 0.1,
         key: float | str = 0.0,
         seed: int = 0,
-        steps: int = 1,
+        steps: int | None = None,
         crossfade_seconds: float = 0.02,
         gain: float = 1.0,
-        sampler: str | None = None,
+        sampler=None,
     ):
         if not pipe.model.distilled:
             raise StreamingError(
@@ -128,14 +129,15 @@ class StreamingConverter:
                 "teacher (tens of network evaluations per block would not keep up). Distil it first "
                 "(train/distill.py) and stream the distilled model."
             )
-        if sampler not in (None, "student"):
+        name = getattr(sampler, "name", sampler)
+        if name not in (None, "student"):
             raise StreamingError(
-                f"Live conversion runs the distilled student only (sampler='student'), not sampler={sampler!r}: "
+                f"Live conversion runs the distilled student only (sampler='student'), not sampler={name!r}: "
                 "the teacher's many steps would not keep up. Use offline conversion for the teacher."
             )
         self.pipe = pipe
         self._sync = sync_device(pipe.device)  # block times count queued GPU work
-        self.request = pipe.request(singer, sampler="student", steps=steps, key=parse_key(key), seed=seed)
+        self.request = pipe.request(singer, sampler=sampler or "student", steps=steps, key=parse_key(key), seed=seed)
         audio = pipe.config.audio
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
         self.n_fft = audio.n_fft
@@ -293,7 +295,7 @@ class StreamingConverter:
         chunk = Chunk(start=window_start, end=window_start + len(wav), core_start=window_start,
                       core_end=window_start + len(wav))
         frames = _FramesFrom(f0, window_start // self.hop)
-        mels, _ = pipe.acoustic([chunk], feats, frames, request.singer, request.seed, request.sampler, request.steps)
+        mels, _ = pipe.acoustic([chunk], feats, frames, request.singer, request.seed, request.sampler)
         return pipe.vocode(mels[0])[: len(wav)]
 
     def _key_shift(self, source_f0: np.ndarray, block_f0: np.ndarray) -> np.ndarray:

@@ -21,10 +21,18 @@ TINY_SIZES = ["--set", "content.whisper_dim=64", "--set", "content.contentvec_la
 
 
 def test_systems_and_settings():
-    assert [s.name for s in bench_systems(40, [1, 2, 4])] == ["teacher-40", "student-1", "student-2", "student-4"]
-    assert bench_systems(8, [1, 1])[1:] == [System("student", 1)]
-    with pytest.raises(ValueError):
-        bench_systems(0, [1])
+    from comosvc.config import load_config
+    from comosvc.models import StudentSampler
+
+    config = load_config(TINY_CONFIG, overrides=["inference.teacher_steps=12"])
+    assert [s.name for s in bench_systems(config)] == ["teacher-12", "student-1", "student-2", "student-4"]  # the model's steps
+    assert [s.name for s in bench_systems(config, 40, [1, 2])] == ["teacher-40", "student-1", "student-2"]
+    assert bench_systems(config, 8, [1, 1])[1:] == [System(StudentSampler(1, config.model.cd_steps))]
+    assert bench_systems(config, 8, [1], ["torch", "onnx"])[-1].name == "student-1-onnx"
+    with pytest.raises(ValueError, match="1 or more steps"):
+        bench_systems(config, 0, [1])
+    with pytest.raises(ValueError, match=r"1\.\.40 steps"):
+        bench_systems(config, 8, [41])
     with pytest.raises(ValueError, match="exactly one"):
         BenchSettings(model="x", config="y").check()
     with pytest.raises(ValueError, match="exactly one"):

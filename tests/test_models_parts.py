@@ -7,6 +7,7 @@ denoiser is re-initialised away from zero so ``F`` actually contributes).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,7 +16,7 @@ import torch
 from diffusers import CMStochasticIterativeScheduler, EDMEulerScheduler
 
 from comosvc.config import ComoSVCConfig, load_config
-from comosvc.models import ComoSVC, ConsistencyDistiller, EDM, karras_sigmas
+from comosvc.models import ComoSVC, ConsistencyDistiller, EDM, StudentSampler, TeacherSampler, karras_sigmas, resolve_sampler
 from comosvc.models.comosvc import VALIDATION_SIGMAS
 from comosvc.models.prior import Prior, RelativeSelfAttention
 
@@ -336,6 +337,49 @@ def test_student_sampler_equals_stock_diffusers_loop(steps):
             network_out = model.denoiser(x_in, torch.log(sigma).expand(2) / 4, mu, mask)
             x = scheduler.step(network_out, t, x, generator=g).prev_sample
     torch.testing.assert_close(ours[mask], x[mask], atol=2e-4, rtol=1e-4)
+
+
+def test_samplers_check_their_settings_once_when_built():
+    config = tiny_config()
+    with pytest.raises(ValueError, match="1 or more steps"):
+        TeacherSampler(0)
+    with pytest.raises(ValueError, match="'euler' or 'heun'"):
+        TeacherSampler(2, solver="rk4")
+    with pytest.raises(ValueError, match=r"1\.\.40 steps"):
+        StudentSampler.from_config(config, steps=41)
+    with pytest.raises(ValueError, match=r"1\.\.40 steps"):
+        StudentSampler(0, cd_steps=40)
+    teacher, student = TeacherSampler.from_config(config), StudentSampler.from_config(config, steps=3)
+    assert (teacher.name, teacher.steps, teacher.solver) == ("teacher", config.inference.teacher_steps, config.model.teacher_solver)
+    assert (teacher.noise_draws, teacher.nfe, TeacherSampler(4, "heun").nfe) == (1, config.inference.teacher_steps + 1, 9)
+    assert (student.name, student.steps, student.noise_draws, student.nfe) == ("student", 3, 3, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        student.steps = 50  # checked once: it cannot change afterwards
+    # resolving an object checks only that the model can run it, and hands back the same object
+    assert resolve_sampler(student, None, config, distilled=True) is student
+    with pytest.raises(ValueError, match="not both"):
+        resolve_sampler(student, 2, config, distilled=True)
+    with pytest.raises(ValueError, match="no consistency student"):
+        resolve_sampler(student, None, config, distilled=False)
+    with pytest.raises(ValueError, match="model.cd_steps=8"):
+        resolve_sampler(StudentSampler(1, cd_steps=8), None, config, distilled=True)
+
+
+def test_sampler_objects_sample_as_the_names_do():
+    teacher = tiny_model()
+    student = ConsistencyDistiller(tiny_model()).export()
+    batch = condition(random_batch(teacher.config))
+    runs = [
+        (teacher, TeacherSampler(3, "heun"), {"steps": 3, "solver": "heun"}),
+        (student, StudentSampler(2, teacher.config.model.cd_steps), {"steps": 2, "sampler": "student"}),
+    ]
+    for model, sampler, by_name in runs:
+        a = model.sample(batch, sampler=sampler, generator=torch.Generator().manual_seed(2))
+        b = model.sample(batch, generator=torch.Generator().manual_seed(2), **by_name)
+        assert torch.equal(a.mel, b.mel) and (a.sampler, a.steps, a.nfe) == (b.sampler, b.steps, b.nfe) == (
+            sampler.name, sampler.steps, sampler.nfe
+        )
+        assert model.noise_draws(sampler) == sampler.noise_draws
 
 
 # ----------------------------------------------------------------------------- distiller bookkeeping

@@ -98,13 +98,15 @@ def test_export_folder_holds_graphs_model_files_and_manifest(export_dir):
 
 @pytest.mark.parametrize(("batch", "frames"), [(2, 37), (1, 150)])  # the export traced B=2, T=64
 def test_student_graph_equals_torch_sample_at_other_lengths(model_dirs, export_dir, batch, frames):
+    from comosvc.models import StudentSampler
     from comosvc.onnx.runtime import load_onnx
 
     model = ComoSVC.from_pretrained(str(model_dirs[1]))
     student, _ = load_onnx(export_dir)
     features, noise = _batch(model, batch, frames, seed=frames)
-    want = model.sample(features, steps=1, sampler="student", noise=[noise])
-    got = student.sample(features, steps=1, sampler="student", noise=[noise])
+    one_step = StudentSampler.from_config(model.config, steps=1)
+    want = model.sample(features, sampler=one_step, noise=[noise])
+    got = student.sample(features, sampler=one_step, noise=[noise])
     assert got.mel.shape == want.mel.shape == (batch, frames, 100)
     assert (got.mel - want.mel).abs().max().item() < MEL_TOLERANCE
     assert (got.mu - want.mu).abs().max().item() < MEL_TOLERANCE
@@ -141,9 +143,15 @@ def test_pipeline_onnx_runtime_equals_torch(model_dirs, export_dir, vocoder_dir)
 def test_onnx_runtime_refuses_the_teacher_and_more_steps(export_dir, model_dirs):
     pipe = ConversionPipeline.from_pretrained(export_dir, device="cpu", runtime="onnx")
     assert pipe.samplers == ["student"]
-    for sampler, steps in (("teacher", None), ("student", 2)):
+    from comosvc.models import StudentSampler, TeacherSampler
+
+    cd_steps = pipe.config.model.cd_steps
+    one_step = StudentSampler(1, cd_steps)
+    assert pipe.resolve_sampler() == pipe.resolve_sampler("student", 1) == one_step
+    assert pipe.resolve_sampler(one_step) is one_step and pipe.model.noise_draws(one_step) == 1
+    for sampler, steps in (("teacher", None), ("student", 2), (StudentSampler(2, cd_steps), None), (TeacherSampler(1), None)):
         with pytest.raises(ValueError, match="one-step student only"):
-            pipe.check_sampler(sampler, steps)
+            pipe.resolve_sampler(sampler, steps)
     with pytest.raises(ValueError, match="is not an ONNX export.*export-onnx"):
         ConversionPipeline.from_pretrained(model_dirs[1], device="cpu", runtime="onnx")
     with pytest.raises(ValueError, match="is an ONNX export.*runtime='onnx'"):

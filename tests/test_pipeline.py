@@ -207,13 +207,10 @@ class FrameLocalModel(torch.nn.Module):
         self.config, self.distilled, self.distilled_from = config, True, None
         self.singers, self.stats = {"synth_alto": 0}, tiny_stats()
 
-    @staticmethod
-    def noise_draws(sampler, steps):
-        return steps
-
-    def sample(self, batch, steps, sampler, noise):
+    def sample(self, batch, sampler, noise):
+        assert len(noise) == sampler.noise_draws
         mel = batch["whisper"][..., :1] + batch["f0"][..., None] / 1000 + 0.1 * sum(noise)
-        return SimpleNamespace(mel=torch.tanh(mel) * batch["mask"][..., None], nfe=steps)
+        return SimpleNamespace(mel=torch.tanh(mel) * batch["mask"][..., None], nfe=sampler.nfe)
 
 
 class FrameLocalVocoder(torch.nn.Module):
@@ -256,3 +253,23 @@ def test_from_config_builds_a_random_pipeline_for_speed_runs(config, phrase):
     assert set(result.cpu_timings) == set(result.timings)
     with pytest.raises(ValueError, match="no random-weight config"):
         ConversionPipeline.from_config(config, vocoder="someone/unknown-vocoder", device="cpu")
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+def test_a_sampler_object_converts_as_its_name_does(pipe, phrase):
+    from comosvc.models import StudentSampler, TeacherSampler
+
+    for name, sampler in (("student", StudentSampler.from_config(pipe.config, steps=2)),
+                          ("teacher", TeacherSampler.from_config(pipe.config, steps=2))):
+        by_object = pipe(phrase, "synth_alto", sampler=sampler, seed=0)
+        by_name = pipe(phrase, "synth_alto", sampler=name, steps=2, seed=0)
+        np.testing.assert_array_equal(by_object.audio, by_name.audio)
+        assert (by_object.sampler, by_object.steps, by_object.nfe) == (name, 2, sampler.nfe)
+    assert pipe.request("synth_alto", sampler=sampler, seed=0).sampler is sampler  # resolved once, kept as given
+    with pytest.raises(ValueError, match="not both"):
+        pipe(phrase, "synth_alto", sampler=StudentSampler.from_config(pipe.config), steps=2)
+    with pytest.raises(ValueError, match=r"1\.\.40 steps"):
+        pipe.request("synth_alto", sampler="student", steps=41)
+

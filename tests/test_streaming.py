@@ -151,8 +151,14 @@ def test_teacher_and_bad_settings_are_refused(tiny_dirs, tiny_overrides, student
                                                  overrides=tiny_overrides)
     with pytest.raises(StreamingError, match="distil"):
         StreamingConverter(teacher, "synth_alto")
-    with pytest.raises(StreamingError, match="student only"):
-        StreamingConverter(student, "synth_alto", sampler="teacher")
+    from comosvc.models import StudentSampler, TeacherSampler
+
+    for sampler in ("teacher", TeacherSampler(2)):
+        with pytest.raises(StreamingError, match="student only"):
+            StreamingConverter(student, "synth_alto", sampler=sampler)
+    two_steps = StudentSampler.from_config(student.config, steps=2)
+    assert StreamingConverter(student, "synth_alto", sampler=two_steps).request.sampler is two_steps
+    assert StreamingConverter(student, "synth_alto").request.sampler.steps == student.config.inference.student_steps
     with pytest.raises(StreamingError, match="crossfade"):
         StreamingConverter(student, "synth_alto", lookahead_seconds=0.0)
     with pytest.raises(StreamingError, match="too short"):

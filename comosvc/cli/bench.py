@@ -28,7 +28,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--config", metavar="FILE", help="a config file: every network gets random weights at its sizes")
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 30.0], help="input durations (default: 10 30)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--teacher-steps", type=int, default=40, help="teacher sampling steps (default: 40)")
+    parser.add_argument("--teacher-steps", type=int, default=None,
+                        help="teacher sampling steps (default: the model's inference.teacher_steps)")
     parser.add_argument("--student-steps", type=int, nargs="+", default=[1, 2, 4], help="student steps (default: 1 2 4)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each system, interleaved (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on a short clip (default: 1)")

@@ -112,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         key = parse_key(args.key)
-        if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {args.steps}")
         check_out_dir(Path(args.out))
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -128,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             runtime=args.runtime,
         )
         singer = pipe.resolve_mix(args.singer)
-        sampler = pipe.check_sampler(args.sampler, args.steps)
+        sampler = pipe.resolve_sampler(args.sampler, args.steps)  # checked once, here
     except (UnknownSingerError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -155,7 +153,6 @@ def run(args: argparse.Namespace) -> int:
                 source,
                 singer=singer,
                 sampler=sampler,
-                steps=args.steps,
                 key=key,
                 loudness_match=True if args.loudness_match else None,
                 seed=args.seed,

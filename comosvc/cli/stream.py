@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     parser.add_argument("--context", type=float, default=1.0, help="past context per block in seconds (default 1.0)")
     parser.add_argument("--lookahead", type=float, default=0.1, help="future context per block in seconds (default 0.1)")
     parser.add_argument("--key", default="0", help="key shift in semitones, or 'auto' (running median of the source F0)")
-    parser.add_argument("--steps", type=int, default=1, help="student steps (default 1)")
+    parser.add_argument("--steps", type=int, default=None, help="student steps (default: inference.student_steps)")
     parser.add_argument("--vocoder", default=None, help=f"vocoder Hub id or folder, or '{GRIFFINLIM}' (default: inference.vocoder)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--out", default=None, help="output wav (default: <input stem>_<singer>_stream.wav)")

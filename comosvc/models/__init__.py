@@ -2,12 +2,12 @@
 
 from comosvc.models.comosvc import CONDITION_KEYS, ComoSVC, SampleOutput
 from comosvc.models.condition import ConditionEncoder
-from comosvc.models.consistency import ConsistencyDistiller, consistency_sample
+from comosvc.models.consistency import ConsistencyDistiller
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.edm import EDM, karras_sigmas
 from comosvc.models.folder import read_model_json, read_singer_tables
 from comosvc.models.prior import Prior
-from comosvc.models.samplers import check_sampler, default_sampler
+from comosvc.models.samplers import StudentSampler, TeacherSampler, default_sampler, resolve_sampler
 
 __all__ = [
     "BiDilConv",
@@ -18,10 +18,11 @@ __all__ = [
     "EDM",
     "Prior",
     "SampleOutput",
-    "check_sampler",
-    "consistency_sample",
+    "StudentSampler",
+    "TeacherSampler",
     "default_sampler",
     "karras_sigmas",
     "read_model_json",
     "read_singer_tables",
+    "resolve_sampler",
 ]

@@ -12,7 +12,8 @@ A model folder (or Hub repo) holds everything a conversion needs::
     >>> model.teacher_loss(batch)["loss"].backward()
     >>> model.save_pretrained("out/teacher")                    # or push_to_hub("user/name")
     >>> model = ComoSVC.from_pretrained("out/teacher")          # a folder or a Hub id
-    >>> out = model.sample(batch, steps=40)                     # out.mel (B, T, n_mels), out.nfe
+    >>> out = model.sample(batch)                               # out.mel (B, T, n_mels), out.nfe
+    >>> out = model.sample(batch, sampler=TeacherSampler(steps=8, solver="heun"))
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from comosvc import __version__
 from comosvc.config import ComoSVCConfig, ConfigError
 from comosvc.files import CARD_FILE, INDEX_FILE, MODEL_CONFIG_FILE, SINGERS_FILE, STATS_FILE, WEIGHTS_FILE
 from comosvc.models.condition import ConditionEncoder
-from comosvc.models.consistency import consistency_sample
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.edm import EDM
 from comosvc.models.folder import load_weights, read_model_json
 from comosvc.models.masking import apply_mask
 from comosvc.models.prior import Prior, prior_loss
-from comosvc.models.samplers import Sampler, check_sampler
+from comosvc.models.samplers import Sampler, SamplerName, resolve_sampler
 from comosvc.models.ssim import ssim_loss
 from comosvc.precision import float32_io
 
@@ -208,17 +208,17 @@ class ComoSVC(
 
     # ------------------------------------------------------------------ inference
 
-    @staticmethod
-    def noise_draws(sampler: Sampler, steps: int) -> int:
-        """How many standard-normal ``(B, T, n_mels)`` draws :meth:`sample` uses (length of its ``noise``)."""
-        return steps if sampler == "student" else 1
+    def noise_draws(self, sampler: Sampler | SamplerName | None = None, steps: int | None = None) -> int:
+        """How many standard-normal ``(B, T, n_mels)`` draws :meth:`sample` uses (length of its ``noise``):
+        ``sampler.noise_draws`` (a name and ``steps`` are resolved as :meth:`sample` resolves them)."""
+        return resolve_sampler(sampler, steps, self.config, self.distilled, teacher_source=self.distilled_from).noise_draws
 
     @torch.no_grad()
     def sample(
         self,
         batch: dict[str, Any],
         steps: int | None = None,
-        sampler: Sampler | None = None,
+        sampler: Sampler | SamplerName | None = None,
         solver: Literal["euler", "heun"] | None = None,
         generator: torch.Generator | None = None,
         noise: Sequence[torch.Tensor] | None = None,
@@ -226,31 +226,23 @@ class ComoSVC(
     ) -> SampleOutput:
         """Features -> normalised mel ``(B, T, n_mels)``.
 
-        ``sampler`` defaults to ``"student"`` for a distilled model, else ``"teacher"``.
-        ``steps`` defaults to ``inference.teacher_steps`` (teacher; ``steps + 1`` Euler
-        updates, Karras sigmas 80 -> 0.002 -> 0) or ``inference.student_steps`` (1..4 typical).
-        ``solver`` (teacher only) defaults to ``model.teacher_solver``. Noise comes from
-        ``generator``, or from ``noise`` (:meth:`noise_draws` standard-normal tensors).
+        ``sampler``: a :class:`~comosvc.models.samplers.TeacherSampler` or
+        :class:`~comosvc.models.samplers.StudentSampler` (it carries its steps), or a name with
+        ``steps`` and ``solver``, resolved once here (:func:`~comosvc.models.samplers.resolve_sampler`):
+        default ``"student"`` for a distilled model, else ``"teacher"``; ``steps`` default
+        ``inference.teacher_steps`` or ``inference.student_steps``, ``solver`` (teacher only)
+        ``model.teacher_solver``. Noise comes from ``generator``, or from ``noise``
+        (``sampler.noise_draws`` standard-normal tensors, :meth:`noise_draws`).
         """
-        sampler = check_sampler(
-            self.distilled, sampler, steps, cd_steps=self.config.model.cd_steps, teacher_source=self.distilled_from
+        sampler = resolve_sampler(
+            sampler, steps, self.config, self.distilled, solver=solver, teacher_source=self.distilled_from
         )
         batch = self.prepare_batch(batch)
         mask = batch["mask"]
         # a half-precision model: the sampler's arithmetic stays float32, only the networks run in half
         mu = self.encode(batch).float()
-        denoiser = float32_io(self.denoiser)
-        if sampler == "teacher":
-            steps = self.config.inference.teacher_steps if steps is None else steps
-            mel, nfe = self.edm.sample(
-                denoiser, mu, mask, steps, solver or self.config.model.teacher_solver, generator, noise, progress
-            )
-        else:
-            steps = self.config.inference.student_steps if steps is None else steps
-            mel, nfe = consistency_sample(
-                self.edm, denoiser, mu, mask, steps, self.config.model.cd_steps, generator, noise, progress
-            )
-        return SampleOutput(mel=apply_mask(mel, mask), mu=mu, nfe=nfe, sampler=sampler, steps=steps)
+        mel, nfe = sampler.sample(self.edm, float32_io(self.denoiser), mu, mask, generator, noise, progress)
+        return SampleOutput(mel=apply_mask(mel, mask), mu=mu, nfe=nfe, sampler=sampler.name, steps=sampler.steps)
 
     # ------------------------------------------------------------------ sizes and card
 

@@ -19,7 +19,8 @@ validation). ``D`` uses the shifted ``c_skip``/``c_out`` so ``D(x, s_min) = x``.
 The export keeps the EMA target ``theta-``: the consistency-models paper samples
 with it and so does the reference (``denoise_fn_ema``).
 
-Student sampling (multistep consistency sampling, CM paper Algorithm 1)::
+Student sampling (multistep consistency sampling, CM paper Algorithm 1;
+:class:`~comosvc.models.samplers.StudentSampler`)::
 
     x = s_max n_0;  x = D(x, s_1)                           (one step: done)
     for each further sigma s_k:  x = D(x + sqrt(s_k^2 - s_min^2) n_k, s_k)
@@ -28,20 +29,19 @@ The sigmas ``s_1 = s_max > s_2 > ...`` are those diffusers'
 ``CMStochasticIterativeScheduler(num_train_timesteps=N)`` picks from the
 distillation grid. Its ``step`` re-noises with zero-mean noise it draws itself; with
 the prior mean, or the pipeline's position-keyed noise, the re-noising is written
-here (same formula). Tests check both against the formulas and the stock scheduler.
+out in the sampler (same formula). Tests check both against the formulas and the stock scheduler.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from diffusers import CMStochasticIterativeScheduler
 from torch import nn
-from tqdm.auto import tqdm
 
-from comosvc.models.edm import EDM, Network, karras_sigmas
+from comosvc.models.edm import EDM, karras_sigmas
 from comosvc.models.masking import masked_mean
 
 if TYPE_CHECKING:
@@ -59,42 +59,6 @@ def consistency_scheduler(edm: EDM, train_steps: int) -> CMStochasticIterativeSc
         rho=edm.rho,
         clip_denoised=False,
     )
-
-
-@torch.no_grad()
-def consistency_sample(
-    edm: EDM,
-    network: Network,
-    mu: torch.Tensor,
-    mask: torch.Tensor,
-    steps: int,
-    train_steps: int,
-    generator: torch.Generator | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-    progress: bool = False,
-) -> tuple[torch.Tensor, int]:
-    """``steps``-step consistency sampling with the student ``network``. Returns ``(mel, nfe)``.
-
-    ``noise``: optional standard-normal draws ``(B, T, n_mels)``; ``noise[k]`` is used
-    for the start (``k = 0``) and the ``k``-th re-noising; otherwise drawn from ``generator``.
-    """
-    if not 1 <= steps <= train_steps:
-        raise ValueError(f"student sampling takes 1..{train_steps} steps (model.cd_steps), got {steps}")
-    if noise is not None and len(noise) < steps:
-        raise ValueError(f"{steps}-step student sampling needs {steps} noise draws, got {len(noise)}")
-    scheduler = consistency_scheduler(edm, train_steps)
-    scheduler.set_timesteps(steps)
-    sigmas = scheduler.sigmas[:steps].tolist()  # s_max first; the trailing s_min is not a sampling step
-
-    def draw(k: int) -> torch.Tensor:
-        return edm.draw_noise(mu, generator, eps=None if noise is None else noise[k].to(mu))
-
-    x = edm.sigma_max * draw(0)
-    for k, sigma in enumerate(tqdm(sigmas, desc="student", disable=not progress, leave=False)):
-        if k > 0:
-            x = x + (sigma**2 - edm.sigma_min**2) ** 0.5 * draw(k)
-        x = edm.denoised(network, x, sigma, mu, mask)
-    return x, steps
 
 
 class ConsistencyDistiller(nn.Module):
@@ -182,4 +146,4 @@ class ConsistencyDistiller(nn.Module):
         return model.to(self.sigmas.device).eval()
 
 
-__all__ = ["ConsistencyDistiller", "consistency_sample", "consistency_scheduler"]
+__all__ = ["ConsistencyDistiller", "consistency_scheduler"]

@@ -1,4 +1,4 @@
-"""EDM (Karras et al. 2022) for the teacher: preconditioning, training loss, ODE steps, sampler.
+"""EDM (Karras et al. 2022) for the teacher: preconditioning, training loss, ODE steps, scheduler.
 
 Preconditioning with the *shifted* skip and output scalings of consistency models
 (docs/design.md; ``s`` is the noise level sigma, ``sd`` = sigma_data)::
@@ -18,7 +18,8 @@ Noise: with ``noise_prior_mean`` (the reference, after Grad-TTS) a "noise draw" 
 level ``s`` is ``y + s n``; sampling starts at ``s_max n``. Along ``x_s = y + s n`` the
 probability-flow ODE is ``dx/ds = (x - D(x, s)) / s`` in both cases.
 
-Teacher sampler: ``steps + 1`` Karras sigmas from ``s_max`` to ``s_min`` (rho 7) and a
+Teacher sampler (:class:`~comosvc.models.samplers.TeacherSampler`, which runs on the
+parts here): ``steps + 1`` Karras sigmas from ``s_max`` to ``s_min`` (rho 7) and a
 final 0, i.e. ``steps + 1`` Euler updates (the reference's "40 steps" are 41 network
 evaluations); Heun adds a corrector on every update except the last (to 0). The
 sigmas, the input scaling ``c_in`` and the Euler update come from diffusers'
@@ -30,11 +31,10 @@ out here on the same sigmas. Tests compare both solvers with the formulas above.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from typing import Callable
 
 import torch
 from diffusers import EDMEulerScheduler
-from tqdm.auto import tqdm
 
 from comosvc.config import ModelConfig
 from comosvc.models.masking import masked_mean
@@ -163,7 +163,7 @@ class EDM:
         slope_next = (x_euler - denoised_fn(x_euler, t_next)) / t_next
         return x + (t_next - t_cur) * 0.5 * (slope + slope_next)
 
-    # ------------------------------------------------------------------ teacher sampler
+    # ------------------------------------------------------------------ teacher sampler (samplers.TeacherSampler)
 
     def scheduler(self) -> EDMEulerScheduler:
         """diffusers' EDM Euler scheduler with our constants (Karras sigmas, final sigma 0)."""
@@ -176,45 +176,6 @@ class EDM:
             prediction_type="epsilon",
             final_sigmas_type="zero",
         )
-
-    @torch.no_grad()
-    def sample(
-        self,
-        network: Network,
-        mu: torch.Tensor,
-        mask: torch.Tensor,
-        steps: int,
-        solver: Literal["euler", "heun"] = "euler",
-        generator: torch.Generator | None = None,
-        noise: Sequence[torch.Tensor] | None = None,
-        progress: bool = False,
-    ) -> tuple[torch.Tensor, int]:
-        """Integrate the probability-flow ODE from ``s_max n`` to 0. Returns ``(mel, nfe)``.
-
-        ``noise``: optional standard-normal draws, ``noise[0]`` ``(B, T, n_mels)`` is the
-        starting ``eps`` (otherwise drawn from ``generator``).
-        """
-        if steps < 1:
-            raise ValueError(f"teacher sampling needs steps >= 1, got {steps}")
-        if solver not in ("euler", "heun"):
-            raise ValueError(f"teacher solver must be 'euler' or 'heun', got {solver!r}")
-        scheduler = self.scheduler()
-        scheduler.set_timesteps(steps + 1, device=mu.device)
-        x = self.sigma_max * self.draw_noise(mu, generator, eps=noise[0].to(mu) if noise else None)
-        denoised_fn = lambda x_, sigma_: self.denoised(network, x_, sigma_, mu, mask)  # noqa: E731
-        nfe = 0
-        for i, timestep in enumerate(tqdm(scheduler.timesteps, desc="teacher", disable=not progress, leave=False)):
-            sigma, sigma_next = scheduler.sigmas[i], scheduler.sigmas[i + 1]
-            x_in = scheduler.scale_model_input(x, timestep)  # c_in x; timestep = c_noise = ln(sigma) / 4
-            c_noise = timestep.reshape(1).expand(x.shape[0]).to(x)
-            denoised = self.precondition_outputs(x, network(x_in, c_noise, mu, mask), sigma)
-            nfe += 1
-            x_next = scheduler.step(denoised, timestep, x, pred_original_sample=denoised).prev_sample
-            if solver == "heun" and sigma_next > 0:
-                x_next = self.heun_correction(denoised_fn, x, denoised, x_next, sigma, sigma_next)
-                nfe += 1
-            x = x_next
-        return x, nfe
 
 
 __all__ = ["EDM", "karras_sigmas"]

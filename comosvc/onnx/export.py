@@ -60,7 +60,7 @@ EXPORT_FRAMES = 64  # the example length the graphs are traced at (any length ru
 class OneStepStudent(nn.Module):
     """One consistency step of a distilled :class:`~comosvc.models.ComoSVC` as a plain ``forward``.
 
-    ``x = s_max * (noise (+ mu))``, ``mel = D(x, s_1)`` (:func:`comosvc.models.consistency.consistency_sample`
+    ``x = s_max * (noise (+ mu))``, ``mel = D(x, s_1)`` (:class:`comosvc.models.samplers.StudentSampler`
     with ``steps=1``); ``s_1`` is taken from the same scheduler once, here, so the graph holds it as a constant.
     """
 

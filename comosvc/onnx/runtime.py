@@ -1,12 +1,12 @@
 """Run an ONNX export (:mod:`comosvc.onnx.export`) with onnxruntime, behind the pipeline's interfaces.
 
 :class:`OnnxStudent` answers what the conversion pipeline asks of an acoustic model
-(``config``, ``singers``, ``stats``, ``distilled``, :meth:`~OnnxStudent.noise_draws`,
+(``config``, ``singers``, ``stats``, ``distilled``, :meth:`~OnnxStudent.resolve_sampler`,
 :meth:`~OnnxStudent.sample`); :class:`OnnxVocoder` is a :class:`~comosvc.vocoders.Vocoder`.
 So ``ConversionPipeline.from_pretrained(folder, runtime="onnx")`` only swaps objects.
 
     >>> student, vocoder = load_onnx("student-onnx")
-    >>> out = student.sample(batch, steps=1, noise=[noise])     # out.mel (B, T, n_mels)
+    >>> out = student.sample(batch, noise=[noise])              # the one-step student; out.mel (B, T, n_mels)
 """
 
 from __future__ import annotations
@@ -74,16 +74,31 @@ class OnnxStudent:
     def eval(self) -> "OnnxStudent":
         return self
 
-    @staticmethod
-    def noise_draws(sampler: str, steps: int) -> int:
+    def resolve_sampler(self, sampler=None, steps: int | None = None):
+        """The one-step :class:`~comosvc.models.samplers.StudentSampler`, the only sampler an export runs.
+
+        ``sampler``: ``None``, ``"student"`` (``steps`` 1 or ``None``) or a one-step student
+        sampler object; anything else raises :data:`ONNX_ONLY_ONE_STEP`.
+        """
+        from comosvc.models.samplers import StudentSampler
+
+        if isinstance(sampler, StudentSampler) and steps is None:
+            one_step = sampler.steps == 1 and sampler.cd_steps == self.config.model.cd_steps
+        else:
+            one_step = sampler in (None, "student") and steps in (None, 1)
+        if not one_step:
+            raise ValueError(ONNX_ONLY_ONE_STEP)
+        return sampler if isinstance(sampler, StudentSampler) else StudentSampler(1, self.config.model.cd_steps)
+
+    def noise_draws(self, sampler=None, steps: int | None = None) -> int:
         """Standard-normal draws :meth:`sample` uses: one (the export is one step)."""
-        return 1
+        return self.resolve_sampler(sampler, steps).noise_draws
 
     def sample(
         self,
         batch: dict[str, Any],
         steps: int | None = None,
-        sampler: str | None = None,
+        sampler=None,
         noise: Sequence[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
         **_unused,
@@ -92,12 +107,12 @@ class OnnxStudent:
 
         ``batch`` holds the model batch (``whisper``, ``contentvec``, ``f0`` Hz, ``energy``,
         ``speaker``, optional ``mask``); ``noise`` one ``(B, T, n_mels)`` standard-normal
-        draw (default: drawn from ``generator``).
+        draw (default: drawn from ``generator``). ``sampler``/``steps``: the one-step
+        student only (:meth:`resolve_sampler`).
         """
         from comosvc.models.comosvc import CONDITION_KEYS, SampleOutput
 
-        if (sampler or "student") != "student" or (steps or 1) != 1:
-            raise ValueError(ONNX_ONLY_ONE_STEP)
+        self.resolve_sampler(sampler, steps)
         missing = [key for key in CONDITION_KEYS if key not in batch]
         if missing:
             raise KeyError(f"model batch is missing {missing}; expected {list(CONDITION_KEYS)} (+ optional 'mask')")

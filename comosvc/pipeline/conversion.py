@@ -113,8 +113,7 @@ class ConversionRequest:
     """The options of one conversion, resolved and checked (:meth:`ConversionPipeline.request`)."""
 
     singer: SingerMix  # table keys "<dataset>_<singer>" and weights; str() = the key of one singer
-    sampler: Sampler
-    steps: int
+    sampler: Sampler  # a TeacherSampler or StudentSampler (comosvc.models.samplers), checked once
     key: float | str  # semitones, or "auto"
     loudness_match: bool
     seed: int
@@ -336,22 +335,21 @@ class ConversionPipeline:
             raise ValueError(ONNX_ONE_SINGER)
         return mix
 
-    def check_sampler(self, sampler: str | None, steps: int | None = None) -> Sampler:
-        """Validate ``sampler``/``steps`` (:func:`comosvc.models.samplers.check_sampler`); ``None`` picks the
-        student of a distilled model, else the teacher. A distilled model's teacher is loaded from ``teacher``."""
-        from comosvc.models.samplers import check_sampler  # lazy: comosvc.models imports diffusers
+    def resolve_sampler(self, sampler: Sampler | str | None = None, steps: int | None = None) -> Sampler:
+        """A sampler object this pipeline can run (:func:`comosvc.models.samplers.resolve_sampler`).
 
-        if self.runtime == "onnx" and ((sampler or "student") != "student" or (steps or 1) != 1):
-            from comosvc.onnx.runtime import ONNX_ONLY_ONE_STEP
+        ``sampler``: a :class:`~comosvc.models.samplers.TeacherSampler` /
+        :class:`~comosvc.models.samplers.StudentSampler`, or ``"teacher"``/``"student"`` with
+        ``steps`` (default ``inference.teacher_steps`` / ``student_steps``); ``None`` picks the
+        student of a distilled model, else the teacher. A distilled model's teacher is loaded
+        from ``teacher``. An ONNX export runs the one-step student only.
+        """
+        if self.runtime == "onnx":
+            return self.model.resolve_sampler(sampler, steps)
+        from comosvc.models.samplers import resolve_sampler  # lazy: comosvc.models imports diffusers
 
-            raise ValueError(ONNX_ONLY_ONE_STEP)
-        return check_sampler(
-            self.model.distilled,
-            sampler,
-            steps,
-            cd_steps=self.config.model.cd_steps,
-            teacher_source=self.teacher_source,
-            loads_teacher=True,
+        return resolve_sampler(
+            sampler, steps, self.config, self.model.distilled, teacher_source=self.teacher_source, loads_teacher=True
         )
 
     def teacher(self):
@@ -384,8 +382,8 @@ class ConversionPipeline:
             self._teacher = teacher.eval()
         return self._teacher
 
-    def _acoustic_model(self, sampler: str):
-        return self.teacher() if sampler == "teacher" else self.model
+    def _acoustic_model(self, sampler: Sampler):
+        return self.teacher() if sampler.name == "teacher" else self.model
 
     def _mel_stats(self, singer: SingerSpec) -> MelStats:
         """The mel bounds that de-normalise ``singer``'s mels: its dataset's, or for a mix of singers from
@@ -427,7 +425,7 @@ class ConversionPipeline:
     def request(
         self,
         singer: SingerSpec,
-        sampler: str | None = None,
+        sampler: Sampler | str | None = None,
         steps: int | None = None,
         key: float | str = 0.0,
         loudness_match: bool | None = None,
@@ -435,17 +433,17 @@ class ConversionPipeline:
     ) -> ConversionRequest:
         """The options of a call resolved (config defaults, a random seed) and checked, before any audio is read.
 
-        A distilled pipeline loads its teacher here for ``sampler="teacher"``, so that error comes first too.
+        ``sampler``/``steps``: as :meth:`resolve_sampler` takes them (the one place they are checked).
+        A distilled pipeline loads its teacher here for the teacher sampler, so that error comes first too.
         """
         inference = self.config.inference
         singer_key = self.resolve_mix(singer)
-        sampler = self.check_sampler(sampler, steps)
+        sampler = self.resolve_sampler(sampler, steps)
         key = parse_key(key)
         self._acoustic_model(sampler)
         return ConversionRequest(
             singer=singer_key,
             sampler=sampler,
-            steps=steps or (inference.teacher_steps if sampler == "teacher" else inference.student_steps),
             key=key,
             loudness_match=inference.loudness_match if loudness_match is None else loudness_match,
             seed=int(np.random.default_rng().integers(2**31)) if seed is None else int(seed),
@@ -521,12 +519,12 @@ class ConversionPipeline:
         singer: SingerSpec,
         seed: int,
         sampler: Sampler,
-        steps: int,
     ) -> tuple[list[torch.Tensor], int]:
         """A batch of chunks -> ``([log mel (T_i, n_mels) per chunk], nfe)``.
 
         ``f0`` ``(T,)`` Hz is the song's conditioning F0; the noise is keyed to song
-        frames (``seed``); the mel is denormalised with ``singer``'s dataset stats.
+        frames (``seed``, ``sampler.noise_draws`` draws); ``sampler`` is a sampler object
+        (:meth:`resolve_sampler`); the mel is denormalised with ``singer``'s dataset stats.
 
         Precision (:attr:`dtype`): the batch goes in float32; the condition encoder casts
         the content features to the model's dtype (F0 and energy stay float32: they
@@ -536,8 +534,8 @@ class ConversionPipeline:
         model = self._acoustic_model(sampler)
         n_mels = self.config.audio.n_mels
         batch, lengths = self._model_batch(chunks, feats, f0, singer)
-        noise = [self._noise(chunks, lengths, seed, k, n_mels) for k in range(model.noise_draws(sampler, steps))]
-        out = model.sample(batch, steps=steps, sampler=sampler, noise=noise)
+        noise = [self._noise(chunks, lengths, seed, k, n_mels) for k in range(sampler.noise_draws)]
+        out = model.sample(batch, sampler=sampler, noise=noise)
         log_mel = self._mel_stats(singer).denormalize(out.mel.float())
         return [log_mel[row, :frames] for row, frames in enumerate(lengths)], out.nfe
 
@@ -565,9 +563,7 @@ class ConversionPipeline:
             with clock("content"):
                 feats = self.chunk_features([padded[c.start : c.end] for c in batch])
             with clock("acoustic"):
-                mels, nfe = self.acoustic(
-                    batch, feats, f0, request.singer, request.seed, request.sampler, request.steps
-                )
+                mels, nfe = self.acoustic(batch, feats, f0, request.singer, request.seed, request.sampler)
             for chunk, mel in zip(batch, mels):
                 with clock("vocoder"):
                     wav = self.vocode(mel)
@@ -582,7 +578,7 @@ class ConversionPipeline:
         self,
         audio: AudioInput,
         singer: SingerSpec,
-        sampler: Sampler | None = None,
+        sampler: Sampler | str | None = None,
         steps: int | None = None,
         key: float | str = 0.0,
         loudness_match: bool | None = None,
@@ -595,9 +591,11 @@ class ConversionPipeline:
             audio: a path, file bytes, ``(N,)`` samples at 24 kHz or ``(sample_rate, samples)``.
             singer: ``"<dataset>_<singer>"`` or a bare singer name when unambiguous; or a mix,
                 ``"alice:0.7,bob:0.3"`` or ``{"alice": 0.7, "bob": 0.3}`` (:mod:`comosvc.pipeline.mix`).
-            sampler: ``"teacher"`` (diffusion) or ``"student"`` (consistency); default the
-                student of a distilled model, else the teacher.
-            steps: sampling steps; default ``inference.teacher_steps`` / ``student_steps``.
+            sampler: ``"teacher"`` (diffusion) or ``"student"`` (consistency), or a sampler
+                object (:class:`~comosvc.models.samplers.TeacherSampler`,
+                :class:`~comosvc.models.samplers.StudentSampler`: it carries its steps); default
+                the student of a distilled model, else the teacher.
+            steps: sampling steps with a name; default ``inference.teacher_steps`` / ``student_steps``.
             key: semitones (``12`` = an octave up) or ``"auto"``.
             loudness_match: give the output the source's loudness envelope; default
                 ``inference.loudness_match``.
@@ -643,8 +641,8 @@ class ConversionPipeline:
         return dict(
             sample_rate=self.sample_rate,
             singer=str(request.singer),
-            sampler=request.sampler,
-            steps=request.steps,
+            sampler=request.sampler.name,
+            steps=request.sampler.steps,
             seed=request.seed,
         )
 
