@@ -7,7 +7,7 @@ The blend is timed as the pipeline runs it (:meth:`~comosvc.index.TimbreIndex.bl
 Whisper and ContentVec, ``k`` = 8) for one singer and for a mix of two, on
 ``seconds * 93.75`` frames against full indexes (2048 vectors each); the cost does
 not depend on the values. Prints the median of ``--repeats`` runs in milliseconds
-per second of audio. ``--kmeans`` times :func:`~comosvc.index.build_index`'s
+per second of audio, wall-clock and process CPU time (the steadier one on a shared machine). ``--kmeans`` times :func:`~comosvc.index.build_index`'s
 reduction of one singer at its caps (32768 frames to 2048 vectors per feature).
 """
 
@@ -27,14 +27,16 @@ FRAMES_PER_SECOND = 24000 / 256  # the mel frame rate: 93.75 frames/s
 DIMS = {"whisper": 1024, "contentvec": 256}  # configs/comosvc.yaml
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _median_seconds(fn, repeats: int) -> tuple[float, float]:
+    """Median ``(wall, process CPU)`` seconds of ``fn()`` over ``repeats`` runs after one warm-up run."""
+    fn()
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {device}, {torch.get_num_threads()} torch thread(s), {frames} frames ({args.seconds:g} s), "
           f"index {MAX_SIZE} vectors per feature")
     for label, mix in (("one singer", SingerMix(("a",), (1.0,))), ("mix of two", SingerMix(("a", "b"), (0.5, 0.5)))):
-        seconds = _median_seconds(lambda: (index.blend_batch(batch, mix, 0.5), sync()), args.repeats)
-        print(f"blend, {label}: {seconds * 1000 / args.seconds:.2f} ms per second of audio "
-              f"({seconds * 1000:.1f} ms per call)")
+        wall, cpu = _median_seconds(lambda: (index.blend_batch(batch, mix, 0.5), sync()), args.repeats)
+        print(f"blend, {label}: {wall * 1000 / args.seconds:.2f} ms per second of audio "
+              f"({wall * 1000:.1f} ms per call; CPU {cpu * 1000 / args.seconds:.2f} ms per second of audio)")
     if args.kmeans:
         for name, dim in DIMS.items():
             points = torch.randn(MAX_POINTS, dim, generator=g).to(device)

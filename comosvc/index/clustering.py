@@ -41,9 +41,14 @@ def _cluster_sums(x: torch.Tensor, assign: torch.Tensor, k: int, chunk: int) -> 
 def _kmeans_pp(pool: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """k-means++ seeding: ``k`` rows of ``pool`` ``(P, D)``, each next one drawn with probability ∝ squared
     distance to the nearest one chosen so far. Random numbers come from the CPU ``generator``."""
+    norms = (pool * pool).sum(1)
+
+    def distances_to(i: int) -> torch.Tensor:  # squared, one matrix-vector product (a pass over the pool)
+        return (norms - 2.0 * torch.mv(pool, pool[i]) + norms[i]).clamp_min(0.0)
+
     first = int(torch.randint(len(pool), (1,), generator=generator))
     chosen = [first]
-    d2 = ((pool - pool[first]) ** 2).sum(1)
+    d2 = distances_to(first)
     for _ in range(1, k):
         total = d2.sum()
         if not total > 0:  # every point coincides with a chosen one: take the next unchosen rows
@@ -54,7 +59,7 @@ def _kmeans_pp(pool: torch.Tensor, k: int, generator: torch.Generator) -> torch.
         u = float(torch.rand((), generator=generator, dtype=torch.float64)) * float(total)
         pick = int(torch.searchsorted(d2.cumsum(0), torch.tensor([u], dtype=d2.dtype, device=d2.device)).clamp_max(len(pool) - 1))
         chosen.append(pick)
-        d2 = torch.minimum(d2, ((pool - pool[pick]) ** 2).sum(1))
+        d2 = torch.minimum(d2, distances_to(pick))
     return pool[torch.tensor(chosen, device=pool.device)].clone()
 
 

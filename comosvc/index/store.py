@@ -170,7 +170,7 @@ def index_for(index: TimbreIndex | None, singers, ratio: float, model: str | Non
         return None
     if index is None:
         raise NoIndexError(
-            f"index_ratio {float(ratio):g} needs a timbre index and the model {model or ''} has none: build one with "
+            f"index_ratio {float(ratio):g} needs a timbre index and the model{f' {model}' if model else ''} has none: build one with "
             f"`python -m comosvc index --model {model or 'MODEL_DIR'} --data DATA_DIR` (DATA_DIR: the model's "
             "train/preprocess.py folder), or use index_ratio 0."
         )
