@@ -49,6 +49,7 @@ def _kmeans_pp(pool: torch.Tensor, k: int, generator: torch.Generator) -> torch.
     first = int(torch.randint(len(pool), (1,), generator=generator))
     chosen = [first]
     d2 = distances_to(first)
+    d2[first] = 0.0
     for _ in range(1, k):
         total = d2.sum()
         if not total > 0:  # every point coincides with a chosen one: take the next unchosen rows
@@ -60,6 +61,7 @@ def _kmeans_pp(pool: torch.Tensor, k: int, generator: torch.Generator) -> torch.
         pick = int(torch.searchsorted(d2.cumsum(0), torch.tensor([u], dtype=d2.dtype, device=d2.device)).clamp_max(len(pool) - 1))
         chosen.append(pick)
         d2 = torch.minimum(d2, distances_to(pick))
+        d2[pick] = 0.0  # exactly: the expanded form leaves rounding that could pick a row twice
     return pool[torch.tensor(chosen, device=pool.device)].clone()
 
 
