@@ -3,8 +3,8 @@
     python app.py --model <Hub id or folder> [--vocoder <Hub id, folder or griffinlim>]
     COMOSVC_MODEL=<...> COMOSVC_VOCODER=<...> python app.py
 
-One button converts the clip twice, with the 40-step diffusion teacher and the
-one-step consistency student, and shows both side by side: audio, mel
+One button converts the clip twice, with the many-step diffusion teacher and the
+one-step consistency student (in one pass: content features and F0 once), and shows both side by side: audio, mel
 spectrograms and what each cost. All the work is in the library
 (:class:`comosvc.pipeline.ConversionPipeline`, :mod:`comosvc.compare`); this file
 only wires the UI and the limits a public Space needs (maximum clip length,
@@ -45,7 +45,7 @@ import pandas as pd
 
 from comosvc.audio import AudioError, TooLongError, load_audio, save_audio
 from comosvc.compare import compare, mel_image, mel_range, timing_rows, timing_table
-from comosvc.config import PRECISIONS
+from comosvc.config import PRECISIONS, InferenceConfig
 from comosvc.vocoders import GRIFFINLIM
 
 log = logging.getLogger("comosvc.app")
@@ -104,32 +104,34 @@ def space_weights() -> list[tuple[str, list[str]]]:
 class GpuBudget:
     """How many GPU seconds one conversion asks ZeroGPU for (``spaces.GPU(duration=...)``).
 
-    ``seconds = min(cap, overhead + margin * clip_s * (runs * per_second + evaluations * per_step))``:
-    ``per_second`` is what content features, F0 and the vocoder cost per second of audio in
-    one run, ``per_step`` one denoiser evaluation per second of audio, ``evaluations`` the
-    teacher's ``steps + 1`` (its Euler sampler) plus the student's ``steps``. ZeroGPU stops
+    ``seconds = min(cap, overhead + margin * clip_s * (shared_per_second + runs * per_second +
+    evaluations * per_step))``: the teacher and the student convert the clip in one pass
+    (:func:`comosvc.compare.compare`), so ``shared_per_second``, what the content features and
+    F0 cost per second of audio, is paid once; ``per_second`` is the rest of one run (the
+    vocoder, joining) per second of audio, ``per_step`` one denoiser evaluation per second of
+    audio, ``evaluations`` the samplers' network evaluations (``sampler.nfe``: the teacher's
+    ``steps + 1`` with Euler, the student's ``steps``). ZeroGPU stops
     a call that outlives its request and queues long requests behind short ones, so the
     estimate is generous (``margin``) but bounded: ``cap`` stays within what a visitor
     may ask for (an unauthenticated visitor has 2 minutes of ZeroGPU a day).
     """
 
     # Defaults, until start-up measures them on CUDA (measure_budget): README's one-CPU-thread
-    # stage split of 30 s (content 66.3 + F0 0.1 + BigVGAN v2 139.1 s; (108.1 - 4.0) / 40 s per
-    # teacher step) divided by 50, a deliberately low GPU-over-one-thread speed-up.
-    per_second: float = 0.14  # s of GPU per s of audio per run: content + F0 + vocoder
+    # stage split of 30 s (content 66.3 + F0 0.1 s shared; BigVGAN v2 139.1 s per run; (108.1 - 4.0) / 40 s
+    # per teacher step) divided by 50, a deliberately low GPU-over-one-thread speed-up.
+    shared_per_second: float = 0.045  # s of GPU per s of audio, once per conversion: content + F0
+    per_second: float = 0.093  # s of GPU per s of audio per run: vocoder
     per_step: float = 0.002  # s of GPU per s of audio per denoiser evaluation
     overhead: float = 10.0  # s: lending the GPU, moving weights, the mel pictures
     margin: float = 1.5
     cap: float = 120.0
     source: str = "defaults"  # "defaults", "configured" or "measured on <device>"
 
-    def seconds(self, clip_seconds: float, teacher_steps: int, student_steps: int,
-                samplers: tuple[str, ...] = ("teacher", "student")) -> int:
-        """Whole GPU seconds for a clip of ``clip_seconds`` converted by ``samplers``."""
-        evaluations = (int(teacher_steps) + 1 if "teacher" in samplers else 0) + (
-            int(student_steps) if "student" in samplers else 0
-        )
-        work = max(float(clip_seconds), 0.0) * (len(samplers) * self.per_second + evaluations * self.per_step)
+    def seconds(self, clip_seconds: float, evaluations: int, runs: int = 2) -> int:
+        """Whole GPU seconds for a clip of ``clip_seconds`` converted ``runs`` times in one pass, with
+        ``evaluations`` denoiser evaluations in all (the sum of the samplers' ``nfe``)."""
+        per_clip_second = (self.shared_per_second if runs else 0.0) + runs * self.per_second + evaluations * self.per_step
+        work = max(float(clip_seconds), 0.0) * per_clip_second
         return int(math.ceil(min(self.cap, self.overhead + self.margin * work)))
 
 
@@ -193,8 +195,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="conversions at once")
     parser.add_argument("--examples-dir", type=Path, default=Path(os.environ.get("COMOSVC_EXAMPLES_DIR", defaults.examples_dir)),
                         help="where the example clips are written")
+    parser.add_argument("--gpu-cost-shared", type=float, default=_env_optional_float("COMOSVC_GPU_COST_SHARED"),
+                        help="ZeroGPU budget: GPU seconds per second of audio for content features and F0, computed once "
+                             "for both systems (env COMOSVC_GPU_COST_SHARED; default: measured at start-up on CUDA, "
+                             f"else {budget.shared_per_second})")
     parser.add_argument("--gpu-cost-per-second", type=float, default=_env_optional_float("COMOSVC_GPU_COST_PER_SECOND"),
-                        help="ZeroGPU budget: GPU seconds per second of audio per run for content, F0 and vocoder "
+                        help="ZeroGPU budget: GPU seconds per second of audio per run for the vocoder "
                              f"(env COMOSVC_GPU_COST_PER_SECOND; default: measured at start-up on CUDA, else {budget.per_second})")
     parser.add_argument("--gpu-cost-per-step", type=float, default=_env_optional_float("COMOSVC_GPU_COST_PER_STEP"),
                         help="ZeroGPU budget: GPU seconds per second of audio per denoiser evaluation "
@@ -204,12 +210,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, argparse.Nam
     args = parser.parse_args(argv)
     if args.dtype and args.dtype not in PRECISIONS:  # argparse does not check a default from the environment
         parser.error(f"COMOSVC_DTYPE must be one of {', '.join(PRECISIONS)}, not {args.dtype!r}")
-    for flag, value in (("--gpu-cost-per-second", args.gpu_cost_per_second), ("--gpu-cost-per-step", args.gpu_cost_per_step),
-                        ("--gpu-max-duration", args.gpu_max_duration)):
+    costs = {"--gpu-cost-shared": args.gpu_cost_shared, "--gpu-cost-per-second": args.gpu_cost_per_second,
+             "--gpu-cost-per-step": args.gpu_cost_per_step}
+    for flag, value in (*costs.items(), ("--gpu-max-duration", args.gpu_max_duration)):
         if value is not None and not value > 0:
             parser.error(f"{flag} must be a positive number of seconds, not {value}")
-    configured = args.gpu_cost_per_second is not None or args.gpu_cost_per_step is not None
+    configured = any(value is not None for value in costs.values())
     budget = GpuBudget(
+        shared_per_second=budget.shared_per_second if args.gpu_cost_shared is None else args.gpu_cost_shared,
         per_second=budget.per_second if args.gpu_cost_per_second is None else args.gpu_cost_per_second,
         per_step=budget.per_step if args.gpu_cost_per_step is None else args.gpu_cost_per_step,
         cap=args.gpu_max_duration,
@@ -297,8 +305,8 @@ def load_model(settings: AppSettings) -> ModelState:
     except Exception:  # no GPU lent at start-up, quota...: convert anyway, with the default budget
         log.exception("warm-up on the GPU failed")
         budget = settings.budget
-    log.info("GPU budget per conversion (%s): %.3f s/s per run + %.4f s/s per step, at most %.0f s",
-             budget.source, budget.per_second, budget.per_step, budget.cap)
+    log.info("GPU budget per conversion (%s): %.3f s/s shared + %.3f s/s per run + %.4f s/s per step, at most %.0f s",
+             budget.source, budget.shared_per_second, budget.per_second, budget.per_step, budget.cap)
     status = (
         f"**Model** `{settings.model}` · **vocoder** `{pipe.vocoder_name}` · "
         f"**{len(singer_names(pipe))} singer(s)** · samplers: {', '.join(samplers)} · "
@@ -352,13 +360,14 @@ def warm_up(pipe, samplers) -> None:
 
 
 def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
-    """``budget`` with ``per_second`` and ``per_step`` measured on one chunk of synthetic singing.
+    """``budget`` with its three costs measured on one chunk of synthetic singing.
 
     One run at one step on ``inference.max_chunk_seconds`` of audio (a full chunk, so the
     padded Whisper window costs what it costs a real request), after :func:`warm_up`:
-    ``per_second`` = (end to end - acoustic model) / clip seconds, ``per_step`` = acoustic
-    model / evaluations / clip seconds (the condition encoder and prior counted in, so it errs
-    high). Keeps ``budget`` when the run fails.
+    ``shared_per_second`` = (content + F0) / clip seconds, ``per_second`` = (end to end -
+    content - F0 - acoustic model) / clip seconds, ``per_step`` = acoustic model / evaluations
+    / clip seconds (the condition encoder and prior counted in, so it errs high). Keeps
+    ``budget`` when the run fails.
     """
     from comosvc.measure.songs import sung_tone
 
@@ -370,10 +379,12 @@ def measure_budget(pipe, samplers, budget: GpuBudget) -> GpuBudget:
     except Exception:
         log.exception("measuring the GPU cost failed; keeping the default budget")
         return budget
-    acoustic, total = result.timings.get("acoustic", 0.0), result.timings.get("total", 0.0)
+    timings = result.timings
+    acoustic, total, shared = timings["acoustic"], timings["total"], timings["content"] + timings["f0"]
     return replace(
         budget,
-        per_second=max(total - acoustic, 0.0) / seconds,
+        shared_per_second=shared / seconds,
+        per_second=max(total - shared - acoustic, 0.0) / seconds,
         per_step=acoustic / max(int(result.nfe), 1) / seconds,
         source=f"measured on {_device_type(pipe)}",
     )
@@ -508,17 +519,30 @@ def make_convert(state: ModelState, settings: AppSettings):
             pd.DataFrame(cells, columns=headers),
         )
 
-    def gpu_seconds(audio_path, singer=None, key=0, auto_key=False, teacher_steps=40, student_steps=1, seed=0,
+    def gpu_seconds(audio_path, singer=None, key=0, auto_key=False, teacher_steps=None, student_steps=None, seed=0,
                     mix_singer=None, mix_share=0.5, progress=None) -> int:
         """ZeroGPU's duration for this request (same arguments as ``convert``): the budget of the
-        clip's length (at most --max-seconds: longer clips are refused at once) and both steps."""
+        clip's length (at most --max-seconds: longer clips are refused at once) and both samplers."""
         seconds = _duration(audio_path) if audio_path else 0.0
         seconds = min(seconds, settings.max_seconds) if math.isfinite(seconds) else 0.0
-        return state.budget.seconds(seconds, int(teacher_steps), int(student_steps), state.samplers or ("teacher", "student"))
+        samplers = conversion_samplers(state, teacher_steps, student_steps)
+        return state.budget.seconds(seconds, sum(sampler.nfe for sampler in samplers), len(samplers))
 
     handler = on_gpu(convert, gpu_seconds)
     handler.gpu_seconds = gpu_seconds  # the estimate, for logs and tests
     return handler
+
+
+def conversion_samplers(state: ModelState, teacher_steps: int | None = None, student_steps: int | None = None) -> list:
+    """The sampler objects the Convert button runs (``None`` steps: the model's ``inference`` defaults);
+    none without a model, or for steps the model refuses (the conversion then says why at once)."""
+    if state.pipe is None:
+        return []
+    asked = {"teacher": teacher_steps, "student": student_steps}
+    try:
+        return [state.pipe.resolve_sampler(name, None if asked[name] is None else int(asked[name])) for name in state.samplers]
+    except ValueError:
+        return []
 
 
 def target_singer(singer: str, mix_singer: str | None = None, mix_share: float = 0.5) -> str:
@@ -665,9 +689,9 @@ you can hear the difference and see what each costs."""
 def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
     """The page. ``state`` may hold no model: the page then explains what is missing."""
     singers = singer_names(state.pipe) if state.pipe is not None else []
-    inference = getattr(getattr(state.pipe, "config", None), "inference", None)
-    teacher_default = int(getattr(inference, "teacher_steps", 40) or 40)
-    student_default = min(max(int(getattr(inference, "student_steps", 1) or 1), 1), 4)
+    inference = state.pipe.config.inference if state.pipe is not None else InferenceConfig()
+    teacher_default = inference.teacher_steps
+    student_default = min(max(inference.student_steps, 1), 4)
 
     with gr.Blocks(title="ComoSVC", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(INTRO)

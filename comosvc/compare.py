@@ -3,9 +3,11 @@
 The app's "convert" button and the ``bench`` command both need the same thing:
 convert one clip with the diffusion teacher and with the consistency student
 (same singer, key and seed), then report what each cost. This module does that
-without any UI:
+without any UI, in one pass of the pipeline
+(:meth:`~comosvc.pipeline.ConversionPipeline.convert_many`): the content features and
+the F0 are computed once and shared, the acoustic model and the vocoder run per system.
 
-    >>> result = compare(pipe, wav, "opensinger_0", teacher_steps=40, student_steps=1)
+    >>> result = compare(pipe, wav, "opensinger_0")      # steps: the model's inference.teacher_steps / student_steps
     >>> print(format_timing_table(timing_rows(result)))
 
 :func:`mel_image` renders a log mel as an RGB picture (matplotlib, Agg backend),
@@ -23,10 +25,6 @@ from comosvc.measure import tables
 
 # progress(fraction of the whole comparison in [0, 1], what is happening)
 ProgressFn = Callable[[float, str], None]
-
-# Share of the progress bar given to the teacher run when both run: it does ~40x
-# the network evaluations but shares content, F0 and vocoder costs with the student.
-TEACHER_SHARE = 0.75
 
 
 @dataclass
@@ -65,18 +63,6 @@ class Comparison:
         return seen
 
 
-def _scaled(progress: ProgressFn | None, start: float, end: float, label: str):
-    """A pipeline progress callback that maps the run's own [0, 1] onto [start, end]."""
-    if progress is None:
-        return None
-
-    def report(fraction: float, desc: str | None = None) -> None:
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        progress(start + (end - start) * fraction, f"{label}: {desc}" if desc else label)
-
-    return report
-
-
 MISSING_SAMPLER = {
     "student": "This model is a diffusion teacher without a distilled student, so only the teacher ran. "
     "Distil it (train/distill.py) and load the student to compare.",
@@ -90,19 +76,22 @@ def compare(
     audio: np.ndarray,
     singer: str,
     *,
-    teacher_steps: int = 40,
-    student_steps: int = 1,
+    teacher_steps: int | None = None,
+    student_steps: int | None = None,
     key: float | str = 0,
     seed: int = 0,
     progress: ProgressFn | None = None,
     samplers: Sequence[str] | None = None,
 ) -> Comparison:
-    """Convert ``audio`` ((N,) float32 at the pipeline's rate) with the teacher, then the student.
+    """Convert ``audio`` ((N,) float32 at the pipeline's rate) with the teacher and the student.
 
-    Both runs use the same singer, key and seed. A sampler the pipeline cannot
-    run (``samplers``, default ``pipe.samplers``: a teacher-only model has no
-    student) is skipped with a warning in :attr:`Comparison.warnings`. ``progress(fraction, desc)`` is called
-    as the work advances. Returns a :class:`Comparison`.
+    Both use the same singer, key and seed, in one :meth:`~comosvc.pipeline.ConversionPipeline.convert_many`
+    call: content features and F0 run once; each result's ``timings`` report those shared
+    seconds and its own acoustic model and vocoder, its ``total`` the cost it would have alone.
+    ``teacher_steps`` / ``student_steps`` default to the model's ``inference.teacher_steps`` /
+    ``inference.student_steps``. A sampler the pipeline cannot run (``samplers``, default
+    ``pipe.samplers``: a teacher-only model has no student) is skipped with a warning in
+    :attr:`Comparison.warnings`. ``progress(fraction, desc)`` is called as the work advances.
     """
     from comosvc.features.mel import log_mel
 
@@ -111,22 +100,17 @@ def compare(
     runs = [name for name in ("teacher", "student") if name in available]
     if not runs:
         raise ValueError("This model can run neither the teacher nor the student sampler.")
-    steps = {"teacher": int(teacher_steps), "student": int(student_steps)}
-    shares = {"teacher": TEACHER_SHARE, "student": 1.0 - TEACHER_SHARE} if len(runs) == 2 else {runs[0]: 1.0}
-    results: dict[str, Any] = {}
-    start = 0.0
-    for name in runs:
-        label = f"{name}, {steps[name]} step{'s' if steps[name] > 1 else ''}"
-        results[name] = pipe(
-            audio,
-            singer,
-            sampler=name,
-            steps=steps[name],
-            key=key,
-            seed=seed,
-            progress=_scaled(progress, start, start + shares[name], label),
-        )
-        start += shares[name]
+    asked = {"teacher": teacher_steps, "student": student_steps}
+    requests = [pipe.request(singer, sampler=name, steps=asked[name], key=key, seed=seed) for name in runs]
+    inference = pipe.config.inference
+    steps = {
+        "teacher": inference.teacher_steps if teacher_steps is None else int(teacher_steps),
+        "student": inference.student_steps if student_steps is None else int(student_steps),
+        **{request.sampler.name: request.sampler.steps for request in requests},
+    }
+    label = " and ".join(f"{name}, {steps[name]} step{'s' if steps[name] > 1 else ''}" for name in runs)
+    report = None if progress is None else (lambda fraction, desc: progress(fraction, f"{label}: {desc}"))
+    results = dict(zip(runs, pipe.convert_many(audio, requests, progress=report)))
     if progress is not None:
         progress(1.0, "done")
     return Comparison(

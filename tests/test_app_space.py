@@ -135,17 +135,22 @@ def test_duration_grows_with_clip_and_steps_and_stays_under_the_cap(space_server
     assert asked(6.0, teacher_steps=100, student_steps=4) <= budget.cap  # the longest clip accepted (6 s), most steps
 
     # and with the default costs at the app's default limit (60 s), the longest clip stays under the cap too
-    long_clip = budget.seconds(60.0, 100, 4)
-    assert long_clip <= budget.cap and budget.seconds(60.0, 40, 1) > budget.seconds(10.0, 40, 1)
+    long_clip = budget.seconds(60.0, evaluations=101 + 4)
+    assert long_clip <= budget.cap and budget.seconds(60.0, 41 + 1) > budget.seconds(10.0, 41 + 1)
     assert duration(None, SINGERS[0], 0, False, 40, 1, 0) == budget.overhead  # no clip: the fixed overhead only
 
 
 def test_budget_is_configurable_and_measurable(stub_spaces, tiny_overrides, tmp_path, monkeypatch):
     _, app = stub_spaces
-    settings, _ = app.parse_args(["--gpu-cost-per-second", "0.5", "--gpu-cost-per-step", "0.01", "--gpu-max-duration", "30"])
+    settings, _ = app.parse_args(["--gpu-cost-per-second", "0.5", "--gpu-cost-per-step", "0.01", "--gpu-max-duration", "30",
+                                  "--gpu-cost-shared", "0.25"])
     assert settings.budget.per_second == 0.5 and settings.budget.per_step == 0.01 and settings.budget.cap == 30
-    assert settings.budget.source == "configured"
-    assert settings.budget.seconds(600.0, 100, 4) == 30  # capped
+    assert settings.budget.shared_per_second == 0.25 and settings.budget.source == "configured"
+    assert settings.budget.seconds(600.0, 101 + 4) == 30  # capped
+    # content features and F0 are paid once for both systems, the rest per run
+    plain = app.GpuBudget(shared_per_second=1.0, per_second=0.5, per_step=0.25, overhead=0.0, margin=1.0)
+    assert plain.seconds(10.0, evaluations=4, runs=2) == 10 * (1.0 + 2 * 0.5 + 4 * 0.25)
+    assert plain.seconds(10.0, evaluations=0, runs=0) == 0
     monkeypatch.setenv("COMOSVC_GPU_COST_PER_STEP", "0.02")
     assert app.parse_args([])[0].budget.per_step == 0.02
     with pytest.raises(SystemExit):
@@ -156,6 +161,7 @@ def test_budget_is_configurable_and_measurable(stub_spaces, tiny_overrides, tmp_
     pipe = ConversionPipeline.from_pretrained(build_tiny_model(tmp_path, tiny_overrides), vocoder="griffinlim", device="cpu")
     measured = app.measure_budget(pipe, ("teacher", "student"), app.GpuBudget())
     assert measured.source == "measured on cpu" and measured.per_second > 0 and measured.per_step > 0
+    assert measured.shared_per_second > 0
 
 
 def test_app_runs_without_spaces(tmp_path, monkeypatch):

@@ -85,17 +85,33 @@ class _TeacherOnlyPipe:
         self.config = ComoSVCConfig()
         self.calls = []
 
-    def __call__(self, audio, singer, sampler, steps, key, seed, progress):
-        self.calls.append(sampler)
-        progress(1.0, "1/1 chunks")
-        return _result(steps + 1, 0.1, 0.0, 0.5, 0.2)
+    def request(self, singer, sampler, steps, **options):
+        from comosvc.models.samplers import resolve_sampler
+
+        return SimpleNamespace(sampler=resolve_sampler(sampler, steps, self.config, distilled=False))
+
+    def convert_many(self, audio, requests, progress):
+        self.calls.append([r.sampler for r in requests])
+        if progress is not None:
+            progress(1.0, "1/1 chunks")
+        return [_result(r.sampler.nfe, 0.1, 0.0, 0.5, 0.2) for r in requests]
 
 
 def test_compare_skips_a_missing_sampler():
     pipe, seen = _TeacherOnlyPipe(), []
     result = compare(pipe, np.zeros(24000, dtype=np.float32), "a_b", teacher_steps=8, progress=lambda f, d: seen.append((f, d)))
-    assert pipe.calls == ["teacher"] and result.student is None
+    assert [[(s.name, s.steps) for s in call] for call in pipe.calls] == [[("teacher", 8)]] and result.student is None
     assert "only the teacher ran" in result.warnings[0]
     assert seen[-1][0] == 1.0 and all(0.0 <= f <= 1.0 for f, _ in seen)
     headers, cells = timing_table(timing_rows(result))
     assert cells[0] == ["network evaluations", "9", "-", ""]
+
+
+def test_compare_takes_the_models_step_counts_by_default():
+    pipe = _TeacherOnlyPipe()
+    pipe.config.inference.teacher_steps = 7
+    result = compare(pipe, np.zeros(24000, dtype=np.float32), "a_b")
+    (call,) = pipe.calls
+    assert [(s.name, s.steps) for s in call] == [("teacher", 7)]
+    assert result.teacher_steps == 7 and result.teacher.nfe == 8
+    assert result.student_steps == pipe.config.inference.student_steps

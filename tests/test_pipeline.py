@@ -255,7 +255,7 @@ def test_from_config_builds_a_random_pipeline_for_speed_runs(config, phrase):
         ConversionPipeline.from_config(config, vocoder="someone/unknown-vocoder", device="cpu")
 
 
-# --------------------------------------------------------------------------- samplers
+# --------------------------------------------------------------------------- samplers and several requests
 
 
 def test_a_sampler_object_converts_as_its_name_does(pipe, phrase):
@@ -273,3 +273,60 @@ def test_a_sampler_object_converts_as_its_name_does(pipe, phrase):
     with pytest.raises(ValueError, match=r"1\.\.40 steps"):
         pipe.request("synth_alto", sampler="student", steps=41)
 
+
+class CountingFeatures:
+    """The pipeline's feature extractor, passed in as its ``features``: counts the clips each feature is computed for."""
+
+    def __init__(self, features):
+        self.features, self.clips = features, {}
+
+    def extract_batch(self, wavs, features):
+        for name in features:
+            self.clips[name] = self.clips.get(name, 0) + len(wavs)
+        return self.features.extract_batch(wavs, features=features)
+
+
+def test_the_ab_computes_content_and_f0_once_and_equals_separate_calls(model_dirs, phrase):
+    from comosvc.compare import compare
+
+    base = ConversionPipeline.from_pretrained(model_dirs[1], vocoder=fast_vocoder(), device="cpu",
+                                              overrides=["inference.teacher_steps=3"])
+    counting = CountingFeatures(base.features)
+    pipe = ConversionPipeline(base.model, counting, base.vocoder, config=base.config, device="cpu")
+    ab = compare(pipe, phrase, "synth_alto", seed=0)  # no teacher_steps: the model's inference.teacher_steps
+    chunks = ab.student.n_chunks
+    assert chunks >= 1 and counting.clips == {"f0": chunks, "energy": chunks, "whisper": chunks, "contentvec": chunks}
+    assert ab.teacher_steps == ab.teacher.steps == 3 and ab.teacher.nfe == 4
+    assert ab.student_steps == ab.student.steps == pipe.config.inference.student_steps
+    for name, result in (("teacher", ab.teacher), ("student", ab.student)):
+        alone = base(phrase, "synth_alto", sampler=name, seed=0)
+        np.testing.assert_array_equal(result.audio, alone.audio)
+        np.testing.assert_array_equal(result.mel, alone.mel)
+        assert (result.nfe, result.sampler, result.steps) == (alone.nfe, alone.sampler, alone.steps)
+        stages = result.timings
+        assert stages["total"] >= sum(stages[k] for k in ("content", "f0", "acoustic", "vocoder"))
+    for shared in ("content", "f0"):  # computed once, reported to both
+        assert ab.teacher.timings[shared] == ab.student.timings[shared] > 0
+    with pytest.raises(ValueError, match="pipe.request"):
+        pipe.convert_many(phrase, [])
+
+
+def test_stage_clock_shares_content_and_f0_and_charges_each_request_its_own_stages():
+    import time
+
+    from comosvc.pipeline import StageClock
+
+    clock = StageClock(requests=2)
+    with clock("content"):
+        time.sleep(0.01)
+    with clock.serving(1):
+        with clock("acoustic"):
+            time.sleep(0.02)
+        with clock("f0"):  # a shared stage stays shared inside serving()
+            pass
+    first, second = clock.wall(0), clock.wall(1)
+    assert first["content"] == second["content"] >= 0.01 and first["f0"] == second["f0"]
+    assert first["acoustic"] == 0.0 and second["acoustic"] >= 0.02
+    # each total leaves out the other request's own stages: what it would have cost alone
+    assert second["total"] - first["total"] >= second["acoustic"]
+    assert second["total"] >= second["content"] + second["acoustic"]

@@ -3,6 +3,8 @@
     >>> pipe = ConversionPipeline.from_pretrained("user/comosvc-student")   # Hub id or folder
     >>> result = pipe("song.wav", singer="opensinger_0", key="auto")
     >>> save_audio("out.wav", result.audio, result.sample_rate)
+    >>> teacher, student = pipe.convert_many("song.wav", [pipe.request("opensinger_0", sampler=name)
+    ...                                                   for name in ("teacher", "student")])
 
 What a call does, in order (timed per stage in ``result.timings``); each phase is
 a method of its own (:meth:`~ConversionPipeline.load`, :meth:`~ConversionPipeline.plan_chunks`,
@@ -33,6 +35,13 @@ a method of its own (:meth:`~ConversionPipeline.load`, :meth:`~ConversionPipelin
    peak-normalise: the song is scaled so its largest sample is :data:`PEAK` (0.9,
    the reference's level); with loudness matching it keeps the source's level and
    is only scaled down if it would clip.
+
+:meth:`~ConversionPipeline.convert_many` runs these phases once for several requests
+(:meth:`~ConversionPipeline.request`: singer, sampler, key, loudness, seed) of the same
+input, e.g. the teacher and the student in an A/B: loading, chunking, the F0 and each
+batch's content features are computed once and shared; the key shift, the acoustic
+model, the vocoder, the joining and phase 5 run per request, batch by batch (memory
+stays bounded). ``pipe(...)`` is its one-request case.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Union
+from typing import TYPE_CHECKING, Callable, Literal, Sequence, Union
 
 import numpy as np
 import torch
@@ -88,7 +97,10 @@ class ConversionResult:
     ContentVec and the source mel/energy), ``f0``, ``acoustic``, ``vocoder`` and
     ``total`` (end to end, including loading, slicing and joining);
     ``cpu_timings`` the same stages in CPU seconds of this process (all threads;
-    steadier than wall time on a shared machine).
+    steadier than wall time on a shared machine). From :meth:`ConversionPipeline.convert_many`
+    ``content`` and ``f0`` are the shared seconds (computed once for all requests),
+    ``acoustic`` and ``vocoder`` this request's own, and ``total`` the cost it would have
+    alone: the call's total less the other requests' acoustic and vocoder seconds.
     """
 
     audio: np.ndarray
@@ -131,24 +143,49 @@ class StageClock:
     ...     pass
     >>> clock.wall()["vocoder"] >= 0
     True
+
+    With ``requests > 1`` (one input converted for several requests) the ``SHARED`` stages
+    are counted once for all, the others per request: ``with clock.serving(i):`` picks the
+    request they count for, and ``wall(i)`` / ``cpu(i)`` give request ``i`` the shared
+    seconds, its own, and as ``total`` the call's total less the other requests' own
+    stages (what it would have cost alone).
     """
 
     STAGES = ("content", "f0", "acoustic", "vocoder")
+    SHARED = ("content", "f0")
 
-    def __init__(self, sync: Callable[[], None] | None = None):
-        self._stages = {stage: Timer(sync) for stage in self.STAGES}
+    def __init__(self, sync: Callable[[], None] | None = None, requests: int = 1):
+        self._stages = [{stage: Timer(sync) for stage in self.STAGES} for _ in range(requests)]
+        self._serving = 0
         self._total = Timer(sync).start()
 
     @contextmanager
     def __call__(self, stage: str):
-        with self._stages[stage]:
+        with self._stages[0 if stage in self.SHARED else self._serving][stage]:
             yield
 
-    def wall(self) -> dict[str, float]:
-        return {**{stage: timer.wall for stage, timer in self._stages.items()}, "total": self._total.elapsed().wall}
+    @contextmanager
+    def serving(self, request: int):
+        """Count the stages inside for request ``request``."""
+        previous, self._serving = self._serving, request
+        try:
+            yield
+        finally:
+            self._serving = previous
 
-    def cpu(self) -> dict[str, float]:
-        return {**{stage: timer.cpu for stage, timer in self._stages.items()}, "total": self._total.elapsed().cpu}
+    def wall(self, request: int = 0) -> dict[str, float]:
+        return self._read("wall", request)
+
+    def cpu(self, request: int = 0) -> dict[str, float]:
+        return self._read("cpu", request)
+
+    def _read(self, clock: str, request: int) -> dict[str, float]:
+        def own(i: int) -> dict[str, float]:
+            return {stage: getattr(timer, clock) for stage, timer in self._stages[i].items() if stage not in self.SHARED}
+
+        shared = {stage: getattr(self._stages[0][stage], clock) for stage in self.SHARED}
+        others = sum(sum(own(i).values()) for i in range(len(self._stages)) if i != request)
+        return {**shared, **own(request), "total": getattr(self._total.elapsed(), clock) - others}
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -549,28 +586,32 @@ class ConversionPipeline:
         padded: np.ndarray,
         n_samples: int,
         chunks: list[Chunk],
-        f0: np.ndarray,
-        request: ConversionRequest,
+        f0s: list[np.ndarray],
+        requests: Sequence[ConversionRequest],
         clock: StageClock,
         report: ProgressFn,
-    ) -> tuple[SongJoiner, int]:
-        """Content, acoustic model and vocoder over the sounding chunks, batch by batch, joined into the song."""
+    ) -> tuple[list[SongJoiner], list[int]]:
+        """Over the sounding chunks, batch by batch: the content features once, then for each request
+        (its conditioning F0 in ``f0s``) the acoustic model and the vocoder, joined into its song."""
         sounding = [c for c in chunks if not c.silent]
         cfg = self.config
-        song = SongJoiner(n_samples, cfg.audio.hop_length, cfg.audio.n_mels, fill=float(np.log(LOG_CLAMP)))
-        nfe, done = 0, 0
+        songs = [SongJoiner(n_samples, cfg.audio.hop_length, cfg.audio.n_mels, fill=float(np.log(LOG_CLAMP))) for _ in requests]
+        nfes, done = [0] * len(requests), 0
         for batch in length_batches(sounding, cfg.inference.batch_size):
             with clock("content"):
                 feats = self.chunk_features([padded[c.start : c.end] for c in batch])
-            with clock("acoustic"):
-                mels, nfe = self.acoustic(batch, feats, f0, request.singer, request.seed, request.sampler)
-            for chunk, mel in zip(batch, mels):
-                with clock("vocoder"):
-                    wav = self.vocode(mel)
-                song.add(chunk, wav, mel.cpu().numpy())
+            for i, (request, f0, song) in enumerate(zip(requests, f0s, songs)):
+                with clock.serving(i):
+                    with clock("acoustic"):
+                        mels, nfes[i] = self.acoustic(batch, feats, f0, request.singer, request.seed, request.sampler)
+                    for chunk, mel in zip(batch, mels):
+                        with clock("vocoder"):
+                            wav = self.vocode(mel)
+                        song.add(chunk, wav, mel.cpu().numpy())
+                fraction = (done + len(batch) * (i + 1) / len(requests)) / len(sounding)
+                report(fraction, f"{done + len(batch)}/{len(sounding)} chunks")
             done += len(batch)
-            report(done / len(sounding), f"{done}/{len(sounding)} chunks")
-        return song, nfe
+        return songs, nfes
 
     # ------------------------------------------------------------------ conversion
 
@@ -601,41 +642,69 @@ class ConversionPipeline:
                 ``inference.loudness_match``.
             seed: noise seed (default: random; the one used is in ``result.seed``).
             progress: called as ``progress(fraction, description)``.
+
+        The options are checked first (:meth:`request`), then the conversion is the
+        one-request case of :meth:`convert_many`.
         """
-        clock = StageClock(sync_device(self.device))
-        report = progress or (lambda fraction, desc: None)
         request = self.request(singer, sampler, steps, key, loudness_match, seed)
+        return self.convert_many(audio, [request], progress)[0]
+
+    def convert_many(
+        self, audio: AudioInput, requests: Sequence[ConversionRequest], progress: ProgressFn | None = None
+    ) -> list[ConversionResult]:
+        """Convert ``audio`` for each of ``requests`` (built by :meth:`request`); one result per request, in order.
+
+        The work that does not depend on a request is done once: loading, chunking, the F0
+        and, per batch of chunks, the content features; then each request's key shift,
+        acoustic model, vocoder, joining and loudness (per batch: the features once, then
+        each request's acoustic model and vocoder, so memory stays bounded). Each result
+        equals what ``pipe(audio, ...)`` gives for that request alone; its ``timings`` hold
+        the shared ``content`` and ``f0`` seconds, its own ``acoustic`` and ``vocoder``
+        seconds, and as ``total`` the cost it would have alone (the call's total less the
+        other requests' acoustic and vocoder seconds).
+        """
+        if not requests or not all(isinstance(r, ConversionRequest) for r in requests):
+            raise ValueError("convert_many takes a non-empty list of requests: build each with pipe.request(singer, ...)")
+        clock = StageClock(sync_device(self.device), requests=len(requests))
+        report = progress or (lambda fraction, desc: None)
         # 1. load
         wav = self.load(audio)
         # 2. plan chunks (an all-silent input is not converted)
         chunks = self.plan_chunks(wav)
         if not chunks:
             report(1.0, "silent input")
-            return self._silent_result(len(wav), request, clock)
+            return [self._silent_result(len(wav), request, clock, i) for i, request in enumerate(requests)]
         padded = self.pad_to_hops(wav)
-        # 3. F0 of the song, key shift
+        # 3. F0 of the song (shared), key shift per request
         report(0.0, "F0")
         with clock("f0"):
             source_f0 = self.song_f0(padded, chunks)
-        f0, semitones, warnings = self.key_shift(source_f0, request.singer, request.key)
-        # 4. content, acoustic model and vocoder per batch of chunks, joined with crossfades
-        song, nfe = self._convert_chunks(padded, len(wav), chunks, f0, request, clock, report)
-        # 5. loudness
+        shifted = [self.key_shift(source_f0, request.singer, request.key) for request in requests]
+        f0s = [f0 for f0, _, _ in shifted]
+        # 4. per batch of chunks: content once, then each request's acoustic model and vocoder, joined with crossfades
+        songs, nfes = self._convert_chunks(padded, len(wav), chunks, f0s, requests, clock, report)
+        # 5. loudness, per request
         cfg = self.config.audio
-        out = finish_loudness(song.audio.result(), wav, request.loudness_match, cfg.hop_length, cfg.win_length)
-        return ConversionResult(
-            audio=out,
-            mel=song.mel,
-            f0=f0,
-            nfe=nfe,
-            timings=clock.wall(),
-            cpu_timings=clock.cpu(),
-            warnings=warnings,
-            key=semitones,
-            n_chunks=sum(not c.silent for c in chunks),
-            chunks=chunks,
-            **self._result_fields(request),
-        )
+        outs = [
+            finish_loudness(song.audio.result(), wav, request.loudness_match, cfg.hop_length, cfg.win_length)
+            for request, song in zip(requests, songs)
+        ]
+        return [
+            ConversionResult(
+                audio=out,
+                mel=song.mel,
+                f0=f0,
+                nfe=nfe,
+                timings=clock.wall(i),
+                cpu_timings=clock.cpu(i),
+                warnings=warnings,
+                key=semitones,
+                n_chunks=sum(not c.silent for c in chunks),
+                chunks=chunks,
+                **self._result_fields(request),
+            )
+            for i, (request, out, song, nfe, (f0, semitones, warnings)) in enumerate(zip(requests, outs, songs, nfes, shifted))
+        ]
 
     def _result_fields(self, request: ConversionRequest) -> dict:
         return dict(
@@ -646,7 +715,9 @@ class ConversionPipeline:
             seed=request.seed,
         )
 
-    def _silent_result(self, n_samples: int, request: ConversionRequest, clock: StageClock) -> ConversionResult:
+    def _silent_result(
+        self, n_samples: int, request: ConversionRequest, clock: StageClock, index: int = 0
+    ) -> ConversionResult:
         """Silence out for a silent input, with a warning that says what to do if it was only quiet."""
         silence_db = self.config.inference.silence_db
         n_frames = -(-n_samples // self.config.audio.hop_length)
@@ -655,8 +726,8 @@ class ConversionPipeline:
             mel=np.full((n_frames, self.config.audio.n_mels), np.log(LOG_CLAMP), dtype=np.float32),
             f0=np.zeros(n_frames, dtype=np.float32),
             nfe=0,
-            timings=clock.wall(),
-            cpu_timings=clock.cpu(),
+            timings=clock.wall(index),
+            cpu_timings=clock.cpu(index),
             warnings=[
                 f"The input is silent (no part louder than {silence_db:g} dBFS), so the output is "
                 "silence. If it is just very quiet, normalise it or lower inference.silence_db."
