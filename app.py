@@ -450,7 +450,7 @@ def make_convert(state: ModelState, settings: AppSettings):
     """
 
     def convert(audio_path, singer, key, auto_key, teacher_steps, student_steps, seed, mix_singer=None, mix_share=0.5,
-                progress=gr.Progress()):
+                index_ratio=0.0, progress=gr.Progress()):
         if state.pipe is None:
             raise gr.Error(_escape(state.problem or "No model is loaded."), print_exception=False)
         if not audio_path:
@@ -485,6 +485,7 @@ def make_convert(state: ModelState, settings: AppSettings):
                 seed=int(seed or 0),
                 progress=report,
                 samplers=state.samplers,
+                index_ratio=float(index_ratio or 0.0),
             )
         except (AudioError, ValueError, KeyError) as err:  # user-fixable: bad singer, silent clip, ...
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -520,7 +521,7 @@ def make_convert(state: ModelState, settings: AppSettings):
         )
 
     def gpu_seconds(audio_path, singer=None, key=0, auto_key=False, teacher_steps=None, student_steps=None, seed=0,
-                    mix_singer=None, mix_share=0.5, progress=None) -> int:
+                    mix_singer=None, mix_share=0.5, index_ratio=0.0, progress=None) -> int:
         """ZeroGPU's duration for this request (same arguments as ``convert``): the budget of the
         clip's length (at most --max-seconds: longer clips are refused at once) and both samplers."""
         seconds = _duration(audio_path) if audio_path else 0.0
@@ -731,6 +732,12 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
                             interactive=bool(singers), elem_id="mix-singer",
                         )
                         mix_share = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second singer", elem_id="mix-share")
+                        has_index = state.pipe is not None and getattr(state.pipe.model, "index", None) is not None
+                        index_ratio = gr.Slider(
+                            0, 1, value=0, step=0.05, label="Timbre index ratio", elem_id="index-ratio", interactive=has_index,
+                            info="more of the singer's timbre, less of the source's articulation" if has_index else
+                            "this model has no timbre index (python -m comosvc index --model ... --data ...)",
+                        )
                     button = gr.Button("Convert with teacher and student", variant="primary", elem_id="convert")
                     examples = write_examples(settings.examples_dir)
                     gr.Examples(
@@ -761,7 +768,7 @@ def build_demo(state: ModelState, settings: AppSettings) -> gr.Blocks:
         auto_key.change(lambda auto: gr.Slider(interactive=not auto), inputs=auto_key, outputs=key, queue=False, api_visibility="private")
         button.click(
             make_convert(state, settings),
-            inputs=[source, singer, key, auto_key, teacher_steps, student_steps, seed, mix_singer, mix_share],
+            inputs=[source, singer, key, auto_key, teacher_steps, student_steps, seed, mix_singer, mix_share, index_ratio],
             outputs=[teacher_audio, student_audio, source_mel, teacher_mel, student_mel, table],
             api_name="convert",
             concurrency_limit=settings.concurrency,

@@ -82,6 +82,7 @@ def compare(
     seed: int = 0,
     progress: ProgressFn | None = None,
     samplers: Sequence[str] | None = None,
+    index_ratio: float = 0.0,
 ) -> Comparison:
     """Convert ``audio`` ((N,) float32 at the pipeline's rate) with the teacher and the student.
 
@@ -92,6 +93,7 @@ def compare(
     ``inference.student_steps``. A sampler the pipeline cannot run (``samplers``, default
     ``pipe.samplers``: a teacher-only model has no student) is skipped with a warning in
     :attr:`Comparison.warnings`. ``progress(fraction, desc)`` is called as the work advances.
+    ``index_ratio``: the pull towards the singer's timbre index, for both (:mod:`comosvc.index`).
     """
     from comosvc.features.mel import log_mel
 
@@ -101,7 +103,9 @@ def compare(
     if not runs:
         raise ValueError("This model can run neither the teacher nor the student sampler.")
     asked = {"teacher": teacher_steps, "student": student_steps}
-    requests = [pipe.request(singer, sampler=name, steps=asked[name], key=key, seed=seed) for name in runs]
+    requests = [
+        pipe.request(singer, sampler=name, steps=asked[name], key=key, seed=seed, index_ratio=index_ratio) for name in runs
+    ]
     inference = pipe.config.inference
     steps = {
         "teacher": inference.teacher_steps if teacher_steps is None else int(teacher_steps),

@@ -107,6 +107,8 @@ class StreamingConverter:
         gain: fixed output gain (no peak normalisation is possible live).
         sampler: ``"student"`` or ``None`` (with ``steps``), or a
             :class:`~comosvc.models.samplers.StudentSampler`; the teacher is refused.
+        index_ratio: in [0, 1], how far each block's content moves towards the singer's timbre
+            index (:mod:`comosvc.index`, as in offline conversion); 0 = no index.
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class StreamingConverter:
         crossfade_seconds: float = 0.02,
         gain: float = 1.0,
         sampler=None,
+        index_ratio: float = 0.0,
     ):
         if not pipe.model.distilled:
             raise StreamingError(
@@ -137,7 +140,8 @@ class StreamingConverter:
             )
         self.pipe = pipe
         self._sync = sync_device(pipe.device)  # block times count queued GPU work
-        self.request = pipe.request(singer, sampler=sampler or "student", steps=steps, key=parse_key(key), seed=seed)
+        self.request = pipe.request(singer, sampler=sampler or "student", steps=steps, key=parse_key(key), seed=seed,
+                                    index_ratio=index_ratio)
         audio = pipe.config.audio
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
         self.n_fft = audio.n_fft
@@ -295,7 +299,7 @@ class StreamingConverter:
         chunk = Chunk(start=window_start, end=window_start + len(wav), core_start=window_start,
                       core_end=window_start + len(wav))
         frames = _FramesFrom(f0, window_start // self.hop)
-        mels, _ = pipe.acoustic([chunk], feats, frames, request.singer, request.seed, request.sampler)
+        mels, _ = pipe.acoustic([chunk], feats, frames, request.singer, request.seed, request.sampler, request.index_ratio)
         return pipe.vocode(mels[0])[: len(wav)]
 
     def _key_shift(self, source_f0: np.ndarray, block_f0: np.ndarray) -> np.ndarray:

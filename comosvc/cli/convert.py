@@ -63,6 +63,14 @@ def register(subparsers) -> None:
     parser.add_argument("--loudness-match", action="store_true", help="give the output the loudness envelope of the input")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument(
+        "--index-ratio",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="0-1: pull the content towards the singer's timbre index (built by `python -m comosvc index`); "
+        "more of the singer's timbre, less of the source's articulation (default: 0, no index)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         )
         singer = pipe.resolve_mix(args.singer)
         sampler = pipe.resolve_sampler(args.sampler, args.steps)  # checked once, here
+        pipe.timbre_index(singer, args.index_ratio)  # a bad ratio or a missing index stops here, before any file
     except (UnknownSingerError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -157,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 loudness_match=True if args.loudness_match else None,
                 seed=args.seed,
                 progress=progress,
+                index_ratio=args.index_ratio,
             )
             save_audio(target, result.audio, result.sample_rate)
         except AudioError as err:  # the loader's own message says what is wrong and what to do

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="output wav (default: <input stem>_<singer>_stream.wav)")
     parser.add_argument("--no-pace", action="store_true", help="feed the file as fast as possible, not at real-time pace")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--index-ratio", type=float, default=0.0, metavar="R",
+                        help="0-1: pull each block's content towards the singer's timbre index "
+                        "(`python -m comosvc index`; default: 0, no index)")
     parser.add_argument("--input-device", default=None, help="sound device to record from (needs sounddevice)")
     parser.add_argument("--output-device", default=None, help="sound device to play the output on (needs sounddevice)")
     parser.add_argument("--seconds", type=float, default=30.0, help="with --input-device: how long to record (default 30)")
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                                                   overrides=args.overrides)
         converter = StreamingConverter(pipe, args.singer, block_seconds=args.block, context_seconds=args.context,
                                        lookahead_seconds=args.lookahead, key=args.key, seed=args.seed,
-                                       steps=args.steps)
+                                       steps=args.steps, index_ratio=args.index_ratio)
     except (AudioError, UnknownSingerError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -129,6 +129,7 @@ class ConversionRequest:
     key: float | str  # semitones, or "auto"
     loudness_match: bool
     seed: int
+    index_ratio: float = 0.0  # in [0, 1]: how far the content moves towards the singer's timbre index (comosvc.index)
 
 
 class StageClock:
@@ -467,24 +468,36 @@ class ConversionPipeline:
         key: float | str = 0.0,
         loudness_match: bool | None = None,
         seed: int | None = None,
+        index_ratio: float = 0.0,
     ) -> ConversionRequest:
         """The options of a call resolved (config defaults, a random seed) and checked, before any audio is read.
 
         ``sampler``/``steps``: as :meth:`resolve_sampler` takes them (the one place they are checked).
         A distilled pipeline loads its teacher here for the teacher sampler, so that error comes first too.
+        ``index_ratio`` > 0 needs the model's timbre index for every singer of the mix (:meth:`timbre_index`).
         """
         inference = self.config.inference
         singer_key = self.resolve_mix(singer)
         sampler = self.resolve_sampler(sampler, steps)
         key = parse_key(key)
         self._acoustic_model(sampler)
+        self.timbre_index(singer_key, index_ratio)
         return ConversionRequest(
             singer=singer_key,
             sampler=sampler,
             key=key,
             loudness_match=inference.loudness_match if loudness_match is None else loudness_match,
             seed=int(np.random.default_rng().integers(2**31)) if seed is None else int(seed),
+            index_ratio=float(index_ratio),
         )
+
+    def timbre_index(self, singer: SingerSpec, index_ratio: float):
+        """The model's :class:`~comosvc.index.TimbreIndex` to blend ``singer`` with at ``index_ratio``; ``None`` at
+        ratio 0. One-line errors: a ratio outside [0, 1], no index for the model or one of the singers."""
+        from comosvc.index import index_for
+
+        model = getattr(self.model, "name_or_path", None)
+        return index_for(getattr(self.model, "index", None), self.resolve_mix(singer).keys, index_ratio, model)
 
     # ------------------------------------------------------------------ 2. chunks
 
@@ -556,12 +569,15 @@ class ConversionPipeline:
         singer: SingerSpec,
         seed: int,
         sampler: Sampler,
+        index_ratio: float = 0.0,
     ) -> tuple[list[torch.Tensor], int]:
         """A batch of chunks -> ``([log mel (T_i, n_mels) per chunk], nfe)``.
 
         ``f0`` ``(T,)`` Hz is the song's conditioning F0; the noise is keyed to song
         frames (``seed``, ``sampler.noise_draws`` draws); ``sampler`` is a sampler object
         (:meth:`resolve_sampler`); the mel is denormalised with ``singer``'s dataset stats.
+        ``index_ratio`` > 0 moves the batch's Whisper and ContentVec frames that far towards
+        their neighbours in ``singer``'s timbre index (:meth:`~comosvc.index.TimbreIndex.blend_batch`).
 
         Precision (:attr:`dtype`): the batch goes in float32; the condition encoder casts
         the content features to the model's dtype (F0 and energy stay float32: they
@@ -571,6 +587,9 @@ class ConversionPipeline:
         model = self._acoustic_model(sampler)
         n_mels = self.config.audio.n_mels
         batch, lengths = self._model_batch(chunks, feats, f0, singer)
+        index = self.timbre_index(singer, index_ratio)
+        if index is not None:  # on the pipeline's device: one matrix product per chunk of frames
+            batch = index.blend_batch({k: v.to(self.device) for k, v in batch.items()}, self.resolve_mix(singer), index_ratio)
         noise = [self._noise(chunks, lengths, seed, k, n_mels) for k in range(sampler.noise_draws)]
         out = model.sample(batch, sampler=sampler, noise=noise)
         log_mel = self._mel_stats(singer).denormalize(out.mel.float())
@@ -603,7 +622,9 @@ class ConversionPipeline:
             for i, (request, f0, song) in enumerate(zip(requests, f0s, songs)):
                 with clock.serving(i):
                     with clock("acoustic"):
-                        mels, nfes[i] = self.acoustic(batch, feats, f0, request.singer, request.seed, request.sampler)
+                        mels, nfes[i] = self.acoustic(
+                            batch, feats, f0, request.singer, request.seed, request.sampler, request.index_ratio
+                        )
                     for chunk, mel in zip(batch, mels):
                         with clock("vocoder"):
                             wav = self.vocode(mel)
@@ -625,6 +646,7 @@ class ConversionPipeline:
         loudness_match: bool | None = None,
         seed: int | None = None,
         progress: ProgressFn | None = None,
+        index_ratio: float = 0.0,
     ) -> ConversionResult:
         """Convert ``audio`` to the voice of ``singer``.
 
@@ -642,11 +664,13 @@ class ConversionPipeline:
                 ``inference.loudness_match``.
             seed: noise seed (default: random; the one used is in ``result.seed``).
             progress: called as ``progress(fraction, description)``.
+            index_ratio: in [0, 1], how far each frame's content vectors move towards their nearest
+                neighbours in the singer's timbre index (:mod:`comosvc.index`); 0 (default) = no index.
 
         The options are checked first (:meth:`request`), then the conversion is the
         one-request case of :meth:`convert_many`.
         """
-        request = self.request(singer, sampler, steps, key, loudness_match, seed)
+        request = self.request(singer, sampler, steps, key, loudness_match, seed, index_ratio)
         return self.convert_many(audio, [request], progress)[0]
 
     def convert_many(
