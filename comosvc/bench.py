@@ -50,7 +50,7 @@ from comosvc.measure.songs import synthetic_song
 from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
 from comosvc.models.samplers import Sampler, StudentSampler, TeacherSampler
-from comosvc.precision import cpu_has_amx
+from comosvc.cpu_plan import bf16_instructions, cpu_flags
 from comosvc.measure.timer import CPU, Job, Timer, interleave, medians, speedup, sync_device, timed
 
 STAGES = ("content", "f0", "acoustic", "vocoder")
@@ -377,7 +377,7 @@ def measure_peak(settings: BenchSettings) -> dict[str, Any] | None:
         "size": settings.gemm_size,
         "dtype": "float32",
     }
-    if cpu_has_amx():  # what inference.cpu_matmul_precision=bfloat16 runs on
+    if bf16_instructions(cpu_flags()):  # what inference.cpu_matmul_precision=bfloat16 runs on
         peak["gflops_bfloat16"] = gemm_gflops(threads, settings.gemm_size, dtype=torch.bfloat16)
     return peak
 
@@ -551,6 +551,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "teacher_solver": config.model.teacher_solver,
             "dtype": str(subjects.pipelines[TEACHER].dtype).removeprefix("torch."),
             "bf16_matmuls": bool(getattr(subjects.pipelines[STUDENT], "bf16_matmuls", False)),
+            "cpu_plan": str(subjects.pipelines[STUDENT].plan),
             "vocoder_workers": config.inference.vocoder_workers,
             "vocoder_overlap_frames": config.inference.vocoder_overlap_frames,
             "compile": config.inference.compile,
@@ -690,13 +691,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     if m.get("whisper_mode"):
         facts.append(f"Whisper in the pipeline: {m['whisper_mode']}")
     facts.append(f"chunks of at most {m['max_chunk_seconds']:g} s, {m['chunk_batch_size']} per batch")
-    if m.get("bf16_matmuls"):
-        facts.append("matrix products in bfloat16 on the CPU's AMX units (inference.cpu_matmul_precision)")
-    if m.get("vocoder_workers", 1) != 1:
-        workers = f"{m['vocoder_workers']} worker threads" if m["vocoder_workers"] else "one worker thread per torch thread"
-        facts.append(f"vocoder on {workers} ({m['vocoder_overlap_frames']} frames of overlap)")
-    if m.get("compile"):
-        facts.append("vocoder compiled (torch.compile)")
+    if m.get("cpu_plan"):
+        facts.append(f"plan: {m['cpu_plan']} ({m['vocoder_overlap_frames']} frames of vocoder overlap)")
     peak = report.get("gemm_peak")
     if peak:
         facts.append(

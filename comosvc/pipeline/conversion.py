@@ -67,7 +67,8 @@ from comosvc.pipeline.loudness import PEAK, finish_loudness
 from comosvc.pipeline.mix import SingerMix, SingerSpec, blend_mel_stats, mix_datasets, mix_f0_median, parse_mix
 from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer
-from comosvc.precision import apply_precision, resolve_cpu_matmul, resolve_dtype
+from comosvc.cpu_plan import CpuPlan
+from comosvc.precision import cast_module, resolve_dtype
 from comosvc.slicer import slice_audio
 from comosvc.vocoders.parallel import prepare_vocoder
 
@@ -219,22 +220,34 @@ class ConversionPipeline:
         teacher: str | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        plan: CpuPlan | None = None,
     ):
         self.config = config or model.config
         self.device = _device(device)
         self.dtype = dtype or resolve_dtype(self.config.inference.dtype, self.device)
-        # inference.cpu_matmul_precision: bfloat16 matrix products for float32 networks on an AMX CPU
-        self.bf16_matmuls = resolve_cpu_matmul(self.config.inference.cpu_matmul_precision, self.device, self.dtype)
-        for network in (model, vocoder, getattr(features, "whisper", None), getattr(features, "contentvec", None)):
-            apply_precision(network, self.dtype, self.bf16_matmuls)
-        self.model = model.eval()
-        self.features = features
-        # inference.vocoder_workers / vocoder_overlap_frames / compile (CPU levers; BigVGAN only)
-        self.vocoder = prepare_vocoder(vocoder, self.config.inference)
+        # the CPU plan (matrix precision, vocoder workers, compile), decided once, here
+        self.plan = plan or CpuPlan.resolve(self.config.inference, self.device, self.dtype)
+        # the networks as the plan runs them: new modules where it changes something, the ones passed in untouched
+        self.model = self.plan.apply(cast_module(model, self.dtype)).eval()
+        self.features = _planned_features(features, self.plan, self.dtype)
+        self.vocoder = prepare_vocoder(self.plan.apply(cast_module(vocoder, self.dtype)), self.plan)
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
-        self._teacher = None if model.distilled else model
+        self._teacher = None if model.distilled else self.model
         self._stats_cache: dict[str, MelStats] = {}
         self.runtime: Runtime = getattr(model, "runtime", "torch")  # "onnx" for a comosvc.onnx OnnxStudent
+
+    @property
+    def bf16_matmuls(self) -> bool:
+        """Whether the networks run their large matrix products in bfloat16 (the CPU plan)."""
+        return self.plan.bf16_matmuls
+
+    def __repr__(self) -> str:
+        kind = "student" if self.model.distilled else "teacher"
+        source = getattr(self.model, "name_or_path", None) or "in memory"
+        return (
+            f"{type(self).__name__}({kind} {source!r}, vocoder {self.vocoder_name!r}, device {self.device}, "
+            f"dtype {str(self.dtype).removeprefix('torch.')}, plan [{self.plan}])"
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -280,8 +293,8 @@ class ConversionPipeline:
         acoustic, exported_vocoder = _load_acoustic(model, device, runtime, teacher)
         config = apply_overrides(acoustic.config, overrides)
         acoustic.config = config
-        dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype fails before the big loads
-        resolve_cpu_matmul(config.inference.cpu_matmul_precision, device, dtype)
+        dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype or plan fails before the big loads
+        plan = CpuPlan.resolve(config.inference, device, dtype)
         features = FeatureExtractor(config, device=device, dtype=dtype)
         if vocoder is None and exported_vocoder is not None:
             voc = exported_vocoder
@@ -290,7 +303,7 @@ class ConversionPipeline:
         else:
             name = vocoder or config.inference.vocoder
             voc = load_vocoder(name, device=device, audio=config.audio, fallback=vocoder_fallback)
-        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype)
+        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype, plan=plan)
 
     @classmethod
     def from_config(
@@ -405,7 +418,7 @@ class ConversionPipeline:
                 ) from err
             if teacher.distilled:
                 raise ValueError(f"{self.teacher_source} is itself a distilled student, not a teacher")
-            apply_precision(teacher, self.dtype, self.bf16_matmuls)
+            teacher = self.plan.apply(cast_module(teacher, self.dtype))
             if teacher.singers != self.model.singers:
                 raise ValueError(
                     f"The teacher {self.teacher_source} has a different singer table than the student; "
@@ -814,6 +827,19 @@ class ConversionPipeline:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _planned_features(features, plan: CpuPlan, dtype: torch.dtype):
+    """``features`` with its content encoders in ``dtype`` and as ``plan`` runs them: a shallow copy when the
+    plan changes an encoder, so another pipeline sharing ``features`` keeps its own numerics."""
+    encoders = {name: getattr(features, name, None) for name in ("whisper", "contentvec")}
+    planned = {name: plan.apply(cast_module(enc, dtype)) for name, enc in encoders.items() if enc is not None}
+    if all(planned[name] is encoders[name] for name in planned):
+        return features
+    view = copy.copy(features)
+    for name, encoder in planned.items():
+        setattr(view, name, encoder)
+    return view
 
 
 def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dtype: torch.dtype):
