@@ -182,6 +182,10 @@ def test_ratio_zero_converts_exactly_as_without_an_index(model_dirs, song, tmp_p
         without.request("synth_alto", index_ratio=0.5)
     with pytest.raises(ValueError, match="index_ratio must be in"):
         with_index.request("synth_alto", index_ratio=2)
+    with_index.runtime = "onnx"  # an ONNX export has no index: it says which runtime has one
+    with pytest.raises(ValueError, match="--runtime torch"):
+        with_index.timbre_index("synth_alto", 0.5)
+    assert with_index.timbre_index("synth_alto", 0.0) is None
 
 
 def test_the_batch_blend_leaves_padding_and_follows_the_mix(config):

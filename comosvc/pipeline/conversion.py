@@ -506,9 +506,12 @@ class ConversionPipeline:
 
     def timbre_index(self, singer: SingerSpec, index_ratio: float):
         """The model's :class:`~comosvc.index.TimbreIndex` to blend ``singer`` with at ``index_ratio``; ``None`` at
-        ratio 0. One-line errors: a ratio outside [0, 1], no index for the model or one of the singers."""
-        from comosvc.index import index_for
+        ratio 0. One-line errors: a ratio outside [0, 1], no index for the model or one of the singers, the ONNX runtime."""
+        from comosvc.index import check_ratio, index_for
 
+        if self.runtime == "onnx" and check_ratio(index_ratio) > 0:
+            raise ValueError("The ONNX runtime converts without a timbre index: use the torch runtime (--runtime torch) "
+                             "for an index ratio above 0.")
         model = getattr(self.model, "name_or_path", None)
         return index_for(getattr(self.model, "index", None), self.resolve_mix(singer).keys, index_ratio, model)
 
