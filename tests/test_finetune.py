@@ -347,3 +347,29 @@ def test_the_script_refuses_with_one_error_line(base, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: --out {tmp_path / 'out'} is not empty: choose a new folder, or pass --resume to continue the fine-tune in it."
     ]
+
+
+def test_two_processes_share_the_work(base, tmp_path):
+    """torchrun on the CPU: the main process prepares the data, both train, the process group outlives the
+    teacher phase, and a batch size is found that gives each process a batch of the few utterances."""
+    import os
+    import subprocess
+    import sys
+
+    from comosvc.models import ComoSVC
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    args = ["--teacher", str(base["teacher"]), "--dataset", f"generic:alice={base['voice']}", "--out", str(out),
+            "--teacher_steps", "2", "--distill_steps", "2", *FAST, "finetune.batch_size=16"]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "train" / "finetune.py"), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("2 process(es)") == 2 and result.stdout.count("convert with") == 1
+    assert ComoSVC.from_pretrained(out / "student" / "model").singers == {**SINGERS, "alice_singer0": 3}
+    from comosvc.config import load_config
+
+    assert load_config(out / "teacher" / "config.yaml").train.batch_size == 1  # 3 training utterances, 2 processes

@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from accelerate import PartialState  # noqa: E402
+
 from comosvc.training.args import setup_logging, show_user_errors_briefly  # noqa: E402
 from comosvc.training.finetune import build_parser, finetune  # noqa: E402
 
@@ -36,4 +38,5 @@ result = finetune(
     push_to_hub=args.push_to_hub, resume=args.resume, overrides=args.overrides,
     mixed_precision=args.mixed_precision, device=args.device,
 )
-print(f"{', '.join(result.singers)}: {result.minutes:.1f} min of audio; convert with {result.student} (one step)")
+if PartialState().is_main_process:
+    print(f"{', '.join(result.singers)}: {result.minutes:.1f} min of audio; convert with {result.student} (one step)")

@@ -95,6 +95,7 @@ def finetune(
     Raises :class:`~comosvc.training.finetune_checks.FinetuneError` on bad input, before training.
     """
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
     from comosvc.data.corpora import CorpusError, DatasetSpec
     from comosvc.models import ComoSVC
@@ -118,8 +119,9 @@ def finetune(
         check_student(base_student, base, student, teacher)
     check_out(out, resume, [teacher, student] + ([str(data)] if data is not None else []))
 
-    # the data, extending the base's singer table and stats
-    state = PartialState()
+    # the data, extending the base's singer table and stats (prepared by the main process);
+    # on the CPU as the Accelerators built later see it (accelerate launch --cpu)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     try:
         if datasets:
             specs = [DatasetSpec.parse(text) for text in datasets]
@@ -140,6 +142,7 @@ def finetune(
     check_amount(seconds, keys, ft.min_seconds, data_dir / "skipped.tsv")
     trained = sorted(key for key in seconds if seconds[key] > 0)
     minutes = sum(seconds[key] for key in trained) / 60
+    cfg = dataclasses.replace(cfg, finetune=_batch_for_every_process(ft, data_dir, state.num_processes))
     mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
 
     teacher_dir, started = _finetune_teacher(base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume)
@@ -153,6 +156,7 @@ def finetune(
             url = ComoSVC.from_pretrained(folder).push_to_hub(f"{push_to_hub}-{kind}")
             print(f"pushed the {kind} to {url}")
     state.wait_for_everyone()
+    state.destroy_process_group()  # what run.end() does after one phase (nothing on one process)
     return FinetuneResult(teacher_dir, student_dir, trained, minutes, started)
 
 
@@ -192,6 +196,21 @@ def seconds_per_singer(data_dir: Path, sample_rate: int) -> dict[str, float]:
             key = f"{dataset}_{singer}"
             seconds[key] = seconds.get(key, 0.0) + (end - start) / sample_rate
     return seconds
+
+
+def _batch_for_every_process(ft: FinetuneConfig, data_dir: Path, processes: int) -> FinetuneConfig:
+    """``ft`` with a batch size that gives every process a batch of the few training utterances
+    (the loaders drop a short last batch once there is a full one)."""
+    from comosvc.data.preprocess import load_processed
+
+    utterances = len(load_processed(data_dir, splits=("train",))["train"])
+    batch_size = min(ft.batch_size, utterances // processes)
+    if batch_size < 1:
+        raise FinetuneError(
+            f"{utterances} training utterance(s) cannot feed {processes} processes: run on at most {utterances} "
+            f"(accelerate launch --num_processes {utterances}), or bring more audio."
+        )
+    return dataclasses.replace(ft, batch_size=batch_size)
 
 
 def _check_data_folder(folder: Path, base, cfg: ComoSVCConfig, continue_singer: bool) -> list[str]:
@@ -248,8 +267,7 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
             final.training_steps = base_steps + summary.state.step
         run.save_model(final)
         print(f"fine-tuned the teacher {summary.steps_run} steps; saved to {folder}")
-    run.end()
-    run.accelerator.wait_for_everyone()
+    _end_phase(run)
     return folder, started
 
 
@@ -289,9 +307,15 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, 
         model.base_model, model.finetune_minutes = base_name, round(minutes, 2)
         run.save_model(model)
         print(f"distilled the student {summary.steps_run} steps; saved to {folder}")
-    run.end()
-    run.accelerator.wait_for_everyone()
+    _end_phase(run)
     return folder
+
+
+def _end_phase(run) -> None:
+    """Close a phase's trackers; unlike ``run.end()``, keep the process group for the next phase."""
+    for tracker in run.accelerator.trackers:
+        tracker.finish()
+    run.accelerator.wait_for_everyone()
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
