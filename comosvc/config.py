@@ -212,7 +212,7 @@ class FinetuneConfig:
     teacher_steps: int = 2000  # fine-tuning steps of the teacher
     distill_steps: int = 1000  # distillation steps of the student
     lr: float = 1e-4  # both phases
-    batch_size: int = 16  # both phases; a few minutes of audio fill few crops
+    batch_size: int = 16  # both phases; lowered until every process gets a batch of the training utterances
     # what the teacher fine-tunes: "speaker" (the rows of the singers in the new data only),
     # "condition" (the content, F0 and energy inputs), "prior", "denoiser"
     train_parts: tuple[Literal["speaker", "condition", "prior", "denoiser"], ...] = ("speaker", "prior", "denoiser")
