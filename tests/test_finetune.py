@@ -64,6 +64,15 @@ def run_finetune(base: dict, out: Path, *, datasets=None, overrides=(), **kwargs
     )
 
 
+def singer_folder(root: Path, singer: str, files: int, seconds: float) -> Path:
+    """``root/<singer>/...``: ``files`` synthetic takes of ``seconds`` each (generic layout)."""
+    from comosvc.data.synthetic import write_corpus
+
+    write_corpus("generic", root, n_singers=1, files_per_singer=files, seconds=seconds, seed=7)
+    (root / "singer0").rename(root / singer)
+    return root
+
+
 def refused(base: dict, out: Path, match: str, **kwargs) -> str:
     """The one-line message of a refused fine-tune; nothing was trained in ``out``."""
     with pytest.raises(FinetuneError, match=match) as info:
@@ -204,11 +213,7 @@ def test_refuses_a_student_distilled_from_another_teacher(base, tmp_path):
 
 
 def test_refuses_a_known_singer_unless_continued_and_a_full_table(base, tmp_path):
-    from comosvc.audio import save_audio
-    from comosvc.measure.songs import synthetic_song
-
-    voice = tmp_path / "synth"
-    save_audio(voice / "alto" / "take.wav", synthetic_song(1.0, 0, seed=1))
+    voice = singer_folder(tmp_path / "synth", "alto", files=1, seconds=1.0)
     refused(base, tmp_path / "out", "synth_alto is already in the base model's singer table.*--continue_singer",
             datasets=[f"generic:synth={voice}"])
 
@@ -249,8 +254,8 @@ def finetuned(base, tmp_path_factory) -> dict:
 
 def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetuned):
     from comosvc.models import ComoSVC
+    from comosvc.audio import load_audio
     from comosvc.pipeline import ConversionPipeline
-    from comosvc.measure.songs import synthetic_song
     from comosvc.vocoders import GRIFFINLIM
 
     result, out = finetuned["result"], finetuned["out"]
@@ -283,9 +288,23 @@ def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetune
     assert {p: p.read_bytes() for p in finetuned["base_files"]} == finetuned["base_files"]
 
     pipe = ConversionPipeline.from_pretrained(result.student, vocoder=GRIFFINLIM, device="cpu")
-    clip = synthetic_song(1.0, singer_index=1, seed=3)
+    clip = load_audio(sorted(base["voice"].rglob("*.wav"))[0])
     converted = pipe(clip, singer="alice_singer0", steps=1, seed=0)
     assert converted.nfe == 1 and converted.audio.shape == clip.shape and np.isfinite(converted.audio).all()
+
+
+def test_continue_singer_fine_tunes_a_base_singer_in_place(base, tmp_path):
+    from comosvc.models import ComoSVC
+
+    voice = singer_folder(tmp_path / "synth", "alto", files=3, seconds=2.0)
+    result = run_finetune(base, tmp_path / "out", datasets=[f"generic:synth={voice}"], continue_singer=True,
+                          teacher_steps=2, distill_steps=1)
+    assert result.singers == ["synth_alto"] and result.started_from == {}
+    base_teacher, teacher = ComoSVC.from_pretrained(base["teacher"]), ComoSVC.from_pretrained(result.teacher)
+    assert teacher.singers == SINGERS and teacher.stats["f0"] == base_teacher.stats["f0"]
+    rows, base_rows = teacher.condition_encoder.speaker.weight, base_teacher.condition_encoder.speaker.weight
+    assert not torch.equal(rows[0], base_rows[0])  # its own row trained on
+    torch.testing.assert_close(rows[1:], base_rows[1:], rtol=0, atol=0)
 
 
 class Interrupted(Exception):
