@@ -346,6 +346,10 @@ def test_an_interrupted_finetune_resumes_where_it_stopped(base, finetuned, tmp_p
     assert pushed == [(False, "user/alice-teacher"), (True, "user/alice-student")]
     assert student.distilled_from == "user/alice-teacher"
 
+    # training the teacher on would leave the finished student distilled from an older teacher
+    with pytest.raises(FinetuneError, match="distilled from the teacher at step 4, which would now train on to step 6"):
+        run_finetune(base, out, datasets=(), data=data, resume=True, teacher_steps=6)
+
 
 def test_the_script_refuses_with_one_error_line(base, tmp_path):
     import os

@@ -49,6 +49,7 @@ from comosvc.training.finetune_checks import (
     check_data,
     check_out,
     check_overrides,
+    check_resume,
     check_singers,
     check_student,
     check_teacher,
@@ -118,6 +119,8 @@ def finetune(
         base_student = ComoSVC.from_pretrained(student)
         check_student(base_student, base, student, teacher)
     check_out(out, resume, [teacher, student] + ([str(data)] if data is not None else []))
+    if resume:
+        check_resume(out, ft.teacher_steps)
 
     # the data, extending the base's singer table and stats (prepared by the main process);
     # on the CPU as the Accelerators built later see it (accelerate launch --cpu)

@@ -3,8 +3,9 @@
 Every check raises :class:`FinetuneError` with one line that says what to do instead:
 a base teacher that is a student, overrides or a student or data that contradict the
 base teacher's settings, a student distilled from another teacher, an output folder
-that holds something (or holds the base model), singers already in the table, a full
-table, and a singer with no or too little usable audio.
+that holds something (or holds the base model), a resume that would train on a teacher
+its student was distilled from, singers already in the table, a full table, and a
+singer with no or too little usable audio.
 """
 
 from __future__ import annotations
@@ -115,6 +116,23 @@ def check_out(out: Path, resume: bool, bases: Iterable[str | None]) -> None:
         )
 
 
+def check_resume(out: Path, teacher_steps: int) -> None:
+    """A resumed fine-tune must not train on a teacher that its student was already distilled from."""
+    from comosvc.training.checkpoint import find_latest_complete, read_trainer_state
+
+    student = find_latest_complete(Path(out) / "student")
+    if student is None:
+        return
+    teacher = find_latest_complete(Path(out) / "teacher")
+    teacher_step = read_trainer_state(teacher).step if teacher is not None else 0
+    if teacher_step < teacher_steps:
+        raise FinetuneError(
+            f"{Path(out) / 'student'} was distilled from the teacher at step {teacher_step}, which would now train on to "
+            f"step {teacher_steps}: move {Path(out) / 'student'} away to distil the student again, or keep "
+            f"--teacher_steps {teacher_step}."
+        )
+
+
 def check_singers(keys: Iterable[str], base: dict[str, int], n_speakers: int, continue_singer: bool) -> list[str]:
     """The new singers among ``keys`` (sorted); refuses known ones without ``continue_singer`` and a full table."""
     keys = sorted(set(keys))
@@ -185,6 +203,7 @@ __all__ = [
     "check_data",
     "check_out",
     "check_overrides",
+    "check_resume",
     "check_singers",
     "check_student",
     "check_teacher",
