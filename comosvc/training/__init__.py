@@ -9,6 +9,10 @@
 - :mod:`~comosvc.training.args`: the scripts' command line and prologue.
 - :mod:`~comosvc.training.data`, :mod:`~comosvc.training.media`: loaders over
   ``--data``; mel images and audio of validation clips.
+- :mod:`~comosvc.training.finetune`: ``train/finetune.py`` as one call, a trained teacher
+  and student fine-tuned on a new voice (its refusals in
+  :mod:`~comosvc.training.finetune_checks`, the singer rows in
+  :mod:`~comosvc.training.speaker_rows`).
 """
 
 from comosvc.training.checkpoint import (
