@@ -142,6 +142,6 @@ def tiny_config(tiny_overrides):
 @pytest.fixture(scope="session")
 def sung_clip() -> tuple[np.ndarray, np.ndarray]:
     """2 s of a synthetic sung phrase at 24 kHz: ``(wav, f0_per_sample)``."""
-    from comosvc.measure.songs import sung_phrase
+    from comosvc.data.songs import sung_phrase
 
     return sung_phrase([220.0, 330.0, 262.0], note_seconds=0.55, gap_seconds=0.1, seed=3)

@@ -21,7 +21,7 @@ import soundfile as sf
 
 from comosvc.audio import save_audio
 from comosvc.compare import ROW_NAMES
-from comosvc.measure.songs import singer_voice, sung_phrase
+from comosvc.data.songs import singer_voice, sung_phrase
 from conftest import missing, require
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from comosvc.bench import BenchSettings, System, bench_systems, markdown_report
+from comosvc.measure.bench import BenchSettings, System, bench_systems, markdown_report
 from comosvc.cli import main
 from comosvc.vocoders import GRIFFINLIM
 from tests.conftest import TINY_CONFIG

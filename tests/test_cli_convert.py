@@ -11,7 +11,7 @@ import soundfile as sf
 from comosvc.audio import load_audio
 from comosvc.cli import main
 from comosvc.config import load_config
-from comosvc.measure.songs import sung_phrase
+from comosvc.data.songs import sung_phrase
 from comosvc.vocoders import GRIFFINLIM
 from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models
 

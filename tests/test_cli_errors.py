@@ -13,7 +13,7 @@ import soundfile as sf
 from comosvc.cli import main
 from comosvc.config import load_config
 from comosvc.files import WEIGHTS_FILE
-from comosvc.measure.songs import sung_phrase
+from comosvc.data.songs import sung_phrase
 from comosvc.pipeline.pitch import MAX_KEY_SEMITONES, parse_key
 from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models
 

@@ -18,7 +18,7 @@ from comosvc.data.corpora import CORPORA
 from comosvc.data.preprocess import load_processed, main, preprocess, summary
 from comosvc.data.singers import TooManySingersError
 from comosvc.data.synthetic import write_corpus
-from comosvc.measure.songs import synthetic_song
+from comosvc.data.songs import synthetic_song
 
 from conftest import TINY_CONFIG
 

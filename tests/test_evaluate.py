@@ -14,7 +14,7 @@ import pytest
 
 from comosvc.audio import save_audio
 from comosvc.evaluate import METRICS, EvaluationError, evaluate_dirs, markdown_table, match_files, write_report
-from comosvc.measure.songs import singer_voice, sung_phrase
+from comosvc.data.songs import singer_voice, sung_phrase
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from comosvc.audio import TooShortError
 from comosvc.config import load_config
 from comosvc.features.extract import FEATURE_NAMES, FeatureExtractor
 from comosvc.features.mel import log_mel
-from comosvc.measure.songs import f0_at_frames
+from comosvc.data.songs import f0_at_frames
 
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 

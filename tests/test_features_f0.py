@@ -7,7 +7,7 @@ import pytest
 
 from comosvc.config import AudioConfig, F0Config
 from comosvc.features.f0 import F0_METHODS, extract_f0, periodicity, to_mel_frames
-from comosvc.measure.songs import f0_at_frames, sung_tone
+from comosvc.data.songs import f0_at_frames, sung_tone
 
 SR = 24000
 PITCHES = [150.0, 247.0, 392.0, 600.0]

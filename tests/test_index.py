@@ -18,7 +18,7 @@ from comosvc.cli import main
 from comosvc.config import load_config
 from comosvc.files import INDEX_FILE
 from comosvc.index import IndexFileError, NoIndexError, TimbreIndex, blend, blend_mix, index_size, kmeans, neighbour_mean
-from comosvc.measure.songs import sung_phrase
+from comosvc.data.songs import sung_phrase
 from comosvc.pipeline import ConversionPipeline
 from comosvc.pipeline.mix import SingerMix
 from conftest import REPO, SINGERS, TINY_CONFIG, fast_vocoder, save_tiny_models

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from comosvc.measure.songs import synthetic_song
+from comosvc.data.songs import synthetic_song
 from comosvc.measure.stand_ins import copy_model, random_stats
 from comosvc.measure.tables import markdown_table
 from comosvc.measure.timer import (

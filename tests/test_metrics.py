@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from comosvc import metrics as M
-from comosvc.measure.songs import singer_voice, sung_phrase
+from comosvc.data.songs import singer_voice, sung_phrase
 
 # --------------------------------------------------------------------------- F0
 

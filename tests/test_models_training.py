@@ -1,7 +1,7 @@
 """Training the acoustic model on a tiny overfit batch of synthetic singing: the teacher's loss
 falls, and consistency distillation moves the one-step student towards the teacher's ODE.
 
-The batch: four synthetic singers (comosvc.measure.songs), 32 frames each; mel from a librosa
+The batch: four synthetic singers (comosvc.data.songs), 32 frames each; mel from a librosa
 STFT, min/max normalised to [-1, 1]; "content" features are fixed random projections of a
 20-band spectral envelope, so the condition is informative but not the whole mel.
 
@@ -24,7 +24,7 @@ import torch
 
 from comosvc.config import ComoSVCConfig, load_config
 from comosvc.models import ComoSVC, ConsistencyDistiller
-from comosvc.measure.songs import f0_at_frames, singer_voice, sung_phrase
+from comosvc.data.songs import f0_at_frames, singer_voice, sung_phrase
 
 from conftest import TINY_CONFIG
 

@@ -21,7 +21,7 @@ require("onnxscript")
 
 from comosvc.cli import main  # noqa: E402
 from comosvc.config import load_config  # noqa: E402
-from comosvc.measure.songs import sung_phrase  # noqa: E402
+from comosvc.data.songs import sung_phrase  # noqa: E402
 from comosvc.models import ComoSVC  # noqa: E402
 from comosvc.pipeline import ConversionPipeline  # noqa: E402
 from comosvc.vocoders import BigVGANConfig, BigVGANGenerator, BigVGANVocoder  # noqa: E402

@@ -14,7 +14,7 @@ from comosvc.audio import NotAudioError, load_audio
 from comosvc.config import load_config
 from comosvc.pipeline import ConversionPipeline, UnknownSingerError
 from comosvc.pipeline.pitch import voiced_median
-from comosvc.measure.songs import singer_voice, sung_phrase
+from comosvc.data.songs import singer_voice, sung_phrase
 from comosvc.vocoders import GRIFFINLIM
 
 from conftest import TINY_CONFIG, fast_vocoder, save_tiny_models, tiny_stats

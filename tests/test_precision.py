@@ -29,7 +29,7 @@ def model_dirs(tmp_path_factory, tiny_overrides):
 
 @pytest.fixture(scope="module")
 def phrase():
-    from comosvc.measure.songs import sung_phrase
+    from comosvc.data.songs import sung_phrase
 
     wav, _ = sung_phrase([220.0, 262.0], note_seconds=0.4, gap_seconds=0.1, seed=3)
     return wav

@@ -18,7 +18,7 @@ import pytest
 from comosvc.models.comosvc import VALIDATION_SIGMAS
 import numpy as np
 
-from comosvc.quality import (
+from comosvc.measure.quality import (
     GROUND_TRUTH_GL,
     PRIOR_MU,
     QualitySettings,

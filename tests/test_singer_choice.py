@@ -18,7 +18,7 @@ import torch
 
 from comosvc.features.extract import FeatureExtractor
 from comosvc.features.mel import MelStats
-from comosvc.measure.songs import Voice, sung_phrase
+from comosvc.data.songs import Voice, sung_phrase
 from comosvc.pipeline import ConversionPipeline
 from conftest import fast_vocoder
 

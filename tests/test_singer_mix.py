@@ -17,7 +17,7 @@ import torch
 
 from comosvc.config import load_config
 from comosvc.features.mel import MelStats
-from comosvc.measure.songs import sung_phrase
+from comosvc.data.songs import sung_phrase
 from comosvc.pipeline import ConversionPipeline, SingerMix, UnknownSingerError, parse_mix
 from comosvc.pipeline.chunks import Chunk
 from comosvc.pipeline.mix import blend_mel_stats, mix_f0_median

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comosvc.measure.songs import sung_tone
+from comosvc.data.songs import sung_tone
 from comosvc.slicer import frame_rms_db, slice_audio
 
 SR = 24000
@@ -108,7 +108,7 @@ def test_silence_and_empty():
 
 
 def test_sung_phrase_from_synthetic_module():
-    from comosvc.measure.songs import sung_phrase
+    from comosvc.data.songs import sung_phrase
 
     wav, f0 = sung_phrase([220.0, 262.0, 330.0, 392.0, 440.0, 494.0], note_seconds=0.8, gap_seconds=0.4)
     ranges = slice_audio(wav, SR, max_seconds=2.0, min_seconds=0.5)
@@ -124,7 +124,7 @@ def test_sung_phrase_from_synthetic_module():
 def test_many_short_pauses_give_long_pieces():
     # 12 s of 0.4 s notes with 0.1 s pauses (shorter than min_silence): no usable silence,
     # and every pause is equally quiet; pieces must still be long, not one note each.
-    from comosvc.measure.songs import sung_phrase
+    from comosvc.data.songs import sung_phrase
 
     wav, _ = sung_phrase([220.0, 247.0, 262.0] * 8, note_seconds=0.4, gap_seconds=0.1)
     ranges = slice_audio(wav, SR, max_seconds=4.0, min_seconds=0.5)

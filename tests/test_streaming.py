@@ -17,13 +17,8 @@ import pytest
 import torch
 
 from comosvc.audio import save_audio
-from comosvc.streaming import (
-    StreamingConverter,
-    StreamingError,
-    block_joins,
-    compare_with_offline,
-    stream_all,
-)
+from comosvc.measure.streaming import block_joins, compare_with_offline
+from comosvc.streaming import StreamingConverter, StreamingError, stream_all
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,7 +66,7 @@ def student(tiny_dirs, tiny_overrides):
 
 @pytest.fixture(scope="module")
 def clip():
-    from comosvc.measure.songs import sung_phrase
+    from comosvc.data.songs import sung_phrase
 
     wav, _ = sung_phrase([220.0, 330.0, 262.0, 294.0], note_seconds=0.55, gap_seconds=0.1, seed=3)
     return wav  # 2.7 s

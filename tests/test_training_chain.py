@@ -157,7 +157,7 @@ def test_sigkill_then_resume_continues_from_the_last_complete_checkpoint(teacher
 
 
 def test_teacher_then_student_then_conversion(teacher_run, processed, tiny_overrides, tmp_path):
-    from comosvc.measure.songs import synthetic_song
+    from comosvc.data.songs import synthetic_song
     from comosvc.models import ComoSVC
     from comosvc.pipeline import ConversionPipeline
 

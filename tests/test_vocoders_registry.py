@@ -13,7 +13,7 @@ import torch
 
 from comosvc.config import AudioConfig
 from comosvc.pipeline import ConversionPipeline
-from comosvc.measure.songs import sung_phrase
+from comosvc.data.songs import sung_phrase
 from comosvc.vocoders import (
     CPU_VOCODER,
     DEFAULT_VOCODER,
@@ -31,7 +31,7 @@ from comosvc.vocoders import (
     register,
     unregister,
 )
-from comosvc.vocoders.bench import main
+from comosvc.measure.vocoder_bench import main
 
 from conftest import dominant_frequency
 
@@ -60,7 +60,7 @@ def test_unreachable_hub_vocoder_falls_back_with_a_clear_warning(tmp_path, monke
 
 
 def test_bench_cli_runs(capsys):
-    assert main(["--bench", "--model", CPU_VOCODER, "--seconds", "0.1", "--runs", "1"]) == 0
+    assert main(["--model", CPU_VOCODER, "--seconds", "0.1", "--runs", "1"]) == 0
     assert "M parameters" in capsys.readouterr().out
 
 

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from comosvc.bench import BenchSettings, markdown_report, run_bench, write_report
+    from comosvc.measure.bench import BenchSettings, markdown_report, run_bench, write_report
     from comosvc.config import ConfigError
 
     settings = BenchSettings(

@@ -2,7 +2,7 @@
 
 For tests, smoke runs and throughput measurements: every reader of
 :mod:`comosvc.data.corpora` gets a folder laid out like the real release, with
-:func:`comosvc.measure.songs.synthetic_song` audio (a distinct timbre per singer).
+:func:`comosvc.data.songs.synthetic_song` audio (a distinct timbre per singer).
 
     >>> files = write_corpus("m4singer", "/tmp/m4", n_singers=2, files_per_singer=2)
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from comosvc.audio import save_audio
-from comosvc.measure.songs import synthetic_song
+from comosvc.data.songs import synthetic_song
 
 
 def _paths(corpus: str, root: Path, singer: int, index: int) -> tuple[str, str, Path]:

@@ -1,24 +1,24 @@
-"""The measuring toolkit: one timer, one synthetic song, one markdown-table writer, stand-in weights.
+"""Measurement, apart from what a conversion or a training run executes.
 
-- :mod:`comosvc.measure.timer`: wall and process-CPU seconds (:class:`Timer`), repeats, interleaving, medians;
-- :mod:`comosvc.measure.songs`: synthetic singing (:func:`synthetic_song`, :func:`sung_phrase`, ...);
-- :mod:`comosvc.measure.tables`: :func:`markdown_table`;
-- :mod:`comosvc.measure.stand_ins`: :func:`random_stats`, :func:`copy_model`, stand-in features and vocoder.
+Nothing in the runtime (``comosvc.pipeline``, ``models``, ``vocoders``, ``features``,
+``streaming``, ``training``) imports this package; it drives them through their public
+API (the pipeline's ``around_stage`` hook for per-stage counts, never patched methods).
+
+- :mod:`~comosvc.measure.bench`: ``python -m comosvc bench``, speed per stage and the distance to the GEMM peak;
+- :mod:`~comosvc.measure.quality`: ``python -m comosvc.quality``, teacher and student quality on synthetic singing;
+- :mod:`~comosvc.measure.vocoder_bench`: ``python -m comosvc.measure.vocoder_bench``, the vocoders' speed;
+- :mod:`~comosvc.measure.feature_timing`: ``python -m comosvc.measure.feature_timing``, the content features' speed;
+- :mod:`~comosvc.measure.streaming`: a streamed conversion against the offline one;
+- :mod:`~comosvc.measure.timer`: repeats, interleaving, medians (on :mod:`comosvc.pipeline.clock`);
+- :mod:`~comosvc.measure.peak`: FLOP counts and the GEMM peak;
+- :mod:`~comosvc.measure.tables`: :func:`markdown_table`;
+- :mod:`~comosvc.measure.stand_ins`: :func:`copy_model`, stand-in features and vocoder.
+
+Figures live in docs/benchmarks.md, each with the command that produced it.
 """
 
-from comosvc.measure.songs import synthetic_song
-from comosvc.measure.stand_ins import copy_model, random_stats
+from comosvc.measure.stand_ins import copy_model
 from comosvc.measure.tables import markdown_table
 from comosvc.measure.timer import Seconds, Timer, interleave, medians, time_call
 
-__all__ = [
-    "Seconds",
-    "Timer",
-    "copy_model",
-    "interleave",
-    "markdown_table",
-    "medians",
-    "random_stats",
-    "synthetic_song",
-    "time_call",
-]
+__all__ = ["Seconds", "Timer", "copy_model", "interleave", "markdown_table", "medians", "time_call"]

@@ -1,7 +1,7 @@
-"""Wall-clock and process-CPU seconds: one timer, and the repeat/median helpers built on it.
+"""Repeats, interleaving and medians of the conversion's clocks (:mod:`comosvc.pipeline.clock`).
 
 Every speed number of the project (``python -m comosvc bench``, the conversion
-pipeline's per-stage timings, ``python -m comosvc.features.timing``, the vocoder
+pipeline's per-stage timings, ``python -m comosvc.measure.feature_timing``, the vocoder
 benchmark) is measured with :class:`Timer`. Two clocks, because on a shared
 machine they disagree: wall seconds (``time.perf_counter``) are what a user waits,
 process CPU seconds (``time.process_time``, summed over torch's threads) hardly
@@ -17,75 +17,14 @@ depend on what else the machine runs.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from tqdm.auto import tqdm
 
+from comosvc.pipeline.clock import Seconds, Timer, now, sync_device  # noqa: F401 (the measuring toolkit's own names too)
+
 CPU = "cpu:"  # prefix of the CPU-seconds twin of a timing key ("cpu:acoustic")
-
-
-class Seconds(NamedTuple):
-    """A duration on both clocks, in seconds."""
-
-    wall: float
-    cpu: float
-
-
-def now() -> Seconds:
-    """The current reading of both clocks (only differences between readings mean anything)."""
-    return Seconds(time.perf_counter(), time.process_time())
-
-
-class Timer:
-    """Wall and process-CPU seconds, summed over every ``with timer:`` block (or ``start()``/``stop()``).
-
-    ``sync`` (e.g. :func:`sync_device`) runs before each reading, so queued GPU work
-    is counted. :meth:`elapsed` reads a running timer without stopping it.
-    """
-
-    def __init__(self, sync: Callable[[], None] | None = None):
-        self.sync = sync
-        self.wall = self.cpu = 0.0
-        self._started: Seconds | None = None
-
-    def _read(self) -> Seconds:
-        if self.sync is not None:
-            self.sync()
-        return now()
-
-    def start(self) -> "Timer":
-        self._started = self._read()
-        return self
-
-    def stop(self) -> Seconds:
-        """Stop, add the block to the totals, and return the block's own seconds."""
-        if self._started is None:
-            raise RuntimeError("Timer.stop() without start()")
-        end, start = self._read(), self._started
-        self._started = None
-        block = Seconds(end.wall - start.wall, end.cpu - start.cpu)
-        self.wall += block.wall
-        self.cpu += block.cpu
-        return block
-
-    def elapsed(self) -> Seconds:
-        """The totals so far, including the running block if there is one."""
-        if self._started is None:
-            return Seconds(self.wall, self.cpu)
-        reading = self._read()
-        return Seconds(self.wall + reading.wall - self._started.wall, self.cpu + reading.cpu - self._started.cpu)
-
-    def reset(self) -> None:
-        self.wall = self.cpu = 0.0
-        self._started = None
-
-    def __enter__(self) -> "Timer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def time_call(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> Seconds:
@@ -94,17 +33,6 @@ def time_call(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> 
     with timer:
         fn()
     return timer.elapsed()
-
-
-def sync_device(device) -> Callable[[], None]:
-    """A ``sync`` for :class:`Timer` that waits for queued work on ``device`` (no-op on a CPU)."""
-    import torch
-
-    def sync() -> None:
-        if str(device).startswith("cuda") and torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    return sync
 
 
 # --------------------------------------------------------------------------- repeats

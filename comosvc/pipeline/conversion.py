@@ -49,7 +49,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Sequence, Union
@@ -60,7 +59,7 @@ import torch
 from comosvc.audio import audio_from_samples, load_audio
 from comosvc.config import ComoSVCConfig, ConfigError, with_overrides
 from comosvc.features.mel import LOG_CLAMP, MelStats
-from comosvc.measure.timer import Timer, sync_device
+from comosvc.pipeline.clock import StageClock, StageHook, sync_device
 from comosvc.pipeline import chunks as chunking
 from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
 from comosvc.pipeline.loudness import PEAK, finish_loudness
@@ -131,63 +130,6 @@ class ConversionRequest:
     loudness_match: bool
     seed: int
     index_ratio: float = 0.0  # in [0, 1]: how far the content moves towards the singer's timbre index (comosvc.index)
-
-
-class StageClock:
-    """Accumulates wall-clock and process CPU seconds per stage; ``total`` runs from creation.
-
-    ``sync`` runs before every reading of the clocks: the pipeline passes
-    :func:`~comosvc.measure.timer.sync_device` of its device, so on CUDA a stage's queued
-    kernels are counted in that stage (not in whichever later stage first waits for them).
-
-    >>> clock = StageClock()
-    >>> with clock("vocoder"):
-    ...     pass
-    >>> clock.wall()["vocoder"] >= 0
-    True
-
-    With ``requests > 1`` (one input converted for several requests) the ``SHARED`` stages
-    are counted once for all, the others per request: ``with clock.serving(i):`` picks the
-    request they count for, and ``wall(i)`` / ``cpu(i)`` give request ``i`` the shared
-    seconds, its own, and as ``total`` the call's total less the other requests' own
-    stages (what it would have cost alone).
-    """
-
-    STAGES = ("content", "f0", "acoustic", "vocoder")
-    SHARED = ("content", "f0")
-
-    def __init__(self, sync: Callable[[], None] | None = None, requests: int = 1):
-        self._stages = [{stage: Timer(sync) for stage in self.STAGES} for _ in range(requests)]
-        self._serving = 0
-        self._total = Timer(sync).start()
-
-    @contextmanager
-    def __call__(self, stage: str):
-        with self._stages[0 if stage in self.SHARED else self._serving][stage]:
-            yield
-
-    @contextmanager
-    def serving(self, request: int):
-        """Count the stages inside for request ``request``."""
-        previous, self._serving = self._serving, request
-        try:
-            yield
-        finally:
-            self._serving = previous
-
-    def wall(self, request: int = 0) -> dict[str, float]:
-        return self._read("wall", request)
-
-    def cpu(self, request: int = 0) -> dict[str, float]:
-        return self._read("cpu", request)
-
-    def _read(self, clock: str, request: int) -> dict[str, float]:
-        def own(i: int) -> dict[str, float]:
-            return {stage: getattr(timer, clock) for stage, timer in self._stages[i].items() if stage not in self.SHARED}
-
-        shared = {stage: getattr(self._stages[0][stage], clock) for stage in self.SHARED}
-        others = sum(sum(own(i).values()) for i in range(len(self._stages)) if i != request)
-        return {**shared, **own(request), "total": getattr(self._total.elapsed(), clock) - others}
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -337,8 +279,6 @@ class ConversionPipeline:
         features = _random_features(config, device, seed, dtype)
         singers = singers or {"random_0": 0}
         if stats is None:
-            from comosvc.measure.stand_ins import random_stats
-
             stats = random_stats(config, singers)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -690,7 +630,11 @@ class ConversionPipeline:
         return self.convert_many(audio, [request], progress)[0]
 
     def convert_many(
-        self, audio: AudioInput, requests: Sequence[ConversionRequest], progress: ProgressFn | None = None
+        self,
+        audio: AudioInput,
+        requests: Sequence[ConversionRequest],
+        progress: ProgressFn | None = None,
+        around_stage: StageHook | None = None,
     ) -> list[ConversionResult]:
         """Convert ``audio`` for each of ``requests`` (built by :meth:`request`); one result per request, in order.
 
@@ -701,11 +645,13 @@ class ConversionPipeline:
         equals what ``pipe(audio, ...)`` gives for that request alone; its ``timings`` hold
         the shared ``content`` and ``f0`` seconds, its own ``acoustic`` and ``vocoder``
         seconds, and as ``total`` the cost it would have alone (the call's total less the
-        other requests' acoustic and vocoder seconds).
+        other requests' acoustic and vocoder seconds). ``around_stage(stage)``: a context
+        manager entered inside each stage block (:class:`~comosvc.pipeline.clock.StageClock`),
+        for a measurement that needs to see the stages (the bench counts FLOPs per stage).
         """
         if not requests or not all(isinstance(r, ConversionRequest) for r in requests):
             raise ValueError("convert_many takes a non-empty list of requests: build each with pipe.request(singer, ...)")
-        clock = StageClock(sync_device(self.device), requests=len(requests))
+        clock = StageClock(sync_device(self.device), requests=len(requests), around=around_stage)
         report = progress or (lambda fraction, desc: None)
         # 1. load
         wav = self.load(audio)
@@ -845,6 +791,19 @@ def _planned_features(features, plan: CpuPlan, dtype: torch.dtype):
     return view
 
 
+def random_stats(config, singers: dict[str, int]) -> dict:
+    """Plausible ``stats.json`` content for random-weight models: one dataset ``"random"``, 220 Hz singers.
+
+    Mel min/max per bin (``config.audio.n_mels`` bins, natural-log mel) and F0
+    median/p5/p95 in Hz per singer of ``singers``.
+    """
+    n_mels = config.audio.n_mels
+    return {
+        "mel": {"random": {"min": [float(np.log(LOG_CLAMP))] * n_mels, "max": [2.0] * n_mels}},
+        "f0": {name: {"median": 220.0, "p5": 150.0, "p95": 400.0} for name in singers},
+    }
+
+
 def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dtype: torch.dtype):
     """A :class:`~comosvc.features.extract.FeatureExtractor` with random content encoders of ``content.whisper_dim``."""
     from comosvc.features.content import WHISPER_SIZES, ContentVecEncoder, WhisperContentEncoder
@@ -910,6 +869,7 @@ def apply_overrides(config: ComoSVCConfig, overrides: list[str] | None) -> ComoS
 
 __all__ = [
     "PEAK",
+    "random_stats",
     "ConversionPipeline",
     "ConversionRequest",
     "ConversionResult",

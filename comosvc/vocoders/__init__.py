@@ -16,7 +16,7 @@ instead of producing noise; :func:`random_vocoder` builds one with random weight
     >>> vocoder = load_vocoder("nvidia/bigvgan_base_24khz_100band")
     >>> wav = vocoder(log_mel)          # (B, T, 100) -> (B, T * 256), in [-1, 1]
 
-``python -m comosvc.vocoders --bench`` times the generators on this machine.
+``python -m comosvc.measure.vocoder_bench`` times the generators on this machine.
 The package imports its modules on first use (torch is not loaded by
 ``from comosvc.vocoders import GRIFFINLIM``, so the command line stays fast).
 """

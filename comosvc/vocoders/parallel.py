@@ -181,6 +181,13 @@ class CompiledVocoder(Vocoder):
         return self._compiled(log_mel)
 
 
+def one_piece(vocoder: Vocoder) -> Vocoder:
+    """The vocoder inside the :class:`ParallelVocoder` / :class:`CompiledVocoder` wrappers, run in one piece."""
+    while isinstance(vocoder, (ParallelVocoder, CompiledVocoder)):
+        vocoder = vocoder.inner
+    return vocoder
+
+
 def prepare_vocoder(vocoder: Vocoder, plan: CpuPlan) -> Vocoder:
     """``vocoder`` wrapped as ``plan`` (a :class:`~comosvc.cpu_plan.CpuPlan`) says; ``vocoder`` itself is not changed.
 
@@ -200,4 +207,4 @@ def prepare_vocoder(vocoder: Vocoder, plan: CpuPlan) -> Vocoder:
     return vocoder
 
 
-__all__ = ["DEFAULT_OVERLAP_FRAMES", "CompiledVocoder", "ParallelVocoder", "prepare_vocoder", "segment_bounds"]
+__all__ = ["DEFAULT_OVERLAP_FRAMES", "CompiledVocoder", "ParallelVocoder", "one_piece", "prepare_vocoder", "segment_bounds"]

@@ -1,4 +1,4 @@
-"""Time vocoders with random weights on this machine's CPU: ``python -m comosvc.vocoders --bench``.
+"""Time vocoders with random weights on this machine's CPU: ``python -m comosvc.measure.vocoder_bench``.
 
 Speed does not depend on the weights, so nothing is downloaded: each vocoder is
 built by :func:`~comosvc.vocoders.registry.random_vocoder`.
@@ -26,7 +26,6 @@ def benchmark(
     names: list[str] | None = None,
     seconds: float = 10.0,
     runs: int = 3,
-    threads: int | None = None,
     audio: AudioConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Time vocoding ``seconds`` of random mel with random-weight vocoders on the CPU.
@@ -36,8 +35,6 @@ def benchmark(
     seconds of each run, their medians, and the real-time factor.
     """
     audio = audio or AudioConfig()
-    if threads:
-        torch.set_num_threads(threads)
     results = []
     for name in names or list(KNOWN_CONFIGS):
         vocoder = random_vocoder(name, audio, seed=0).to("cpu")
@@ -65,17 +62,15 @@ def benchmark(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m comosvc.vocoders", description=__doc__.splitlines()[0])
-    parser.add_argument("--bench", action="store_true", help="time the vocoders (random weights)")
+    parser = argparse.ArgumentParser(prog="python -m comosvc.measure.vocoder_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", choices=random_names(), help="default: the known BigVGAN generators")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the mel to vocode")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
-    if not args.bench:
-        parser.print_help()
-        return 0
-    for r in benchmark(args.model, args.seconds, args.runs, args.threads):
+    if args.threads:  # fixed at start-up, for the whole run
+        torch.set_num_threads(args.threads)
+    for r in benchmark(args.model, args.seconds, args.runs):
         print(
             f"{r['name']}: {r['parameters'] / 1e6:.2f}M parameters; {r['seconds_of_audio']:.2f} s of audio "
             f"in {r['median_seconds']:.2f} s wall (median of {len(r['wall_seconds'])}: "
@@ -83,3 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             f"RTF {r['rtf']:.2f} (torch {torch.__version__}, {r['threads']} threads, fp32, batch 1)"
         )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Speed of the teacher against the student: ``python -m comosvc bench``.
 
-The same synthetic song (:func:`comosvc.measure.songs.synthetic_song`, one per
+The same synthetic song (:func:`comosvc.data.songs.synthetic_song`, one per
 requested duration) is converted by the diffusion teacher at ``N`` steps and by the
 consistency student at 1, 2 and 4 steps. Runs are INTERLEAVED: every repeat runs
 each system once, round-robin (the starting system rotates between repeats), so a
@@ -36,8 +36,10 @@ is :mod:`comosvc.measure.timer`; tables are :func:`comosvc.measure.tables.markdo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +47,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from comosvc.cpu_plan import bf16_instructions, cpu_flags
+from comosvc.data.songs import synthetic_song
 from comosvc.measure.peak import fraction_of_peak, gemm_gflops
-from comosvc.measure.songs import synthetic_song
 from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
-from comosvc.models.samplers import Sampler, StudentSampler, TeacherSampler
-from comosvc.cpu_plan import bf16_instructions, cpu_flags
 from comosvc.measure.timer import CPU, Job, Timer, interleave, medians, speedup, sync_device, timed
+from comosvc.models.samplers import Sampler, StudentSampler, TeacherSampler
+from comosvc.pipeline import ConversionPipeline
 
 STAGES = ("content", "f0", "acoustic", "vocoder")
 TEACHER = "teacher"
@@ -293,7 +296,7 @@ def _onnx_pipeline(student, features, vocoder, config, device: str):
     from comosvc.pipeline import ConversionPipeline
 
     with tempfile.TemporaryDirectory() as folder:  # the sessions hold the graphs in memory
-        export_onnx(student, folder, vocoder=getattr(vocoder, "inner", vocoder))  # not the ParallelVocoder wrapper
+        export_onnx(student, folder, vocoder=one_piece(vocoder))  # not the ParallelVocoder wrapper
         onnx_student, onnx_vocoder = load_onnx(folder, device)
     onnx_student.config = config
     return ConversionPipeline(onnx_student, features, onnx_vocoder or vocoder, config=config, device=device)
@@ -302,35 +305,37 @@ def _onnx_pipeline(student, features, vocoder, config, device: str):
 # --------------------------------------------------------------------------- distance to the limit
 
 
-# the pipeline method that does each stage's work (ConversionPipeline's phases)
-_STAGE_METHODS = {"content": "chunk_features", "f0": "song_f0", "acoustic": "acoustic", "vocoder": "vocode"}
-
-
 def count_stage_flops(subjects: BenchSubjects, wav: np.ndarray, seed: int) -> dict[str, int]:
     """FLOPs of one student-1 conversion of ``wav`` per stage, plus ``prior`` and ``denoiser_step``.
 
     One untimed conversion under :class:`torch.utils.flop_counter.FlopCounterMode`; each
-    stage's FLOPs are the counter's growth inside that stage's pipeline method, the
-    prior's inside the condition encoder + prior (forward hooks). The vocoder runs in
-    one piece here (a :class:`~comosvc.vocoders.parallel.ParallelVocoder`'s segments
-    add their overlap on top: the count is the useful work). F0 (parselmouth) is not torch: 0.
+    stage's FLOPs are the counter's growth inside that stage (the pipeline's
+    ``around_stage`` hook), the prior's inside the condition encoder + prior (forward
+    hooks). The conversion runs on a pipeline that shares the student's networks with the
+    vocoder in one piece (a :class:`~comosvc.vocoders.parallel.ParallelVocoder`'s worker
+    threads would escape the thread-local counter, and its overlap is not useful work).
+    F0 (parselmouth) is not torch: 0.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from comosvc.vocoders.parallel import one_piece
+
     pipe = subjects.pipelines[STUDENT]
+    counting = ConversionPipeline(
+        pipe.model, pipe.features, one_piece(pipe.vocoder), config=pipe.config, device=pipe.device, dtype=pipe.dtype,
+        plan=dataclasses.replace(pipe.plan, vocoder_workers=1, compile=False),
+    )
     mode = FlopCounterMode(display=False)
     counts = {**dict.fromkeys(STAGES, 0), "prior": 0}
     marks: list[int] = []
 
-    def counted(stage, method):
-        def run(*args, **kwargs):
-            before = mode.get_total_flops()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                counts[stage] += mode.get_total_flops() - before
-
-        return run
+    @contextmanager
+    def stage_flops(stage: str):
+        before = mode.get_total_flops()
+        try:
+            yield
+        finally:
+            counts[stage] += mode.get_total_flops() - before
 
     def begin(module, args) -> None:
         marks.append(mode.get_total_flops())
@@ -338,20 +343,14 @@ def count_stage_flops(subjects: BenchSubjects, wav: np.ndarray, seed: int) -> di
     def end(module, args, output) -> None:
         counts["prior"] += mode.get_total_flops() - marks.pop()
 
-    vocoder = pipe.vocoder
     hooks = []
-    if pipe.runtime == "torch":
-        hooks = [pipe.model.condition_encoder.register_forward_pre_hook(begin), pipe.model.prior.register_forward_hook(end)]
-    for stage, name in _STAGE_METHODS.items():
-        setattr(pipe, name, counted(stage, getattr(pipe, name)))  # instance attributes shadow the methods
-    pipe.vocoder = getattr(vocoder, "inner", vocoder)  # worker threads would escape the (thread-local) counter
+    if counting.runtime == "torch":
+        hooks = [counting.model.condition_encoder.register_forward_pre_hook(begin), counting.model.prior.register_forward_hook(end)]
+    request = counting.request(subjects.singer, sampler=STUDENT, steps=1, seed=seed)
     try:
         with mode:
-            result = pipe(wav, subjects.singer, sampler=STUDENT, steps=1, seed=seed)
+            result = counting.convert_many(wav, [request], around_stage=stage_flops)[0]
     finally:
-        for name in _STAGE_METHODS.values():
-            delattr(pipe, name)
-        pipe.vocoder = vocoder
         for hook in hooks:
             hook.remove()
     counts["denoiser_step"] = (counts["acoustic"] - counts["prior"]) // max(int(result.nfe), 1)

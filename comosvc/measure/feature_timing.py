@@ -1,4 +1,4 @@
-"""Time each feature for a clip of synthetic singing: ``python -m comosvc.features.timing``.
+"""Time each feature for a clip of synthetic singing: ``python -m comosvc.measure.feature_timing``.
 
 Content encoders get random weights built in memory (``--size tiny`` like the
 tests, or ``--size default`` = whisper-medium's encoder and HuBERT-base), so no
@@ -20,7 +20,7 @@ from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, a
 from comosvc.features.energy import energy_from_mel
 from comosvc.features.f0 import F0_METHODS, extract_f0
 from comosvc.features.mel import log_mel
-from comosvc.measure.songs import synthetic_song
+from comosvc.data.songs import synthetic_song
 from comosvc.measure.tables import markdown_table
 from comosvc.measure.timer import best_of
 
