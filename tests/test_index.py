@@ -21,7 +21,8 @@ from comosvc.index import IndexFileError, NoIndexError, TimbreIndex, blend, blen
 from comosvc.data.songs import sung_phrase
 from comosvc.pipeline import ConversionPipeline
 from comosvc.pipeline.mix import SingerMix
-from conftest import REPO, SINGERS, TINY_CONFIG, fast_vocoder, save_tiny_models
+from conftest import SINGERS, TINY_CONFIG, fast_vocoder, save_tiny_models
+from test_hub import hub  # noqa: F401 - the stand-in Hub fixture, for the push and download of an index
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -331,3 +332,14 @@ def test_app_advanced_panel_has_the_ratio_and_converts_with_it(model_dirs, song,
     plain = convert(*args, 0.0, progress=lambda *a, **k: None)
     blended = convert(*args, 1.0, progress=lambda *a, **k: None)
     assert not np.array_equal(plain[1][1], blended[1][1])  # the student's audio
+
+
+def test_the_index_goes_to_the_hub_and_comes_back(hub, model_dirs):
+    from comosvc.models import ComoSVC
+
+    student = ComoSVC.from_pretrained(model_dirs[1])
+    student.push_to_hub("user/indexed")
+    assert INDEX_FILE in hub.files("user/indexed")
+    loaded = ComoSVC.from_pretrained("user/indexed")  # snapshot_download's allow_patterns name the index
+    assert loaded.name_or_path == "user/indexed" and sorted(loaded.index.singers) == sorted(SINGERS)
+    assert torch.equal(loaded.index.vectors["other_alto"]["contentvec"], student.index.vectors["other_alto"]["contentvec"])
