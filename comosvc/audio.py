@@ -169,6 +169,33 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
     return path
 
 
+def audio_duration(path: str | Path) -> float:
+    """Seconds of audio in the file at ``path``, from its header (nothing is decoded); :class:`NotAudioError`
+    when soundfile cannot read it."""
+    try:
+        return float(sf.info(str(path)).duration)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise NotAudioError(f"{path} is not a readable audio file ({err}). Use wav, flac, ogg or mp3.") from err
+
+
+def to_mono_float32(samples: np.ndarray) -> np.ndarray:
+    """Samples ``(N,)`` or ``(N, channels)``, float in [-1, 1] or integer PCM (scaled by the type's maximum),
+    -> mono float32 ``(N,)``, channels averaged. Nothing is checked or resampled (:func:`audio_from_samples`
+    does both)."""
+    samples = np.asarray(samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+    samples = samples.astype(np.float32, copy=False)
+    return samples.reshape(len(samples), -1).mean(axis=1, dtype=np.float32) if samples.ndim > 1 else samples
+
+
+def to_pcm16(wav: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Samples in [-1, 1] -> 16-bit PCM (clipped, rounded), e.g. for players that would otherwise rescale floats."""
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().float().cpu().numpy()
+    return np.round(np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 __all__ = [
     "AudioError",
     "EmptyAudioError",
@@ -177,9 +204,12 @@ __all__ = [
     "NotAudioError",
     "TooLongError",
     "TooShortError",
+    "audio_duration",
     "audio_from_samples",
     "check_samples",
     "load_audio",
     "resample",
     "save_audio",
+    "to_mono_float32",
+    "to_pcm16",
 ]

@@ -167,3 +167,22 @@ def test_save_audio_then_load(tmp_path):
     back = load_audio(path)
     assert np.abs(back).max() <= 1.0 and abs(peak_hz(back, 24000) - 330.0) <= 1.0
     assert resample(wav, 24000, 24000) is not None and len(resample(wav, 24000, 12000)) == 12000
+
+
+def test_duration_and_pcm_conversions(tmp_path):
+    from comosvc.audio import audio_duration, to_mono_float32, to_pcm16
+
+    path = save_audio(tmp_path / "tone.wav", tone(seconds=1.5))
+    assert audio_duration(path) == pytest.approx(1.5)
+    (tmp_path / "notes.txt").write_text("not audio")
+    with pytest.raises(NotAudioError):
+        audio_duration(tmp_path / "notes.txt")
+
+    pcm = to_pcm16(np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0], dtype=np.float32))
+    assert pcm.dtype == np.int16 and pcm.tolist() == [-32767, -32767, 0, 16384, 32767, 32767]  # clipped, rounded
+
+    stereo = np.array([[32767, -32767], [16384, 16384]], dtype=np.int16)
+    assert to_mono_float32(stereo).tolist() == pytest.approx([0.0, 0.5], abs=1e-4)  # scaled by the type's maximum
+    mono = np.array([0.25, -0.5], dtype=np.float64)
+    assert to_mono_float32(mono).dtype == np.float32 and to_mono_float32(mono).tolist() == [0.25, -0.5]
+    assert to_mono_float32(np.zeros(0, dtype=np.int16)).shape == (0,)
