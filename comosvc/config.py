@@ -43,6 +43,22 @@ RETIRED_KEYS = {
     "content.half_on_cuda": "inference.dtype",  # one precision setting now serves every network
 }
 
+# Settings that are no longer keys, with the one value the code now has. Experiments that lost
+# (docs/benchmarks.md "Teacher quality": measured at commit fd01d1a, where they were still
+# switches), and constants that were never a user's choice (the content encoders' rate and hop
+# are the encoders', the vocoder's segment overlap is what makes it equal one-piece vocoding).
+# A saved config holding the kept value loads (the key is dropped); any other value is an error:
+# that model was trained or configured with something this version no longer computes.
+RETIRED_SETTINGS: dict[str, Any] = {
+    "model.denoiser_relu": True,
+    "model.step_embed_scale": 1.0,
+    "model.prior_loss": "reference",
+    "model.ssim_form": "reference",
+    "content.sample_rate": 16000,
+    "content.frame_hop": 320,
+    "inference.vocoder_overlap_frames": 32,
+}
+
 
 # --------------------------------------------------------------------------- sections
 
@@ -71,8 +87,6 @@ class ContentConfig:
     contentvec: str = "lengyue233/content-vec-best"
     contentvec_dim: int = 256
     contentvec_layer: int = 12  # hidden state index fed to final_proj
-    sample_rate: int = 16000  # Hz, both encoders
-    frame_hop: int = 320  # samples at 16 kHz (20 ms)
     batch_size: int = 8
     # their precision is inference.dtype (as for every network)
 
@@ -122,12 +136,9 @@ class ModelConfig:
     denoiser_dilation_cycle: int = 4  # dilation 2^(i mod cycle)
     step_embed_dim: int = 128
     step_mlp_hidden: int = 512  # step MLP: Linear(embed, hidden) SiLU Linear(hidden, hidden) SiLU Linear(hidden, C)
-    # denoiser variants (docs/benchmarks.md "Teacher quality"); the reference network is
-    # denoiser_linear_paths: false. The linear paths are on by default because they measured
-    # better everywhere (the loss at sigma 0.3 8x lower, a 40-step teacher better than its 1 step).
-    denoiser_relu: bool = True  # ReLU after the input conv and inside the output head
+    # the reference network is denoiser_linear_paths: false; the linear paths are on by default
+    # because they measured better (docs/benchmarks.md "Teacher quality")
     denoiser_linear_paths: bool = True  # zero-initialised x_in -> out and mu -> out, gains per bin from the step embedding
-    step_embed_scale: float = 1.0  # c_noise is multiplied by this before the sinusoidal embedding
     # EDM
     sigma_data: float = 0.5
     sigma_min: float = 0.002
@@ -136,13 +147,8 @@ class ModelConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     noise_prior_mean: bool = True  # reference: x_T = mu + sigma * eps (Grad-TTS prior)
-    # prior losses: "reference" = the reference's Gaussian NLL divided by n_mels twice (per-element
-    # mean / n_mels); "mse" = masked mean squared error; "nll" = per-element mean Gaussian NLL
-    prior_loss: Literal["reference", "mse", "nll"] = "reference"
+    # the prior's loss is the reference's Gaussian NLL / n_mels; the SSIM loss the reference's (offset 6)
     ssim_loss: bool = True
-    # "reference": 1 - SSIM(mu + 6, mel + 6), C1 = 0.01^2, C2 = 0.03^2 (data range 1);
-    # "masked": no offset, data range 2 (the [-1, 1] mel); both average over valid frames only
-    ssim_form: Literal["reference", "masked"] = "reference"
     # sampling (the number of teacher steps is inference.teacher_steps)
     teacher_solver: Literal["euler", "heun"] = "euler"
     # consistency distillation
@@ -225,7 +231,7 @@ class FinetuneConfig:
 # inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)
 Precision = Literal["auto", "float32", "float16", "bfloat16"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
-# inference.cpu_matmul_precision: the precision of a CPU's matrix products (comosvc/precision.py)
+# inference.cpu_matmul_precision: the precision of a CPU's matrix products (comosvc/cpu_plan.py)
 CpuMatmulPrecision = Literal["auto", "float32", "bfloat16"]
 CPU_MATMUL_PRECISIONS: tuple[str, ...] = typing.get_args(CpuMatmulPrecision)
 
@@ -247,17 +253,15 @@ class InferenceConfig:
     # "auto" = float16 on CUDA, float32 on the CPU; float16/bfloat16 are refused on the CPU.
     dtype: Precision = "auto"
     # On a CPU, when dtype resolves to float32: the precision of the matrix products (linear layers
-    # and convolutions; comosvc/precision.py). bfloat16 runs them on the CPU's bf16 matrix units
-    # (AMX), inputs and weights rounded to bfloat16, sums and everything else in float32;
-    # auto = bfloat16 where the CPU has AMX, float32 elsewhere.
+    # and convolutions; comosvc/bf16_matmuls.py), inputs and weights rounded to bfloat16, sums and
+    # everything else in float32; auto = bfloat16 where the CPU has bf16 matrix instructions (AMX
+    # or AVX512-BF16), float32 elsewhere.
     cpu_matmul_precision: CpuMatmulPrecision = "auto"
     # CPU levers for the vocoder (comosvc/vocoders/parallel.py, docs/benchmarks.md "Conversion on a CPU"):
     # vocoder_workers > 1 vocodes overlapping time segments on that many threads, one core each
-    # (0: one per torch CPU thread; 1: in one piece); vocoder_overlap_frames of context per side
-    # (32: the same output as one piece for BigVGAN); compile: torch.compile the vocoder (slow
-    # first conversion).
+    # (0: one per torch CPU thread; 1: in one piece); compile: torch.compile the vocoder (slow
+    # first conversion). Both are resolved once, when a pipeline is built (comosvc/cpu_plan.py).
     vocoder_workers: int = 0
-    vocoder_overlap_frames: int = 32
     compile: bool = False
 
 
@@ -374,7 +378,10 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 
 def _drop_retired(data: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
-    """``data`` without the :data:`RETIRED_KEYS` of this section (a warning for each one found)."""
+    """``data`` without the :data:`RETIRED_KEYS` (a warning for each) and :data:`RETIRED_SETTINGS` of this section.
+
+    A retired setting holding another value than the one the code now has is a :class:`ConfigError`.
+    """
     retired = [name for name in data if prefix + name in RETIRED_KEYS]
     for name in retired:
         logger.warning(
@@ -401,6 +408,16 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         for arg in args:
             if arg is type(None):
                 continue
+    for name in data:
+        key = prefix + name
+        if key in RETIRED_SETTINGS:
+            kept = RETIRED_SETTINGS[key]
+            if data[name] != kept:
+                raise ConfigError(
+                    f"{source}: {key}={json.dumps(data[name])} is no longer supported (this version always computes "
+                    f"{key}={json.dumps(kept)}); remove the key, or use a comosvc version from before it was retired."
+                )
+            retired.append(name)
             try:
                 return _coerce(arg, value, key, source)
             except ConfigError as err:
@@ -470,3 +487,4 @@ __all__ = [
     "load_config",
     "with_overrides",
 ]
+    "RETIRED_SETTINGS",

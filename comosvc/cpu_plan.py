@@ -37,6 +37,10 @@ from comosvc.bf16_matmuls import MIN_BF16_REDUCTION, with_bf16_matmuls
 from comosvc.config import CPU_MATMUL_PRECISIONS
 
 AUTO = "auto"
+# Mel frames of context on each side of a vocoder segment: enough for BigVGAN v2 (the largest
+# receptive field of the known generators) to give the one-piece output to float rounding
+# (tests/test_vocoders_parallel.py measures it).
+VOCODER_OVERLAP_FRAMES = 32
 # /proc/cpuinfo flags of bfloat16 matrix instructions, best first, with the names the plan shows
 BF16_INSTRUCTIONS = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}
 
@@ -81,7 +85,7 @@ class CpuPlan:
     matmul: str = "float32"
     instructions: str | None = None
     vocoder_workers: int = 1
-    vocoder_overlap_frames: int = 32
+    vocoder_overlap_frames: int = VOCODER_OVERLAP_FRAMES
     compile: bool = False
     min_bf16_reduction: int = MIN_BF16_REDUCTION
 
@@ -124,9 +128,8 @@ class CpuPlan:
             "cpu",
             matmul,
             instructions if matmul == "bfloat16" else None,
-            workers or torch.get_num_threads(),
-            int(inference.vocoder_overlap_frames),
-            bool(inference.compile),
+            vocoder_workers=workers or torch.get_num_threads(),
+            compile=bool(inference.compile),
         )
 
     @property

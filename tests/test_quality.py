@@ -82,8 +82,8 @@ def test_variance_ratio_is_one_for_the_data_and_grows_with_noise():
 
 
 def test_variants_are_parsed_with_the_default_first():
-    assert parse_variants([["no-relu", "model.denoiser_relu=false"], ["model.p_mean=-0.6"]]) == {
-        "default": [], "no-relu": ["model.denoiser_relu=false"], "model.p_mean=-0.6": ["model.p_mean=-0.6"]
+    assert parse_variants([["no-relu", "model.denoiser_linear_paths=false"], ["model.p_mean=-0.6"]]) == {
+        "default": [], "no-relu": ["model.denoiser_linear_paths=false"], "model.p_mean=-0.6": ["model.p_mean=-0.6"]
     }
     with pytest.raises(SystemExit):
         parse_variants([["lonely-name"]])
@@ -92,12 +92,12 @@ def test_variants_are_parsed_with_the_default_first():
 def test_the_cli_compares_variants_in_one_table(tmp_path, capsys):
     out = tmp_path / "q.json"
     main(["--quick", "--teacher-train-steps", "4", "--distill-steps", "3", "--student-steps", "1",
-          "--variant", "no-relu", "model.denoiser_relu=false", "--out", str(out)])
+          "--variant", "no-relu", "model.denoiser_linear_paths=false", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "## Variants" in printed and "| no-relu |" in printed and "| default |" in printed
     report = json.loads(out.read_text())
     assert set(report["variants"]) == {"default", "no-relu"}
-    assert report["variants"]["no-relu"]["settings"]["overrides"] == ["model.denoiser_relu=false"]
+    assert report["variants"]["no-relu"]["settings"]["overrides"] == ["model.denoiser_linear_paths=false"]
 
 
 def test_gpu_preset_runs_the_default_size_model_for_a_few_steps_on_the_cpu():

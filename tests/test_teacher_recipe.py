@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from comosvc.config import ComoSVCConfig, ModelConfig, load_config
+from comosvc.config import ComoSVCConfig, ConfigError, ModelConfig, load_config
 from comosvc.models import ComoSVC
 from comosvc.models.denoiser import BiDilConv
 from comosvc.models.prior import prior_loss
@@ -41,20 +41,16 @@ def pinned_inputs(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 @pytest.mark.parametrize("case", PINS["cases"], ids=lambda c: f"seed{c['seed']}")
 def test_prior_loss_equals_the_reference(case):
     mel, mu, mask = pinned_inputs(case)
-    value = prior_loss(mu, mel, mask, "reference").item()
+    value = prior_loss(mu, mel, mask).item()
     assert value == pytest.approx(case["prior_nll"], rel=1e-4)
-    # "nll" is the same NLL without the second division by n_mels
-    assert prior_loss(mu, mel, mask, "nll").item() == pytest.approx(value * mel.shape[-1], rel=1e-6)
 
 
 @pytest.mark.parametrize("case", [c for c in PINS["cases"] if "ssim_loss" in c], ids=lambda c: f"seed{c['seed']}")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_ssim_loss_equals_the_reference(case, dtype):
     mel, mu, mask = pinned_inputs(case)
-    value = ssim_loss(mu.to(dtype), mel.to(dtype), mask, "reference").item()
+    value = ssim_loss(mu.to(dtype), mel.to(dtype), mask).item()
     assert value == pytest.approx(case["ssim_loss"], rel=1e-4)
-    # the other form is a different number on the same inputs
-    assert abs(ssim_loss(mu, mel, mask, "masked").item() - value) > 1e-2
 
 
 def test_ssim_ignores_padded_frames():
@@ -64,22 +60,17 @@ def test_ssim_ignores_padded_frames():
     assert ssim_loss(other_mu, mel, mask).item() == pytest.approx(ssim_loss(mu, mel, mask).item(), abs=1e-12)
 
 
-def test_unknown_loss_forms_are_refused():
-    mel, mu, mask = pinned_inputs(PINS["cases"][0])
-    with pytest.raises(ValueError, match="model.prior_loss"):
-        prior_loss(mu, mel, mask, "l1")
-    with pytest.raises(ValueError, match="model.ssim_form"):
-        ssim_loss(mu, mel, mask, "l1")
-
-
-def test_the_reference_recipe_is_the_default():
+def test_the_reference_recipe_is_the_default_and_the_lost_switches_are_retired():
     cfg = ComoSVCConfig()
-    assert (cfg.model.prior_loss, cfg.model.ssim_form) == ("reference", "reference")
     assert cfg.train.weight_decay == 0.01 and cfg.train.grad_clip_mode == "per_module"
     assert cfg.train.ema_halflife_steps > 0 and cfg.distill.ema_halflife_steps == 0
-    ours = load_config(REPO / "configs" / "comosvc.yaml", overrides=["model.prior_loss=mse", "model.ssim_form=masked",
-                                                                       "train.weight_decay=0", "train.grad_clip_mode=joint"])
-    assert (ours.model.prior_loss, ours.model.ssim_form, ours.train.grad_clip_mode) == ("mse", "masked", "joint")
+    assert load_config(REPO / "configs" / "comosvc.yaml", overrides=["train.grad_clip_mode=joint"]).train.grad_clip_mode == "joint"
+    # a saved config with the value the code now has still loads; any other value says what to do
+    kept = ["model.prior_loss=reference", "model.ssim_form=reference", "model.denoiser_relu=true", "model.step_embed_scale=1.0"]
+    assert load_config(REPO / "configs" / "comosvc.yaml", overrides=kept) == cfg
+    for override in ("model.prior_loss=mse", "model.ssim_form=masked", "model.denoiser_relu=false", "model.step_embed_scale=100"):
+        with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}=.*no longer supported.*remove the key"):
+            load_config(overrides=[override])
 
 
 # --------------------------------------------------------------------------- clipping per module
@@ -220,41 +211,21 @@ def test_linear_paths_start_as_the_reference_network_then_add_gain_times_input()
     torch.testing.assert_close(diff, x * mask[..., None])
 
 
-def test_no_relu_variant_keeps_the_state_dict_keys_and_changes_the_function():
-    reference, linear = _denoiser(), _denoiser(denoiser_relu=False)  # both with the linear paths
-    assert reference.state_dict().keys() == linear.state_dict().keys()
-    assert not any(isinstance(m, nn.ReLU) for m in linear.modules())
-    with torch.no_grad():  # a non-zero output layer, so the head's activation matters
-        for net in (reference, linear):
-            nn.init.normal_(net.output[-1].weight, generator=torch.Generator().manual_seed(2))
-    linear.load_state_dict(reference.state_dict())
-    x, c_noise, mu, mask = _inputs()
-    assert not torch.allclose(linear(x, c_noise, mu, mask), reference(x, c_noise, mu, mask))
-
-
-def test_step_embedding_scale_spreads_the_noise_levels():
-    plain, scaled = _denoiser(), _denoiser(step_embed_scale=100.0)
-    c = torch.tensor([-1.5, 1.0])
-    e_plain, e_scaled = plain.step_embedding(c), scaled.step_embedding(c)
-    torch.testing.assert_close(scaled.step_embedding(c / 100.0), e_plain)  # same weights, scaled argument
-    assert not torch.allclose(e_plain, e_scaled)
-
-
 def test_a_model_saved_before_the_variant_switches_loads_as_the_reference_network(tmp_path):
     from comosvc.models.comosvc import _with_architecture_of_its_time
 
     filled = _with_architecture_of_its_time({"model": {"hidden": 8}, "audio": {}})
-    assert filled["model"] == {"hidden": 8, "denoiser_relu": True, "denoiser_linear_paths": False, "step_embed_scale": 1.0}
-    kept = _with_architecture_of_its_time({"model": {"denoiser_linear_paths": True, "step_embed_scale": 100.0}})
-    assert kept["model"]["denoiser_linear_paths"] is True and kept["model"]["step_embed_scale"] == 100.0
+    assert filled["model"] == {"hidden": 8, "denoiser_linear_paths": False}
+    kept = _with_architecture_of_its_time({"model": {"denoiser_linear_paths": True}})
+    assert kept["model"]["denoiser_linear_paths"] is True
 
     model = _tiny_teacher("model.denoiser_linear_paths=false")  # an older model: the reference network
     model.save_pretrained(tmp_path / "old")
     path = tmp_path / "old" / "config.json"
     meta = json.loads(path.read_text())
-    for key in ("denoiser_relu", "denoiser_linear_paths", "step_embed_scale"):
-        del meta["config"]["model"][key]  # as an older version wrote it
+    del meta["config"]["model"]["denoiser_linear_paths"]  # as an older version wrote it
+    meta["config"]["model"].update(denoiser_relu=True, step_embed_scale=1.0, prior_loss="reference", ssim_form="reference")
+    meta["config"]["content"].update(sample_rate=16000, frame_hop=320)  # retired settings, at their kept values
     path.write_text(json.dumps(meta))
     loaded = ComoSVC.from_pretrained(tmp_path / "old")
     assert loaded.config.model.denoiser_linear_paths is False and loaded.denoiser.linear_gains is None
-    assert loaded.config.model.step_embed_scale == 1.0 and loaded.config.model.denoiser_relu is True

@@ -23,6 +23,7 @@ COMMANDS = {
     "export-onnx": "comosvc.cli.export_onnx",
     "stream": "comosvc.cli.stream",
     "index": "comosvc.cli.index",
+    "config": "comosvc.cli.config",
 }
 
 

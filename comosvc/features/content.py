@@ -32,8 +32,10 @@ from transformers import HubertConfig, HubertModel, WhisperConfig, WhisperFeatur
 from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperPreTrainedModel
 
 WHISPER_SAMPLE_RATE = 16000
+CONTENT_SAMPLE_RATE = WHISPER_SAMPLE_RATE  # Hz: both encoders read 16 kHz audio
+CONTENT_FRAME_HOP = 320  # samples at 16 kHz: one content frame per 20 ms (both encoders)
 WHISPER_WINDOW_SECONDS = 30
-CONTENT_HOP_SECONDS = 0.02  # one content frame per 20 ms (both encoders)
+CONTENT_HOP_SECONDS = CONTENT_FRAME_HOP / CONTENT_SAMPLE_RATE
 
 
 # --------------------------------------------------------------------------- alignment

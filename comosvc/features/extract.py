@@ -18,7 +18,13 @@ import torch
 
 from comosvc.audio import check_samples, resample
 from comosvc.config import ComoSVCConfig
-from comosvc.features.content import ContentVecEncoder, WhisperContentEncoder, align_to_mel
+from comosvc.features.content import (
+    CONTENT_FRAME_HOP,
+    CONTENT_SAMPLE_RATE,
+    ContentVecEncoder,
+    WhisperContentEncoder,
+    align_to_mel,
+)
 from comosvc.features.energy import energy_from_mel
 from comosvc.features.f0 import extract_f0
 from comosvc.features.mel import MelSpectrogram
@@ -63,10 +69,13 @@ class FeatureExtractor:
                     f"set content.{name}_dim={enc.dim} (the model's input size follows it)"
                 )
         self.mel = MelSpectrogram(cfg.audio).to(self.device)
-        # content hop in 24 kHz samples: 320 at 16 kHz = 480 (20 ms)
-        hop = c.frame_hop * cfg.audio.sample_rate / c.sample_rate
+        # content hop in output samples: 320 at 16 kHz = 480 at 24 kHz (20 ms)
+        hop = CONTENT_FRAME_HOP * cfg.audio.sample_rate / CONTENT_SAMPLE_RATE
         if hop != int(hop):
-            raise ValueError(f"content.frame_hop={c.frame_hop} at {c.sample_rate} Hz is not a whole number of output samples")
+            raise ValueError(
+                f"audio.sample_rate={cfg.audio.sample_rate} Hz does not hold a whole number of samples per 20 ms "
+                "content frame; use a rate that is a multiple of 50 Hz (24000, the default)."
+            )
         self.content_hop = int(hop)
 
     def _check(self, wav: np.ndarray) -> np.ndarray:
@@ -108,7 +117,7 @@ class FeatureExtractor:
                 item["f0"] = extract_f0(wav, cfg.f0, cfg.audio, device=str(self.device))
             out.append(item)
         content = [name for name in ("whisper", "contentvec") if name in features]
-        wavs_16k = [resample(w, cfg.audio.sample_rate, cfg.content.sample_rate) for w in wavs] if content else []
+        wavs_16k = [resample(w, cfg.audio.sample_rate, CONTENT_SAMPLE_RATE) for w in wavs] if content else []
         for name, encoder in (("whisper", self.whisper), ("contentvec", self.contentvec)):
             if name not in content:
                 continue

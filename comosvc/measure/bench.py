@@ -49,6 +49,7 @@ import torch
 
 from comosvc.cpu_plan import bf16_instructions, cpu_flags
 from comosvc.data.songs import synthetic_song
+from comosvc.features.content import CONTENT_SAMPLE_RATE
 from comosvc.measure.peak import fraction_of_peak, gemm_gflops
 from comosvc.measure.stand_ins import StandInFeatures, copy_model, null_vocoder, random_stats
 from comosvc.measure.tables import markdown_table
@@ -457,11 +458,11 @@ def bench_duration(
     whisper_info = None
     if settings.whisper and subjects.whisper is not None and not settings.acoustic_only:
         padded = np.pad(wav, (0, -(-len(wav) // hop) * hop - len(wav)))
-        wavs_16k = [resample(padded[c.start : c.end], sr, config.content.sample_rate) for c in sounding]
+        wavs_16k = [resample(padded[c.start : c.end], sr, CONTENT_SAMPLE_RATE) for c in sounding]
         whisper_jobs = _whisper_jobs(subjects.whisper, wavs_16k, config.content.batch_size)
         jobs.update(whisper_jobs)
         if settings.warmup:
-            warmups.update(_whisper_jobs(subjects.whisper, [resample(short, sr, config.content.sample_rate)], 1))
+            warmups.update(_whisper_jobs(subjects.whisper, [resample(short, sr, CONTENT_SAMPLE_RATE)], 1))
     for _ in range(max(settings.warmup - 1, 0)):
         for job in warmups.values():
             job()
@@ -496,7 +497,7 @@ def bench_duration(
         entry["speedup"] = {k: speedup(teacher_median[k], entry["median"][k]) for k in keys if k in entry["median"]}
         entry["speedup_cpu"] = {k: speedup(teacher_cpu[k], entry["median_cpu"][k]) for k in keys if k in entry["median_cpu"]}
     if "whisper-padded" in runs:
-        whisper_info = {"clips_seconds": [round(len(w) / config.content.sample_rate, 3) for w in wavs_16k]}
+        whisper_info = {"clips_seconds": [round(len(w) / CONTENT_SAMPLE_RATE, 3) for w in wavs_16k]}
         for clock, prefix in (("wall", ""), ("cpu", CPU)):
             padded_s = medians(runs["whisper-padded"])[prefix + "whisper"]
             unpadded_s = medians(runs["whisper-unpadded"])[prefix + "whisper"]
@@ -552,7 +553,7 @@ def run_bench(settings: BenchSettings, subjects: BenchSubjects | None = None) ->
             "bf16_matmuls": bool(getattr(subjects.pipelines[STUDENT], "bf16_matmuls", False)),
             "cpu_plan": str(subjects.pipelines[STUDENT].plan),
             "vocoder_workers": config.inference.vocoder_workers,
-            "vocoder_overlap_frames": config.inference.vocoder_overlap_frames,
+            "vocoder_overlap_frames": subjects.pipelines[STUDENT].plan.vocoder_overlap_frames,
             "compile": config.inference.compile,
             "notes": subjects.notes,
         },

@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--variant", nargs="+", action="append", default=[], metavar="NAME_OR_SETTING",
         help="also train and score a variant: a name, then its section.key=value settings (repeatable), "
-        "e.g. --variant no-relu model.denoiser_relu=false; a table compares the variants with the default",
+        "e.g. --variant reference-network model.denoiser_linear_paths=false; a table compares the variants with the default",
     )
     parser.add_argument("--singers", type=int, help=f"synthetic singers (default {d.n_singers})")
     parser.add_argument("--train-clips", type=int, help=f"training phrases per singer (default {d.train_clips_per_singer})")

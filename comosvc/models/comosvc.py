@@ -182,9 +182,8 @@ class ComoSVC(
     def teacher_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher training losses. Returns ``{"loss", "diffusion", "prior", "ssim"}`` (loss = sum of the others).
 
-        prior: :func:`~comosvc.models.prior.prior_loss` of ``mu`` against the mel in the form
-        ``model.prior_loss`` (default the reference's NLL / n_mels); ssim:
-        :func:`~comosvc.models.ssim.ssim_loss` in the form ``model.ssim_form`` (0 when
+        prior: :func:`~comosvc.models.prior.prior_loss` of ``mu`` against the mel (the
+        reference's NLL / n_mels); ssim: :func:`~comosvc.models.ssim.ssim_loss` (0 when
         ``model.ssim_loss`` is off); diffusion: the EDM loss of :meth:`EDM.training_loss`.
 
         In eval mode (validation) also ``diffusion_sigma_<s>`` for ``s`` in
@@ -197,8 +196,8 @@ class ComoSVC(
         batch = self.prepare_batch(batch, need_mel=True)
         mel, mask = batch["mel"], batch["mask"]
         mu = self.encode(batch)
-        prior = prior_loss(mu, mel, mask, self.config.model.prior_loss)
-        ssim = ssim_loss(mu, mel, mask, self.config.model.ssim_form) if self.config.model.ssim_loss else torch.zeros_like(prior)
+        prior = prior_loss(mu, mel, mask)
+        ssim = ssim_loss(mu, mel, mask) if self.config.model.ssim_loss else torch.zeros_like(prior)
         diffusion = self.edm.training_loss(self.denoiser, mel, mu, mask, generator)
         losses = {"loss": diffusion + prior + ssim, "diffusion": diffusion, "prior": prior, "ssim": ssim}
         if not self.training:
@@ -431,7 +430,7 @@ class ComoSVC(
 # Architecture keys added after models were first saved, with the values that rebuild those older
 # models. A saved config.json holds every key of its version, so a missing key means an older model,
 # whatever today's default is.
-ARCHITECTURE_OF_OLDER_MODELS = {"denoiser_relu": True, "denoiser_linear_paths": False, "step_embed_scale": 1.0}
+ARCHITECTURE_OF_OLDER_MODELS = {"denoiser_linear_paths": False}
 
 
 def _with_architecture_of_its_time(config: dict) -> dict:

@@ -27,10 +27,6 @@ Variants (config switches, measured in docs/benchmarks.md "Teacher quality"):
   network computes what the reference's does). At low noise the network must pass
   its input through with a gain of about ``1 / s``; the gated WaveNet learns that
   slowly, a linear path at once;
-* ``model.denoiser_relu: false`` drops the ReLU after the input conv and the one in
-  the output head;
-* ``model.step_embed_scale`` multiplies ``c_noise`` before the sinusoidal embedding
-  (``c_noise = ln(s)/4`` spans about [-1.6, 1.1], where most of the sinusoids barely move).
 """
 
 from __future__ import annotations
@@ -57,10 +53,9 @@ def sinusoidal_embedding(values: torch.Tensor, dim: int, max_period: float = 100
 class StepEmbedding(nn.Module):
     """``c_noise`` ``(B,)`` -> ``(B, C)``: sinusoidal embedding then a 3-layer SiLU MLP."""
 
-    def __init__(self, embed_dim: int, hidden: int, channels: int, scale: float = 1.0):
+    def __init__(self, embed_dim: int, hidden: int, channels: int):
         super().__init__()
         self.embed_dim = embed_dim
-        self.scale = scale
         self.mlp = nn.Sequential(
             nn.Linear(embed_dim, hidden),
             nn.SiLU(),
@@ -70,7 +65,7 @@ class StepEmbedding(nn.Module):
         )
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(c_noise * self.scale, self.embed_dim).to(self.mlp[0].weight.dtype))
+        return self.mlp(sinusoidal_embedding(c_noise, self.embed_dim).to(self.mlp[0].weight.dtype))
 
 
 class ResidualBlock(nn.Module):
@@ -103,14 +98,13 @@ class BiDilConv(nn.Module):
     def __init__(self, config: ModelConfig, n_mels: int):
         super().__init__()
         channels = config.denoiser_channels
-        activation = nn.ReLU if config.denoiser_relu else nn.Identity  # Identity keeps the state-dict keys
-        self.input = nn.Sequential(nn.Conv1d(n_mels, channels, 1), activation())
-        self.step_embedding = StepEmbedding(config.step_embed_dim, config.step_mlp_hidden, channels, config.step_embed_scale)
+        self.input = nn.Sequential(nn.Conv1d(n_mels, channels, 1), nn.ReLU())
+        self.step_embedding = StepEmbedding(config.step_embed_dim, config.step_mlp_hidden, channels)
         self.blocks = nn.ModuleList(
             ResidualBlock(channels, n_mels, config.denoiser_kernel, 2 ** (i % config.denoiser_dilation_cycle))
             for i in range(config.denoiser_layers)
         )
-        self.output = nn.Sequential(nn.Conv1d(channels, channels, 1), activation(), nn.Conv1d(channels, n_mels, 1))
+        self.output = nn.Sequential(nn.Conv1d(channels, channels, 1), nn.ReLU(), nn.Conv1d(channels, n_mels, 1))
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
         # per-bin gains of the linear paths x_in -> out and mu -> out, from the step embedding

@@ -216,23 +216,14 @@ class Prior(nn.Module):
         return apply_mask(self.projection(apply_mask(x, mask)), mask)
 
 
-def prior_loss(mu: torch.Tensor, mel: torch.Tensor, mask: torch.Tensor, form: str = "reference") -> torch.Tensor:
+def prior_loss(mu: torch.Tensor, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The prior's loss of ``mu`` against the normalised ``mel`` ``(B, T, n_mels)`` on the valid frames of ``mask``.
 
-    ``form`` (``model.prior_loss``): ``"reference"``, the reference's unit-variance Gaussian
-    NLL ``0.5 (d^2 + ln 2 pi)`` divided by the number of valid elements and once more by
-    ``n_mels``; ``"nll"``, the same NLL per element (100x the reference's for 100 bins);
-    ``"mse"``, the per-element mean of ``d^2``.
+    The reference's unit-variance Gaussian NLL ``0.5 (d^2 + ln 2 pi)``, averaged over the
+    valid elements and divided once more by ``n_mels``.
     """
-    squared_error = (mu - mel) ** 2
-    if form == "mse":
-        return masked_mean(squared_error, mask)
-    nll = masked_mean(0.5 * (squared_error + math.log(2 * math.pi)), mask)
-    if form == "nll":
-        return nll
-    if form == "reference":
-        return nll / mel.shape[-1]
-    raise ValueError(f"model.prior_loss must be 'reference', 'nll' or 'mse', got {form!r}")
+    nll = masked_mean(0.5 * ((mu - mel) ** 2 + math.log(2 * math.pi)), mask)
+    return nll / mel.shape[-1]
 
 
 __all__ = ["ConvFeedForward", "Prior", "PriorLayer", "RelativeSelfAttention", "prior_loss"]

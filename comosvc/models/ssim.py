@@ -1,17 +1,12 @@
 """SSIM between two mel spectrograms, treated as one-channel images ``(T, n_mels)``, with a frame mask.
 
 Wang et al. 2004 with an ``11 x 11`` Gaussian window (sigma 1.5) over time and mel
-bins, ``C1 = (0.01 L)^2`` and ``C2 = (0.03 L)^2`` for the data range ``L``. Two forms
-(``model.ssim_form``):
-
-- ``"reference"`` (the default, as the reference computes it): both images are offset
-  by 6.0 before the SSIM and ``L = 1``, so ``C1 = 0.01^2``, ``C2 = 0.03^2``. The offset
-  makes the local means large, which makes the SSIM mostly a structure/contrast term.
-- ``"masked"``: no offset, ``L = 2`` (mels normalised to [-1, 1]).
-
-Both zero padded frames in the two inputs (so their content cannot matter) and average
-the SSIM map over valid frames only (the reference averages over the whole padded batch;
-with no padding the two agree).
+bins, ``C1 = (0.01 L)^2`` and ``C2 = (0.03 L)^2`` for the data range ``L``. The loss is
+the reference's form: both images are offset by 6.0 before the SSIM and ``L = 1``, so
+``C1 = 0.01^2``, ``C2 = 0.03^2``; the offset makes the local means large, which makes
+the SSIM mostly a structure/contrast term. Padded frames are zeroed in the two inputs
+(so their content cannot matter) and the SSIM map is averaged over valid frames only
+(the reference averages over the whole padded batch; with no padding the two agree).
 """
 
 from __future__ import annotations
@@ -61,16 +56,13 @@ def masked_ssim(
     return masked_mean(ssim_map[:, 0], mask)
 
 
-# (data_range, offset) of each ``model.ssim_form``
-SSIM_FORMS = {"reference": (1.0, 6.0), "masked": (2.0, 0.0)}
+# the reference's data range and offset
+SSIM_DATA_RANGE, SSIM_OFFSET = 1.0, 6.0
 
 
-def ssim_loss(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, form: str = "reference") -> torch.Tensor:
-    """``1 - SSIM(x, y)`` in the given form (:data:`SSIM_FORMS`); scalar."""
-    if form not in SSIM_FORMS:
-        raise ValueError(f"model.ssim_form must be one of {sorted(SSIM_FORMS)}, got {form!r}")
-    data_range, offset = SSIM_FORMS[form]
-    return 1 - masked_ssim(x, y, mask, data_range=data_range, offset=offset)
+def ssim_loss(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM(x + 6, y + 6)`` with data range 1 (the reference's form); scalar."""
+    return 1 - masked_ssim(x, y, mask, data_range=SSIM_DATA_RANGE, offset=SSIM_OFFSET)
 
 
-__all__ = ["SSIM_FORMS", "gaussian_window", "masked_ssim", "ssim_loss"]
+__all__ = ["gaussian_window", "masked_ssim", "ssim_loss"]

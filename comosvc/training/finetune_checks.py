@@ -19,7 +19,7 @@ from comosvc.config import ComoSVCConfig
 
 # The settings the weights and the features depend on: a fine-tune keeps the base model's.
 FIXED_SECTIONS = ("audio", "model", "f0", "energy")
-FIXED_CONTENT = ("whisper_dim", "whisper_mode", "contentvec_dim", "contentvec_layer", "sample_rate", "frame_hop")
+FIXED_CONTENT = ("whisper_dim", "whisper_mode", "contentvec_dim", "contentvec_layer")
 IGNORED = {"audio.max_duration"}  # a loader limit, not a feature setting
 
 

@@ -34,14 +34,12 @@ import math
 
 import torch
 
-from comosvc.cpu_plan import CpuPlan, single_thread_workers
+from comosvc.cpu_plan import VOCODER_OVERLAP_FRAMES, CpuPlan, single_thread_workers
 from comosvc.vocoders.base import Vocoder
 
 logger = logging.getLogger(__name__)
 
-# Enough context for BigVGAN v2 (the largest receptive field of the known configs): one-piece
-# output within float rounding (tests/test_vocoders_parallel.py measures it on a tiny config).
-DEFAULT_OVERLAP_FRAMES = 32
+DEFAULT_OVERLAP_FRAMES = VOCODER_OVERLAP_FRAMES  # the CPU plan's (comosvc/cpu_plan.py)
 
 
 def segment_bounds(n_frames: int, segments: int) -> list[tuple[int, int]]:
