@@ -218,15 +218,14 @@ def test_mix_of_two_singers_through_gradio_client(app_server, tmp_path):
         client.predict(clip, SINGERS[0], 0, False, 2, 1, 0, SINGERS[0], 0.5, api_name="/convert")
 
 
-def test_app_without_model_explains(tmp_path, monkeypatch):
+def test_app_without_model_explains(tmp_path):
     """No --model and no COMOSVC_MODEL: the page says what is missing, converting raises that as gr.Error."""
     import gradio as gr
 
     import app
+    from comosvc.serving.settings import ServingSettings, parse_settings
 
-    for name in ("COMOSVC_MODEL", "COMOSVC_VOCODER", "COMOSVC_TEACHER"):
-        monkeypatch.delenv(name, raising=False)
-    settings, _ = app.parse_args(["--examples-dir", str(tmp_path / "examples")])
+    settings = parse_settings(["--examples-dir", str(tmp_path / "examples")], environ={})
     state = app.load_model(settings)
     assert state.pipe is None
     assert "No model loaded" in state.status and "COMOSVC_MODEL" in state.status and "--model" in state.status
@@ -235,8 +234,31 @@ def test_app_without_model_explains(tmp_path, monkeypatch):
     with pytest.raises(gr.Error, match="--model MODEL"):
         app.make_convert(state, settings)(None, None, 0, False, 40, 1, 0)
 
-    missing = app.load_model(app.AppSettings(model=str(tmp_path / "nowhere"), examples_dir=tmp_path / "examples"))
+    missing = app.load_model(ServingSettings(model=str(tmp_path / "nowhere"), examples_dir=tmp_path / "examples"))
     assert missing.pipe is None and "could not be loaded" in missing.status and "nowhere" in missing.status
+
+
+def test_live_handler_streams_the_student(tiny_model_dir):
+    """The Live tab's handler: microphone pieces (int16 stereo at 48 kHz) in, 16-bit pieces of the student out."""
+    import gradio as gr
+
+    import app
+    from comosvc.serving.settings import ServingSettings
+
+    state = app.load_model(ServingSettings(model=str(tiny_model_dir), vocoder="griffinlim", device="cpu"))
+    live = app.make_live(state)
+    with pytest.raises(gr.Error, match="Choose a target singer"):
+        live((48000, np.zeros(4800, dtype=np.int16)), None, 0, False, None)
+    t = np.arange(48000) / 48000
+    stereo = (np.stack([np.sin(2 * np.pi * 220 * t)] * 2, axis=1) * 16000).astype(np.int16)
+    session, pieces = None, []
+    for piece in np.array_split(stereo, 10):
+        out, session, text = live((48000, piece), SINGERS[0], 0, False, session)
+        pieces += [] if out is None else [out]
+    assert pieces and all(rate == 24000 and samples.dtype == np.int16 for rate, samples in pieces)
+    assert text.startswith("**Latency**") and "Last blocks took up to" in text
+    first = session
+    assert live((48000, stereo[:4800]), SINGERS[0], 2, False, session)[1] is not first  # another key: a new stream
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from comosvc.serving.gpu_budget import GpuBudget
+from comosvc.serving.settings import parse_settings
+from comosvc.serving.space import SPACE_MODEL, SPACE_TEACHER, space_weights
 from test_app import REPO, SINGERS, build_tiny_model, free_port, wait_until_up, write_clip
 
 STUB_SPACES = '''
@@ -123,7 +126,7 @@ def test_conversion_runs_inside_spaces_gpu(space_server, tmp_path):
 def test_duration_grows_with_clip_and_steps_and_stays_under_the_cap(space_server, tmp_path):
     _, _, spaces, app = space_server
     duration = _convert_decoration(spaces)["duration"]
-    budget = app.AppSettings().budget  # the defaults; the server runs with 0.2 s/s per run and 0.01 s/s per step
+    budget = GpuBudget()  # the defaults; the server runs with 0.2 s/s per run and 0.01 s/s per step
     clips = {seconds: str(write_clip(tmp_path / f"clip{seconds}.wav", seconds=seconds)) for seconds in (1.0, 3.0, 6.0)}
 
     def asked(seconds, teacher_steps=40, student_steps=1):
@@ -140,30 +143,6 @@ def test_duration_grows_with_clip_and_steps_and_stays_under_the_cap(space_server
     assert duration(None, SINGERS[0], 0, False, 40, 1, 0) == budget.overhead  # no clip: the fixed overhead only
 
 
-def test_budget_is_configurable_and_measurable(stub_spaces, tiny_overrides, tmp_path, monkeypatch):
-    _, app = stub_spaces
-    settings, _ = app.parse_args(["--gpu-cost-per-second", "0.5", "--gpu-cost-per-step", "0.01", "--gpu-max-duration", "30",
-                                  "--gpu-cost-shared", "0.25"])
-    assert settings.budget.per_second == 0.5 and settings.budget.per_step == 0.01 and settings.budget.cap == 30
-    assert settings.budget.shared_per_second == 0.25 and settings.budget.source == "configured"
-    assert settings.budget.seconds(600.0, 101 + 4) == 30  # capped
-    # content features and F0 are paid once for both systems, the rest per run
-    plain = app.GpuBudget(shared_per_second=1.0, per_second=0.5, per_step=0.25, overhead=0.0, margin=1.0)
-    assert plain.seconds(10.0, evaluations=4, runs=2) == 10 * (1.0 + 2 * 0.5 + 4 * 0.25)
-    assert plain.seconds(10.0, evaluations=0, runs=0) == 0
-    monkeypatch.setenv("COMOSVC_GPU_COST_PER_STEP", "0.02")
-    assert app.parse_args([])[0].budget.per_step == 0.02
-    with pytest.raises(SystemExit):
-        app.parse_args(["--gpu-max-duration", "0"])
-
-    from comosvc.pipeline import ConversionPipeline
-
-    pipe = ConversionPipeline.from_pretrained(build_tiny_model(tmp_path, tiny_overrides), vocoder="griffinlim", device="cpu")
-    measured = app.measure_budget(pipe, ("teacher", "student"), app.GpuBudget())
-    assert measured.source == "measured on cpu" and measured.per_second > 0 and measured.per_step > 0
-    assert measured.shared_per_second > 0
-
-
 def test_app_runs_without_spaces(tmp_path, monkeypatch):
     """``spaces`` not installed (``import spaces`` fails): the handler is the plain function."""
     monkeypatch.setitem(sys.modules, "spaces", None)
@@ -171,7 +150,7 @@ def test_app_runs_without_spaces(tmp_path, monkeypatch):
     try:
         app = importlib.import_module("app")
         assert app.spaces is None and not app.on_zero_gpu()
-        settings, _ = app.parse_args(["--examples-dir", str(tmp_path / "examples")])
+        settings = parse_settings(["--examples-dir", str(tmp_path / "examples")], environ={})
         state = app.ModelState(None, "no model", "No model is loaded.")
         handler = app.make_convert(state, settings)
         assert handler.__name__ == "convert" and handler.gpu_seconds(None) > 0
@@ -186,31 +165,19 @@ def _front_matter() -> dict:
     return yaml.safe_load(text.split("\n---\n", 1)[0][len("---\n"):])
 
 
-def test_readme_front_matter_preloads_the_apps_defaults(monkeypatch):
+def test_readme_front_matter_preloads_the_apps_defaults():
     meta = _front_matter()
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     assert meta["suggested_hardware"] == "zero-a10g"  # huggingface_hub's SpaceHardware.ZERO_A10G: ZeroGPU
-    monkeypatch.setitem(sys.modules, "spaces", None)
-    _forget("app")
-    try:
-        app = importlib.import_module("app")
-        expected = [f"{repo} {','.join(files)}" for repo, files in app.space_weights()]
-        assert meta["preload_from_hub"] == expected
+    expected = [f"{repo} {','.join(files)}" for repo, files in space_weights()]
+    assert meta["preload_from_hub"] == expected
 
-        from comosvc.config import ComoSVCConfig
+    from comosvc.config import ComoSVCConfig
 
-        config = ComoSVCConfig()
-        repos = [entry.split()[0] for entry in meta["preload_from_hub"]]
-        assert repos == [app.SPACE_MODEL, app.SPACE_TEACHER, config.inference.vocoder, config.content.whisper,
-                         config.content.contentvec]
+    config = ComoSVCConfig()
+    repos = [entry.split()[0] for entry in meta["preload_from_hub"]]
+    assert repos == [SPACE_MODEL, SPACE_TEACHER, config.inference.vocoder, config.content.whisper, config.content.contentvec]
 
-        # on a Space without COMOSVC_MODEL the app serves exactly the preloaded model and teacher
-        for name in ("COMOSVC_MODEL", "COMOSVC_TEACHER"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("SPACE_ID", "someone/comosvc")
-        settings, _ = app.parse_args([])
-        assert (settings.model, settings.teacher) == (app.SPACE_MODEL, app.SPACE_TEACHER)
-        monkeypatch.delenv("SPACE_ID")
-        assert app.parse_args([])[0].model is None  # elsewhere: no default model, the page says what is missing
-    finally:
-        _forget("app")
+    # on a Space with no model named the app serves exactly the preloaded model and teacher
+    settings = parse_settings([], environ={"SPACE_ID": "someone/comosvc"})
+    assert (settings.model, settings.teacher) == (SPACE_MODEL, SPACE_TEACHER)
