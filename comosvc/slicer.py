@@ -79,6 +79,74 @@ def _split_long(
     return pieces
 
 
+def _sounding_regions(loud: np.ndarray, min_sil: int) -> list[tuple[int, int]]:
+    """Step 1: frame ranges ``[start, end)`` between silent runs of at least ``min_sil`` frames.
+
+    ``loud``: ``(n_frames,)`` booleans, True where a frame is above the silence level.
+    """
+    n_frames = len(loud)
+    silent_runs = [(s, e) for s, e in _runs(~loud) if e - s >= min_sil]
+    regions: list[tuple[int, int]] = []
+    cursor = 0
+    for s, e in silent_runs:
+        if s > cursor:
+            regions.append((cursor, s))
+        cursor = e
+    if cursor < n_frames:
+        regions.append((cursor, n_frames))
+    return regions
+
+
+def _keep_silence(regions: list[tuple[int, int]], keep: int, n_frames: int) -> list[tuple[int, int]]:
+    """Step 1: widen each region by up to ``keep`` frames of silence, at most half of each inner gap."""
+    padded: list[tuple[int, int]] = []
+    for i, (s, e) in enumerate(regions):
+        left_gap = s - (regions[i - 1][1] if i > 0 else 0)
+        right_gap = (regions[i + 1][0] if i + 1 < len(regions) else n_frames) - e
+        left = min(keep, left_gap if i == 0 else left_gap // 2)
+        right = min(keep, right_gap if i + 1 == len(regions) else right_gap // 2)
+        padded.append((s - left, e + right))
+    return padded
+
+
+def _merge_neighbours(regions: list[tuple[int, int]], max_gap: int, max_len: int) -> list[tuple[int, int]]:
+    """Step 2: merge neighbours (frames) while the gap is at most ``max_gap`` and the result fits ``max_len``."""
+    merged: list[tuple[int, int]] = []
+    for s, e in regions:
+        if merged and s - merged[-1][1] <= max_gap and e - merged[-1][0] <= max_len:
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _absorb_short(pieces: list[tuple[int, int]], min_len: int, max_len: int) -> list[tuple[int, int]]:
+    """Step 4: merge each piece shorter than ``min_len`` frames into its nearer neighbour when
+    the result fits ``max_len``, else drop it (in place; returns ``pieces``)."""
+    if min_len > 0 and len(pieces) > 1:
+        i = 0
+        while i < len(pieces):
+            s, e = pieces[i]
+            if e - s >= min_len:
+                i += 1
+                continue
+            options = []
+            if i > 0 and e - pieces[i - 1][0] <= max_len:
+                options.append((s - pieces[i - 1][1], i - 1))
+            if i + 1 < len(pieces) and pieces[i + 1][1] - s <= max_len:
+                options.append((pieces[i + 1][0] - e, i + 1))
+            if options:
+                _, j = min(options)
+                lo, hi = min(i, j), max(i, j)
+                pieces[lo : hi + 1] = [(pieces[lo][0], pieces[hi][1])]
+                i = lo  # the merged piece may still be short: look at it again
+            elif len(pieces) > 1:
+                del pieces[i]
+            else:  # pragma: no cover - loop guard
+                i += 1
+    return pieces
+
+
 def slice_audio(
     wav: np.ndarray,
     sample_rate: int,
@@ -115,58 +183,14 @@ def slice_audio(
     loud = level > silence_db
     if not loud.any():
         return []
-    # 1. sounding regions: complement of silent runs that are long enough.
-    silent_runs = [(s, e) for s, e in _runs(~loud) if e - s >= min_sil]
-    regions: list[tuple[int, int]] = []
-    cursor = 0
-    for s, e in silent_runs:
-        if s > cursor:
-            regions.append((cursor, s))
-        cursor = e
-    if cursor < n_frames:
-        regions.append((cursor, n_frames))
-    # keep a little silence around each region, at most half of each gap
-    padded: list[tuple[int, int]] = []
-    for i, (s, e) in enumerate(regions):
-        left_gap = s - (regions[i - 1][1] if i > 0 else 0)
-        right_gap = (regions[i + 1][0] if i + 1 < len(regions) else n_frames) - e
-        left = min(keep, left_gap if i == 0 else left_gap // 2)
-        right = min(keep, right_gap if i + 1 == len(regions) else right_gap // 2)
-        padded.append((s - left, e + right))
-
+    # 1. sounding regions, each with a little of the silence around it.
+    padded = _keep_silence(_sounding_regions(loud, min_sil), keep, n_frames)
     # 2. merge neighbours while the result fits and the gap is short.
-    merged: list[tuple[int, int]] = []
-    for s, e in padded:
-        if merged and s - merged[-1][1] <= max_gap and e - merged[-1][0] <= max_len:
-            merged[-1] = (merged[-1][0], e)
-        else:
-            merged.append((s, e))
-
+    merged = _merge_neighbours(padded, max_gap, max_len)
     # 3. hard cuts at the quietest frames of pieces that are still too long.
     pieces = [p for s, e in merged for p in _split_long(s, e, level, max_len, min_len)]
-
     # 4. short pieces: merge into the nearer neighbour when it fits, else drop.
-    if min_len > 0 and len(pieces) > 1:
-        i = 0
-        while i < len(pieces):
-            s, e = pieces[i]
-            if e - s >= min_len:
-                i += 1
-                continue
-            options = []
-            if i > 0 and e - pieces[i - 1][0] <= max_len:
-                options.append((s - pieces[i - 1][1], i - 1))
-            if i + 1 < len(pieces) and pieces[i + 1][1] - s <= max_len:
-                options.append((pieces[i + 1][0] - e, i + 1))
-            if options:
-                _, j = min(options)
-                lo, hi = min(i, j), max(i, j)
-                pieces[lo : hi + 1] = [(pieces[lo][0], pieces[hi][1])]
-                i = lo  # the merged piece may still be short: look at it again
-            elif len(pieces) > 1:
-                del pieces[i]
-            else:  # pragma: no cover - loop guard
-                i += 1
+    pieces = _absorb_short(pieces, min_len, max_len)
 
     return [(s * hop, min(e * hop, n)) for s, e in pieces if min(e * hop, n) > s * hop]
 
