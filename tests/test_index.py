@@ -321,13 +321,10 @@ def test_app_advanced_panel_has_the_ratio_and_converts_with_it(model_dirs, song,
     pytest.importorskip("gradio")
     import app
 
-    argv = ["--model", str(model_dirs[1]), "--vocoder", "griffinlim", "--examples-dir", str(tmp_path / "examples")]
-    if hasattr(app, "parse_args"):  # app.py before the serving settings moved into comosvc.serving
-        settings, _ = app.parse_args(argv)
-    else:
-        from comosvc.serving.settings import parse_settings
+    from comosvc.serving.settings import parse_settings
 
-        settings = parse_settings(argv, environ={})
+    argv = ["--model", str(model_dirs[1]), "--vocoder", "griffinlim", "--examples-dir", str(tmp_path / "examples")]
+    settings = parse_settings(argv, environ={})
     state = app.load_model(settings)
     demo = app.build_demo(state, settings)
     slider = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "index-ratio")
