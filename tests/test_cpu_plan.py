@@ -22,27 +22,14 @@ from comosvc.config import ConfigError, InferenceConfig, load_config
 from comosvc.cpu_plan import CpuPlan, CpuPlanError, bf16_instructions, cpu_flags, single_thread_workers
 from comosvc.pipeline import ConversionPipeline
 
-from conftest import TINY_CONFIG, save_tiny_models
-from test_precision import networks, parameter_dtypes, small_bigvgan
+from conftest import TINY_CONFIG
+from test_precision import model_dirs, networks, parameter_dtypes, phrase, small_bigvgan  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 AMX = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
 AVX512_BF16 = frozenset({"avx512f", "avx512_bf16"})  # e.g. AMD EPYC (Zen 4): no AMX
 NO_BF16 = frozenset({"avx2", "fma"})
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory, tiny_overrides):
-    return save_tiny_models(tmp_path_factory.mktemp("models"), load_config(TINY_CONFIG, overrides=tiny_overrides))
-
-
-@pytest.fixture(scope="module")
-def phrase():
-    from comosvc.data.songs import sung_phrase
-
-    wav, _ = sung_phrase([220.0, 262.0], note_seconds=0.4, gap_seconds=0.1, seed=3)
-    return wav
 
 
 # --------------------------------------------------------------------------- resolving the plan

@@ -49,7 +49,23 @@ def segment_bounds(n_frames: int, segments: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(segments)]
 
 
-class ParallelVocoder(Vocoder):
+class WrappedVocoder(Vocoder):
+    """A vocoder around another one (:attr:`inner`): the same name, rates, device and dtype."""
+
+    def __init__(self, vocoder: Vocoder):
+        super().__init__(vocoder.name, vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels)
+        self.inner = vocoder
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+
+class ParallelVocoder(WrappedVocoder):
     """``vocoder`` run on ``workers`` threads over overlapping time segments of the mel.
 
     Args:
@@ -79,8 +95,7 @@ class ParallelVocoder(Vocoder):
             raise ValueError(f"vocoder overlap frames must be >= 1, got {overlap_frames}")
         if segment_frames is not None and segment_frames < 1:
             raise ValueError(f"vocoder segment frames must be >= 1, got {segment_frames}")
-        super().__init__(vocoder.name, vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels)
-        self.inner = vocoder
+        super().__init__(vocoder)
         self.workers = int(workers)
         self.overlap_frames = int(overlap_frames)
         self.segment_frames = segment_frames
@@ -92,14 +107,6 @@ class ParallelVocoder(Vocoder):
     def __setstate__(self, state: dict) -> None:  # a copy gets workers of its own
         self.__dict__.update(state)
         self._pool = single_thread_workers(self.workers, name="vocoder")
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
 
     def extra_repr(self) -> str:
         return f"workers={self.workers}, overlap_frames={self.overlap_frames}, segment_frames={self.segment_frames}"
@@ -158,21 +165,12 @@ class ParallelVocoder(Vocoder):
         return out / weight  # the ramps of a join sum to 1; exact division keeps it so in float
 
 
-class CompiledVocoder(Vocoder):
+class CompiledVocoder(WrappedVocoder):
     """``vocoder`` whose ``vocode`` runs through :func:`torch.compile` (dynamic shapes; the first calls compile, tens of seconds)."""
 
     def __init__(self, vocoder: Vocoder):
-        super().__init__(vocoder.name, vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels)
-        self.inner = vocoder
+        super().__init__(vocoder)
         self._compiled = torch.compile(vocoder.vocode, dynamic=True)
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
 
     def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, T, n_mels) -> (B, T * hop_length)."""
@@ -181,7 +179,7 @@ class CompiledVocoder(Vocoder):
 
 def one_piece(vocoder: Vocoder) -> Vocoder:
     """The vocoder inside the :class:`ParallelVocoder` / :class:`CompiledVocoder` wrappers, run in one piece."""
-    while isinstance(vocoder, (ParallelVocoder, CompiledVocoder)):
+    while isinstance(vocoder, WrappedVocoder):
         vocoder = vocoder.inner
     return vocoder
 
@@ -205,4 +203,4 @@ def prepare_vocoder(vocoder: Vocoder, plan: CpuPlan) -> Vocoder:
     return vocoder
 
 
-__all__ = ["DEFAULT_OVERLAP_FRAMES", "CompiledVocoder", "ParallelVocoder", "one_piece", "prepare_vocoder", "segment_bounds"]
+__all__ = ["DEFAULT_OVERLAP_FRAMES", "CompiledVocoder", "ParallelVocoder", "WrappedVocoder", "one_piece", "prepare_vocoder", "segment_bounds"]
