@@ -388,6 +388,16 @@ def _drop_retired(data: dict[str, Any], prefix: str, source: str) -> dict[str, A
             "%s: %s is no longer read; remove it and set %s instead",
             source, prefix + name, RETIRED_KEYS[prefix + name],
         )
+    for name in data:
+        key = prefix + name
+        if key in RETIRED_SETTINGS:
+            kept = RETIRED_SETTINGS[key]
+            if data[name] != kept:
+                raise ConfigError(
+                    f"{source}: {key}={json.dumps(data[name])} is no longer supported (this version always computes "
+                    f"{key}={json.dumps(kept)}); remove the key, or use a comosvc version from before it was retired."
+                )
+            retired.append(name)
     return {name: value for name, value in data.items() if name not in retired}
 
 
@@ -408,16 +418,6 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         for arg in args:
             if arg is type(None):
                 continue
-    for name in data:
-        key = prefix + name
-        if key in RETIRED_SETTINGS:
-            kept = RETIRED_SETTINGS[key]
-            if data[name] != kept:
-                raise ConfigError(
-                    f"{source}: {key}={json.dumps(data[name])} is no longer supported (this version always computes "
-                    f"{key}={json.dumps(kept)}); remove the key, or use a comosvc version from before it was retired."
-                )
-            retired.append(name)
             try:
                 return _coerce(arg, value, key, source)
             except ConfigError as err:
@@ -483,8 +483,8 @@ __all__ = [
     "PRECISIONS",
     "Precision",
     "RETIRED_KEYS",
+    "RETIRED_SETTINGS",
     "TrainConfig",
     "load_config",
     "with_overrides",
 ]
-    "RETIRED_SETTINGS",
