@@ -56,6 +56,7 @@ from comosvc.measure.tables import markdown_table
 from comosvc.measure.timer import CPU, Job, Timer, interleave, medians, speedup, sync_device, timed
 from comosvc.models.samplers import Sampler, StudentSampler, TeacherSampler
 from comosvc.pipeline import ConversionPipeline
+from comosvc.vocoders.parallel import one_piece
 
 STAGES = ("content", "f0", "acoustic", "vocoder")
 TEACHER = "teacher"
@@ -318,8 +319,6 @@ def count_stage_flops(subjects: BenchSubjects, wav: np.ndarray, seed: int) -> di
     F0 (parselmouth) is not torch: 0.
     """
     from torch.utils.flop_counter import FlopCounterMode
-
-    from comosvc.vocoders.parallel import one_piece
 
     pipe = subjects.pipelines[STUDENT]
     counting = ConversionPipeline(
@@ -615,73 +614,86 @@ def _limit_table(d: dict[str, Any], peak: dict[str, Any] | None, acoustic_only: 
     return markdown_table([title] + [names[k] for k in stages], rows)
 
 
-def markdown_report(report: dict[str, Any]) -> str:
-    """The report as markdown: per duration the speed table, the per-stage split and Whisper."""
-    acoustic_only = report["settings"]["acoustic_only"]
-    several_vocoders = len({d.get("vocoder") for d in report["durations"]}) > 1
-    out = []
-    for d in report["durations"]:
-        secs = d["seconds"]
-        reps = len(d["systems"][0]["runs"])
-        vocoder = f" with {d['vocoder']}" if several_vocoders else ""
-        out.append(
-            f"**{secs:g} s of audio{vocoder}** ({d['frames']} frames, {d['chunks']} chunk(s); "
-            f"median of {reps} interleaved run(s))"
-        )
-        out.append("")
-        headers = ["system", "NFE", "acoustic model, s (CPU s)", "acoustic RTF", "acoustic speed-up (wall / CPU)"]
+def _speed_table(d: dict[str, Any], acoustic_only: bool) -> str:
+    """Per system of one duration: NFE, the acoustic model's seconds, RTF and speed-up, then the same
+    end to end (unless ``acoustic_only``)."""
+    headers = ["system", "NFE", "acoustic model, s (CPU s)", "acoustic RTF", "acoustic speed-up (wall / CPU)"]
+    if not acoustic_only:
+        headers += ["end to end, s (CPU s)", "end-to-end RTF", "end-to-end speed-up (wall / CPU)"]
+    rows = []
+    for e in d["systems"]:
+        rtf = e["rtf"]
+        row = [e["name"], str(e["nfe"]), _s2(e, "acoustic"), _rtf(rtf["acoustic"]), _x2(e, "acoustic")]
         if not acoustic_only:
-            headers += ["end to end, s (CPU s)", "end-to-end RTF", "end-to-end speed-up (wall / CPU)"]
-        rows = []
-        for e in d["systems"]:
-            rtf = e["rtf"]
-            row = [e["name"], str(e["nfe"]), _s2(e, "acoustic"), _rtf(rtf["acoustic"]), _x2(e, "acoustic")]
-            if not acoustic_only:
-                row += [_s2(e, "total"), _rtf(rtf["total"]), _x2(e, "total")]
-            rows.append(row)
-        out.append(markdown_table(headers, rows))
-        out.append("")
-        stages = ["prior", "acoustic"] if acoustic_only else ["content", "f0", "prior", "acoustic", "vocoder", "total"]
-        names = {
-            "content": "content",
-            "f0": "F0",
-            "prior": "cond. encoder + prior",
-            "acoustic": "acoustic model",
-            "vocoder": "vocoder",
-            "total": "end to end",
-        }
-        if not acoustic_only:
-            rows = [[e["name"]] + [_s2(e, k) for k in stages] for e in d["systems"]]
-            out.append(markdown_table(["per-stage split, s (CPU s)"] + [names[k] for k in stages], rows))
-            out.append("")
-        else:
-            rows = []
-            for e in d["systems"]:
-                denoiser = {clock: e[clock]["acoustic"] - e[clock].get("prior", 0.0) for clock in ("median", "median_cpu") if "acoustic" in e.get(clock, {})}
-                split = dict(e, median={"prior": e["median"].get("prior"), "denoiser": denoiser.get("median")},
-                             median_cpu={"prior": e.get("median_cpu", {}).get("prior"), "denoiser": denoiser.get("median_cpu")})
-                rows.append([e["name"], _s2(split, "prior"), _s2(split, "denoiser")])
-            out.append(markdown_table(["acoustic split, s (CPU s)", "cond. encoder + prior", "denoiser steps"], rows))
-            out.append("")
-        if d.get("stage_flops") and "flops" in d["systems"][0]:
-            out.append(_limit_table(d, report.get("gemm_peak"), acoustic_only))
-            out.append("")
-        w = d.get("whisper")
-        if w:
-            clips = ", ".join(f"{c:g}" for c in w["clips_seconds"])
-            cpu = w.get("cpu", {})
-            out.append(
-                markdown_table(
-                    ["Whisper encoder", "padded to 30 s, s (CPU s)", "unpadded, s (CPU s)", "padded / unpadded (wall / CPU)"],
-                    [[
-                        f"{secs:g} s as {len(w['clips_seconds'])} chunk(s) of {clips} s",
-                        f"{_s(w['padded'])} ({_s(cpu.get('padded'))})",
-                        f"{_s(w['unpadded'])} ({_s(cpu.get('unpadded'))})",
-                        f"{_x(w['speedup'])} / {_x(cpu.get('speedup'))}",
-                    ]],
-                )
-            )
-            out.append("")
+            row += [_s2(e, "total"), _rtf(rtf["total"]), _x2(e, "total")]
+        rows.append(row)
+    return markdown_table(headers, rows)
+
+
+def _stage_table(d: dict[str, Any]) -> str:
+    """Per system of one duration: wall (CPU) seconds of each pipeline stage, the prior and end to end."""
+    stages = ["content", "f0", "prior", "acoustic", "vocoder", "total"]
+    names = {
+        "content": "content",
+        "f0": "F0",
+        "prior": "cond. encoder + prior",
+        "acoustic": "acoustic model",
+        "vocoder": "vocoder",
+        "total": "end to end",
+    }
+    rows = [[e["name"]] + [_s2(e, k) for k in stages] for e in d["systems"]]
+    return markdown_table(["per-stage split, s (CPU s)"] + [names[k] for k in stages], rows)
+
+
+def _acoustic_split_table(d: dict[str, Any]) -> str:
+    """Per system of one duration: the acoustic model's wall (CPU) seconds split into condition
+    encoder + prior and the denoiser steps (the rest)."""
+    rows = []
+    for e in d["systems"]:
+        denoiser = {clock: e[clock]["acoustic"] - e[clock].get("prior", 0.0) for clock in ("median", "median_cpu") if "acoustic" in e.get(clock, {})}
+        split = dict(e, median={"prior": e["median"].get("prior"), "denoiser": denoiser.get("median")},
+                     median_cpu={"prior": e.get("median_cpu", {}).get("prior"), "denoiser": denoiser.get("median_cpu")})
+        rows.append([e["name"], _s2(split, "prior"), _s2(split, "denoiser")])
+    return markdown_table(["acoustic split, s (CPU s)", "cond. encoder + prior", "denoiser steps"], rows)
+
+
+def _whisper_table(w: dict[str, Any], secs: float) -> str:
+    """Whisper's encoder padded to 30 s against unpadded on the ``secs`` seconds of one duration."""
+    clips = ", ".join(f"{c:g}" for c in w["clips_seconds"])
+    cpu = w.get("cpu", {})
+    return markdown_table(
+        ["Whisper encoder", "padded to 30 s, s (CPU s)", "unpadded, s (CPU s)", "padded / unpadded (wall / CPU)"],
+        [[
+            f"{secs:g} s as {len(w['clips_seconds'])} chunk(s) of {clips} s",
+            f"{_s(w['padded'])} ({_s(cpu.get('padded'))})",
+            f"{_s(w['unpadded'])} ({_s(cpu.get('unpadded'))})",
+            f"{_x(w['speedup'])} / {_x(cpu.get('speedup'))}",
+        ]],
+    )
+
+
+def _duration_section(d: dict[str, Any], acoustic_only: bool, several_vocoders: bool, peak: dict | None) -> list[str]:
+    """The markdown lines of one duration: its heading, the speed table, the stage (or acoustic)
+    split, the distance to the limit (when FLOPs were counted) and Whisper (when timed)."""
+    secs = d["seconds"]
+    reps = len(d["systems"][0]["runs"])
+    vocoder = f" with {d['vocoder']}" if several_vocoders else ""
+    out = [
+        f"**{secs:g} s of audio{vocoder}** ({d['frames']} frames, {d['chunks']} chunk(s); "
+        f"median of {reps} interleaved run(s))",
+        "",
+    ]
+    out += [_speed_table(d, acoustic_only), ""]
+    out += [_acoustic_split_table(d) if acoustic_only else _stage_table(d), ""]
+    if d.get("stage_flops") and "flops" in d["systems"][0]:
+        out += [_limit_table(d, peak, acoustic_only), ""]
+    if d.get("whisper"):
+        out += [_whisper_table(d["whisper"], secs), ""]
+    return out
+
+
+def _run_facts(report: dict[str, Any]) -> list[str]:
+    """The closing lines: what ran where (model, vocoder, chunks, plan, GEMM peak, device, load), then the notes."""
     m, env = report["model"], report["environment"]
     facts = [
         f"model: {m['source']}" + (" (random weights)" if m["random_weights"] else ""),
@@ -704,9 +716,17 @@ def markdown_report(report: dict[str, Any]) -> str:
     facts.append(f"{env['device']}{dtype}, torch {env['torch']}, {env['torch_threads']} threads")
     if env.get("load_average") is not None:
         facts.append(f"load average {env['load_average']:.1f} on {env.get('cpu_count')} CPUs")
-    out.append("; ".join(facts) + ".")
-    for note in m.get("notes", []):
-        out.append(f"Note: {note}.")
+    return ["; ".join(facts) + "."] + [f"Note: {note}." for note in m.get("notes", [])]
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The report as markdown: per duration the speed table, the per-stage split and Whisper."""
+    acoustic_only = report["settings"]["acoustic_only"]
+    several_vocoders = len({d.get("vocoder") for d in report["durations"]}) > 1
+    out = []
+    for d in report["durations"]:
+        out += _duration_section(d, acoustic_only, several_vocoders, report.get("gemm_peak"))
+    out += _run_facts(report)
     return "\n".join(out)
 
 
