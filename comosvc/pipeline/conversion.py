@@ -176,6 +176,8 @@ class ConversionPipeline:
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
         self._teacher = None if model.distilled else self.model
         self._stats_cache: dict[str, MelStats] = {}
+        # why Griffin-Lim makes the audio instead of the vocoder asked for (from_pretrained's vocoder_fallback)
+        self.vocoder_fallback: str | None = None
         self.runtime: Runtime = getattr(model, "runtime", "torch")  # "onnx" for a comosvc.onnx OnnxStudent
 
     @property
@@ -229,7 +231,6 @@ class ConversionPipeline:
                 (``vocoder`` given, or none exported: that vocoder runs in torch).
         """
         from comosvc.features.extract import FeatureExtractor
-        from comosvc.vocoders import load_vocoder
 
         device = _device(device)
         acoustic, exported_vocoder = _load_acoustic(model, device, runtime, teacher)
@@ -238,14 +239,16 @@ class ConversionPipeline:
         dtype = dtype or resolve_dtype(config.inference.dtype, device)  # a refused dtype or plan fails before the big loads
         plan = CpuPlan.resolve(config.inference, device, dtype)
         features = FeatureExtractor(config, device=device, dtype=dtype)
+        fell_back = None
         if vocoder is None and exported_vocoder is not None:
             voc = exported_vocoder
         elif isinstance(vocoder, torch.nn.Module):
             voc = vocoder.to(device).eval()
         else:
-            name = vocoder or config.inference.vocoder
-            voc = load_vocoder(name, device=device, audio=config.audio, fallback=vocoder_fallback)
-        return cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype, plan=plan)
+            voc, fell_back = _load_vocoder(vocoder or config.inference.vocoder, device, config, vocoder_fallback)
+        pipe = cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype, plan=plan)
+        pipe.vocoder_fallback = fell_back
+        return pipe
 
     @classmethod
     def from_config(
@@ -819,6 +822,19 @@ def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dty
     whisper = WhisperContentEncoder.random(sizes[0], mode=content.whisper_mode, device=device, seed=seed, dtype=dtype)
     contentvec = ContentVecEncoder.random(sizes[0], layer=content.contentvec_layer, device=device, seed=seed, dtype=dtype)
     return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec, dtype=dtype)
+
+
+def _load_vocoder(name: str, device: torch.device, config: ComoSVCConfig, fallback: bool):
+    """``(vocoder, None)``; with ``fallback``, ``(Griffin-Lim, why)`` when ``name``'s files cannot be reached."""
+    from comosvc.vocoders import GRIFFINLIM, VocoderNotFoundError, load_vocoder
+
+    try:
+        return load_vocoder(name, device=device, audio=config.audio), None
+    except VocoderNotFoundError as err:
+        if not fallback:
+            raise
+        logger.warning("%s\nFalling back to the Griffin-Lim vocoder (low quality).", err)
+        return load_vocoder(GRIFFINLIM, device=device, audio=config.audio), str(err)
 
 
 def _load_acoustic(model: str | Path, device: torch.device, runtime: str, teacher: str | None):

@@ -4,9 +4,9 @@
     served.pipe, served.samplers, served.notes, served.vocoder_fallback
     warm_up(served.pipe, served.samplers)
 
-A vocoder that cannot be reached falls back to Griffin-Lim: :func:`load_served_model` asks the
-vocoder loader not to fall back on its own, so the reason comes back as an error it catches and
-reports (``vocoder_fallback`` and a note), then loads the pipeline with Griffin-Lim.
+A vocoder that cannot be reached falls back to Griffin-Lim: the pipeline says so and why
+(:attr:`ConversionPipeline.vocoder_fallback`), and :func:`load_served_model` reports it
+(``vocoder_fallback`` and a note for the page).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from comosvc.vocoders import GRIFFINLIM
 
 if TYPE_CHECKING:
     from comosvc.pipeline import ConversionPipeline
@@ -77,23 +76,16 @@ def load_served_model(settings: "ServingSettings", zero_gpu: bool = False) -> Se
 def _load_pipeline(settings: "ServingSettings", device: str) -> tuple["ConversionPipeline", str | None]:
     """The pipeline, and why its vocoder is Griffin-Lim instead of the one asked for (None when it is not)."""
     from comosvc.pipeline import ConversionPipeline
-    from comosvc.vocoders import VocoderNotFoundError
 
-    def load(vocoder: str | None) -> ConversionPipeline:
-        return ConversionPipeline.from_pretrained(
-            settings.model,
-            vocoder=vocoder,
-            teacher=settings.teacher,
-            device=device,
-            overrides=[f"inference.dtype={settings.dtype}"] if settings.dtype else None,
-            vocoder_fallback=False,
-        )
-
-    try:
-        return load(settings.vocoder), None
-    except VocoderNotFoundError as err:
-        logger.warning("%s\nFalling back to the Griffin-Lim vocoder (low quality).", err)
-        return load(GRIFFINLIM), str(err)
+    pipe = ConversionPipeline.from_pretrained(
+        settings.model,
+        vocoder=settings.vocoder,
+        teacher=settings.teacher,
+        device=device,
+        overrides=[f"inference.dtype={settings.dtype}"] if settings.dtype else None,
+        vocoder_fallback=True,
+    )
+    return pipe, pipe.vocoder_fallback
 
 
 def warm_up(pipe, samplers: Sequence[str]) -> None:
