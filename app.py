@@ -44,9 +44,9 @@ from comosvc.compare import compare
 from comosvc.config import InferenceConfig
 from comosvc.serving.examples import write_examples
 from comosvc.serving.gpu_budget import START_UP_GPU_SECONDS, GpuBudget, calibrated, clip_seconds
-from comosvc.serving.inputs import conversion_samplers, key_shift, target_singer
+from comosvc.serving.inputs import conversion_samplers, key_shift, singer_names, target_singer
 from comosvc.serving.live import LIVE_BLOCK_SECONDS, LIVE_LOOKAHEAD_SECONDS, LiveSession
-from comosvc.serving.loading import load_served_model, singer_names, warm_up
+from comosvc.serving.loading import load_served_model, warm_up
 from comosvc.serving.settings import HOW_TO_PROVIDE, ServingSettings, parse_settings
 from comosvc.serving.view import comparison_view
 

@@ -125,7 +125,8 @@ def test_measure_budget_on_the_pipeline(served):
 def test_load_served_model(served):
     assert served.samplers == ("teacher", "student") and served.notes == () and served.vocoder_fallback is None
     assert served.pipe.vocoder_name.lower().replace("-", "") == "griffinlim"
-    from comosvc.serving.loading import singer_names, warm_up
+    from comosvc.serving.inputs import singer_names
+    from comosvc.serving.loading import warm_up
 
     assert singer_names(served.pipe) == SINGERS
     warm_up(served.pipe, served.samplers)

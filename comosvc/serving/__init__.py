@@ -21,9 +21,9 @@ import importlib
 _EXPORTS = {
     "examples": ("EXAMPLES", "write_examples"),
     "gpu_budget": ("START_UP_GPU_SECONDS", "GpuBudget", "calibrated", "clip_seconds", "measure_budget"),
-    "inputs": ("conversion_samplers", "key_shift", "target_singer"),
+    "inputs": ("conversion_samplers", "key_shift", "singer_names", "target_singer"),
     "live": ("LIVE_BLOCK_SECONDS", "LIVE_LOOKAHEAD_SECONDS", "LiveSession"),
-    "loading": ("ServedModel", "default_device", "load_served_model", "singer_names", "warm_up"),
+    "loading": ("ServedModel", "default_device", "load_served_model", "warm_up"),
     "settings": ("HOW_TO_PROVIDE", "ServingSettings", "parse_settings"),
     "space": ("SPACE_MODEL", "SPACE_TEACHER", "on_space", "space_weights"),
     "view": ("ComparisonView", "comparison_view"),

@@ -91,7 +91,7 @@ def measure_budget(pipe, samplers: Sequence[str], budget: GpuBudget) -> GpuBudge
     prior counted in, so it errs high). Keeps ``budget`` (and logs why) when the run fails.
     """
     from comosvc.data.songs import sung_tone
-    from comosvc.serving.loading import singer_names
+    from comosvc.serving.inputs import singer_names
 
     seconds = float(pipe.config.inference.max_chunk_seconds)
     wav, _ = sung_tone(220.0, seconds, sr=pipe.sample_rate)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 
+def singer_names(pipe) -> list[str]:
+    """Target singers the model knows (``"<dataset>_<singer>"``), in id order."""
+    return sorted(pipe.singers, key=pipe.singers.get)
+
+
 def target_singer(singer: str, mix_singer: str | None = None, mix_share: float = 0.5) -> str:
     """The singer inputs -> the pipeline's singer: ``singer`` alone, or with a second singer
     the mix ``"singer:(1 - share),second:share"`` (:mod:`comosvc.pipeline.mix` checks it)."""

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from comosvc.serving.inputs import singer_names
 
 if TYPE_CHECKING:
     from comosvc.pipeline import ConversionPipeline
@@ -39,11 +40,6 @@ def default_device(zero_gpu: bool = False) -> str:
     import torch
 
     return "cuda" if zero_gpu or torch.cuda.is_available() else "cpu"
-
-
-def singer_names(pipe) -> list[str]:
-    """Target singers the model knows (``"<dataset>_<singer>"``), in id order."""
-    return sorted(pipe.singers, key=pipe.singers.get)
 
 
 def load_served_model(settings: "ServingSettings", zero_gpu: bool = False) -> ServedModel:
