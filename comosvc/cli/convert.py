@@ -114,9 +114,99 @@ def check_out_dir(out_dir: Path) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def _load_pipeline(args: argparse.Namespace):
+    """The pipeline of ``--model`` with the target singer (a mix) and sampler resolved: ``(pipe, singer, sampler)``.
+
+    Everything a file does not decide is checked here, once (unknown singer, bad steps, a bad
+    ``--index-ratio`` or a missing index): raises ``UnknownSingerError``, ``ValueError`` or ``OSError``.
+    """
+    from comosvc.pipeline import ConversionPipeline
+
+    pipe = ConversionPipeline.from_pretrained(
+        args.model,
+        vocoder=args.vocoder,
+        teacher=args.teacher,
+        device=args.device,
+        overrides=[*args.overrides, *([f"inference.dtype={args.dtype}"] if args.dtype else [])],
+        runtime=args.runtime,
+    )
+    singer = pipe.resolve_mix(args.singer)
+    sampler = pipe.resolve_sampler(args.sampler, args.steps)  # checked once, here
+    pipe.timbre_index(singer, args.index_ratio)  # a bad ratio or a missing index stops here, before any file
+    return pipe, singer, sampler
+
+
+def _convert_file(args: argparse.Namespace, pipe, source: str, target: Path, singer, sampler, key) -> str | None:
+    """Convert ``source`` and save it as ``target``, with a progress bar of its chunks.
+
+    Returns None once saved (its timings logged), or what went wrong (also logged): one bad
+    file must not stop the batch.
+    """
     from comosvc.audio import AudioError, save_audio
-    from comosvc.pipeline import ConversionPipeline, UnknownSingerError, parse_key
+
+    chunks = tqdm(
+        total=1.0,
+        desc=Path(source).name,
+        bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}]",
+        leave=False,
+        position=1 if len(args.inputs) > 1 else 0,
+    )
+
+    def progress(fraction: float, what: str, bar=chunks, name=Path(source).name) -> None:  # what: "3/10 chunks"
+        bar.n = fraction
+        bar.set_description_str(f"{name} ({what})", refresh=True)
+
+    try:
+        result = pipe(
+            source,
+            singer=singer,
+            sampler=sampler,
+            key=key,
+            loudness_match=True if args.loudness_match else None,
+            seed=args.seed,
+            progress=progress,
+            index_ratio=args.index_ratio,
+        )
+        save_audio(target, result.audio, result.sample_rate)
+    except AudioError as err:  # the loader's own message says what is wrong and what to do
+        tqdm.write(f"FAILED {source}: {err}", file=sys.stderr)
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+        tqdm.write(f"FAILED {source}: {type(err).__name__}: {err}", file=sys.stderr)
+        return f"{type(err).__name__}: {err}"
+    finally:
+        chunks.close()
+    _log_result(source, target, result)
+    return None
+
+
+def _log_result(source: str, target: Path, result) -> None:
+    """The warnings of one converted file, then a line with its sampler, NFE, key and per-stage seconds."""
+    for warning in result.warnings:
+        tqdm.write(f"warning: {source}: {warning}", file=sys.stderr)
+    t = result.timings
+    tqdm.write(
+        f"{source} -> {target}  ({result.sampler}, {result.nfe} NFE, key {result.key:+.2f}; "
+        f"content {t['content']:.2f}s, f0 {t['f0']:.2f}s, acoustic {t['acoustic']:.2f}s, "
+        f"vocoder {t['vocoder']:.2f}s, total {t['total']:.2f}s)"
+    )
+
+
+def _finish(inputs: list[str], failed: list[tuple[str, str]], out_dir: Path) -> int:
+    """Say how many inputs were converted and which failed (why); the exit code: 1 if any failed."""
+    done = len(inputs) - len(failed)
+    print(f"converted {done} of {len(inputs)} file(s) to {out_dir}/", file=sys.stderr)
+    if failed:
+        for source, message in failed:
+            print(f"  failed: {source}: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """1. the options (key, --out), 2. the pipeline, singer and sampler, 3. each input in turn,
+    4. the summary. Exit code 2 if 1 or 2 fails (nothing converted), 1 if any input failed."""
+    from comosvc.pipeline import UnknownSingerError, parse_key
 
     try:
         key = parse_key(args.key)
@@ -125,17 +215,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        pipe = ConversionPipeline.from_pretrained(
-            args.model,
-            vocoder=args.vocoder,
-            teacher=args.teacher,
-            device=args.device,
-            overrides=[*args.overrides, *([f"inference.dtype={args.dtype}"] if args.dtype else [])],
-            runtime=args.runtime,
-        )
-        singer = pipe.resolve_mix(args.singer)
-        sampler = pipe.resolve_sampler(args.sampler, args.steps)  # checked once, here
-        pipe.timbre_index(singer, args.index_ratio)  # a bad ratio or a missing index stops here, before any file
+        pipe, singer, sampler = _load_pipeline(args)
     except (UnknownSingerError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -145,53 +225,8 @@ def run(args: argparse.Namespace) -> int:
     targets = output_paths(args.inputs, out_dir, singer.label)
     files = tqdm(list(zip(args.inputs, targets)), desc="files", unit="file", disable=len(args.inputs) < 2)
     for source, target in files:
-        chunks = tqdm(
-            total=1.0,
-            desc=Path(source).name,
-            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}]",
-            leave=False,
-            position=1 if len(args.inputs) > 1 else 0,
-        )
-
-        def progress(fraction: float, what: str, bar=chunks, name=Path(source).name) -> None:  # what: "3/10 chunks"
-            bar.n = fraction
-            bar.set_description_str(f"{name} ({what})", refresh=True)
-
-        try:
-            result = pipe(
-                source,
-                singer=singer,
-                sampler=sampler,
-                key=key,
-                loudness_match=True if args.loudness_match else None,
-                seed=args.seed,
-                progress=progress,
-                index_ratio=args.index_ratio,
-            )
-            save_audio(target, result.audio, result.sample_rate)
-        except AudioError as err:  # the loader's own message says what is wrong and what to do
-            failed.append((source, str(err)))
-            tqdm.write(f"FAILED {source}: {err}", file=sys.stderr)
-            continue
-        except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-            failed.append((source, f"{type(err).__name__}: {err}"))
-            tqdm.write(f"FAILED {source}: {type(err).__name__}: {err}", file=sys.stderr)
-            continue
-        finally:
-            chunks.close()
-        for warning in result.warnings:
-            tqdm.write(f"warning: {source}: {warning}", file=sys.stderr)
-        t = result.timings
-        tqdm.write(
-            f"{source} -> {target}  ({result.sampler}, {result.nfe} NFE, key {result.key:+.2f}; "
-            f"content {t['content']:.2f}s, f0 {t['f0']:.2f}s, acoustic {t['acoustic']:.2f}s, "
-            f"vocoder {t['vocoder']:.2f}s, total {t['total']:.2f}s)"
-        )
+        error = _convert_file(args, pipe, source, target, singer, sampler, key)
+        if error is not None:
+            failed.append((source, error))
     files.close()
-    done = len(args.inputs) - len(failed)
-    print(f"converted {done} of {len(args.inputs)} file(s) to {out_dir}/", file=sys.stderr)
-    if failed:
-        for source, message in failed:
-            print(f"  failed: {source}: {message}", file=sys.stderr)
-        return 1
-    return 0
+    return _finish(args.inputs, failed, out_dir)
