@@ -608,6 +608,43 @@ def preprocess(
     """
     import datasets as hf
 
+    # 1. reading: every dataset named once and listed before anything is written
+    specs = _dataset_specs(datasets_)
+    names = [s.name for s in specs]
+    device = _resolve_device(device)
+    out_dir = Path(out_dir)
+    files = _read(specs)  # fails on a layout without audio before anything is written
+    singers = SingerTable.load(out_dir / SINGERS_FILE, max_speakers=config.model.n_speakers, missing_ok=True)
+    if base is not None:
+        singers = singers.extending(base[0])
+    cache = _cache_folder(out_dir)
+
+    with _quiet_datasets():
+        # 2. slicing: the usable utterances, and every file left out with its reason
+        slice_sets, sliced = _slice(files, config, cache)
+        segments, skipped = _usable_segments(slice_sets, out_dir)
+        # every singer with usable audio gets a stable global id (fails before extraction if too many)
+        singers.update(f"{s['dataset']}_{s['singer']}" for s in segments)
+        # 3. split and 4. extracting
+        split_of = _assign_splits(segments, config)
+        parts, extracted = _extract(segments, split_of, config, cache, device)
+        skipped += _failed_extractions(parts)
+        dataset_dict = hf.DatasetDict({split: _usable(_concat(parts[split], config)) for split in SPLITS})
+    skipped.sort(key=lambda s: (s.dataset, s.singer, s.utterance))
+
+    # the output folder: stats, the manifest, stale cache files pruned
+    stats = compute_stats(dataset_dict, config)
+    if base is not None:
+        stats = extend_stats(base[1], stats)
+    manifest = _manifest(names, parts, out_dir)
+    _prune_cache(cache, names, _cache_files_in_use(manifest, slice_sets, out_dir))
+    _write_outputs(out_dir, config, singers, stats, manifest, skipped)
+    seconds = _seconds_per_split(dataset_dict, config.audio.sample_rate)
+    return PreprocessResult(dataset_dict, out_dir, singers, stats, skipped, extracted, sliced, seconds)
+
+
+def _dataset_specs(datasets_: Sequence[DatasetSpec | str]) -> list[DatasetSpec]:
+    """``datasets_`` as :class:`DatasetSpec` objects; :class:`CorpusError` when there is none or a name is twice."""
     specs = [s if isinstance(s, DatasetSpec) else DatasetSpec.parse(s) for s in datasets_]
     if not specs:
         raise CorpusError("Give at least one --dataset CORPUS=PATH.")
@@ -618,52 +655,63 @@ def preprocess(
             f"Dataset name(s) {', '.join(dupes)} given twice. Rename one: CORPUS:NAME=PATH, "
             "e.g. generic:alice=/data/alice."
         )
-    if device is None:  # resolve "auto" here: a GPU must also switch off forked workers
+    return specs
+
+
+def _resolve_device(device: str | None) -> str:
+    """``device``, or "cuda" when available else "cpu": resolved here, as a GPU must also switch off forked workers."""
+    if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    out_dir = Path(out_dir)
-    files = _read(specs)  # fails on a layout without audio before anything is written
-    singers = SingerTable.load(out_dir / SINGERS_FILE, max_speakers=config.model.n_speakers, missing_ok=True)
-    if base is not None:
-        singers = singers.extending(base[0])
+    return device
+
+
+def _cache_folder(out_dir: Path) -> Path:
+    """``OUT/cache`` with its ``slices/`` and ``features/`` folders made."""
     cache = out_dir / "cache"
     (cache / "slices").mkdir(parents=True, exist_ok=True)
     (cache / "features").mkdir(parents=True, exist_ok=True)
+    return cache
 
-    with _quiet_datasets():
-        slice_sets, sliced = _slice(files, config, cache)
-        skipped: list[Skipped] = []
-        segments: list[dict] = []
-        for ds in slice_sets:
-            for row in ds:
-                if row["error"]:
-                    skipped.append(Skipped(row["dataset"], row["singer"], row["utterance"], row["audio"]["path"], row["error"]))
-                else:
-                    segments.append(row)
-        if not segments:
-            _write_report(out_dir / REPORT_FILE, skipped)
-            raise CorpusError(
-                "No usable audio in any dataset: every file was skipped. "
-                f"See the reasons in {out_dir / REPORT_FILE}."
-            )
-        # every singer with usable audio gets a stable global id (fails before extraction if too many)
-        singers.update(f"{s['dataset']}_{s['singer']}" for s in segments)
-        split_of = _assign_splits(segments, config)
-        parts, extracted = _extract(segments, split_of, config, cache, device)
-        for split in SPLITS:
-            for ds in parts[split]:
-                for i, error in enumerate(ds["error"]):
-                    if error:  # extraction failed (rare): reported, and left out by _usable
-                        row = ds[i]
-                        skipped.append(Skipped(row["dataset"], row["singer"], row["utterance"], row["audio"]["path"], error))
-        dataset_dict = hf.DatasetDict({split: _usable(_concat(parts[split], config)) for split in SPLITS})
-    skipped.sort(key=lambda s: (s.dataset, s.singer, s.utterance))
 
-    stats = compute_stats(dataset_dict, config)
-    if base is not None:
-        stats = extend_stats(base[1], stats)
-    manifest = {
+def _usable_segments(slice_sets: list, out_dir: Path) -> tuple[list[dict], list[Skipped]]:
+    """The rows of the slice datasets: ``(usable utterances, files left out)``.
+
+    When no utterance is usable, writes ``skipped.tsv`` and raises :class:`CorpusError`.
+    """
+    skipped: list[Skipped] = []
+    segments: list[dict] = []
+    for ds in slice_sets:
+        for row in ds:
+            if row["error"]:
+                skipped.append(Skipped(row["dataset"], row["singer"], row["utterance"], row["audio"]["path"], row["error"]))
+            else:
+                segments.append(row)
+    if not segments:
+        _write_report(out_dir / REPORT_FILE, skipped)
+        raise CorpusError(
+            "No usable audio in any dataset: every file was skipped. "
+            f"See the reasons in {out_dir / REPORT_FILE}."
+        )
+    return segments, skipped
+
+
+def _failed_extractions(parts: dict[str, list]) -> list[Skipped]:
+    """The utterances whose extraction failed (rare): reported, and left out by :func:`_usable`."""
+    skipped: list[Skipped] = []
+    for split in SPLITS:
+        for ds in parts[split]:
+            for i, error in enumerate(ds["error"]):
+                if error:
+                    row = ds[i]
+                    skipped.append(Skipped(row["dataset"], row["singer"], row["utterance"], row["audio"]["path"], error))
+    return skipped
+
+
+def _manifest(names: list[str], parts: dict[str, list], out_dir: Path) -> dict:
+    """``dataset.json``: the datasets and, per split, its feature cache files relative to ``out_dir``."""
+    return {
         "format": "comosvc-features",
         "version": FEATURE_VERSION,
         "datasets": names,
@@ -672,22 +720,34 @@ def preprocess(
             for split in SPLITS
         },
     }
+
+
+def _cache_files_in_use(manifest: dict, slice_sets: list, out_dir: Path) -> set[Path]:
+    """The resolved paths of the feature files the manifest names and of this run's slice files."""
     keep = {(out_dir / f).resolve() for files_ in manifest["splits"].values() for f in files_}
     keep |= {Path(f["filename"]).resolve() for ds in slice_sets for f in ds.cache_files}
-    _prune_cache(cache, names, keep)
+    return keep
 
+
+def _write_outputs(
+    out_dir: Path, config: ComoSVCConfig, singers: SingerTable, stats: dict, manifest: dict, skipped: list[Skipped]
+) -> None:
+    """``singers.json``, ``stats.json``, ``dataset.json``, ``config.yaml`` and ``skipped.tsv`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     singers.save(out_dir / SINGERS_FILE)
     (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=1) + "\n")
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     config.save(out_dir / RUN_CONFIG_FILE)
     _write_report(out_dir / REPORT_FILE, skipped)
-    seconds = {
+
+
+def _seconds_per_split(dataset_dict, sample_rate: int) -> dict[str, float]:
+    """Seconds of audio in each split (``end - start`` samples at ``sample_rate`` Hz)."""
+    return {
         split: float(sum(e - s for s, e in zip(dataset_dict[split]["start"], dataset_dict[split]["end"])))
-        / config.audio.sample_rate
+        / sample_rate
         for split in SPLITS
     }
-    return PreprocessResult(dataset_dict, out_dir, singers, stats, skipped, extracted, sliced, seconds)
 
 
 def _concat(sets: list, config: ComoSVCConfig):
