@@ -30,6 +30,8 @@
 Each phase is a run folder as ``train/train.py`` writes one (crash-safe checkpoints,
 TensorBoard logs, config.yaml); ``resume=True`` continues both from their newest
 checkpoints (a finished phase is only exported again). The base models are only read.
+``progress(fraction, description)``, when given, hears of each phase and each step (the app's
+progress bar).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from comosvc.config import ComoSVCConfig, FinetuneConfig, TrainConfig, load_config, with_overrides
 from comosvc.files import RUN_CONFIG_FILE, SINGERS_FILE
@@ -84,6 +86,7 @@ def finetune(
     overrides: Sequence[str] = (),
     mixed_precision: str | None = None,
     device: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune the base ``teacher`` (and ``student``) on ``datasets`` (``"CORPUS[:NAME]=PATH"``) or a
     processed ``data`` folder; see the module docstring for the steps and ``OUT``'s layout.
@@ -92,7 +95,7 @@ def finetune(
     ``train.*``, ``distill.*``, ``data.*``, ...; those that change its audio, content, F0,
     energy or model settings are refused). ``mixed_precision``: "no", "fp16" or "bf16" (default:
     ``accelerate launch``'s setting, else ``train.mixed_precision``). ``device``: where features
-    are extracted.
+    are extracted. ``progress(fraction, description)``: told of the phases and steps (main process).
     Raises :class:`~comosvc.training.finetune_checks.FinetuneError` on bad input, before training.
     """
     from accelerate import PartialState
@@ -125,6 +128,8 @@ def finetune(
     # the data, extending the base's singer table and stats (prepared by the main process);
     # on the CPU as the Accelerators built later see it (accelerate launch --cpu)
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    report = progress if progress is not None and state.is_main_process else (lambda fraction, description: None)
+    report(0.0, "preparing the audio")
     try:
         if datasets:
             specs = [DatasetSpec.parse(text) for text in datasets]
@@ -148,11 +153,18 @@ def finetune(
     cfg = dataclasses.replace(cfg, finetune=_batch_for_every_process(ft, data_dir, state.num_processes))
     mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
 
-    teacher_dir, started = _finetune_teacher(base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume)
+    # the audio is about a tenth of the work, each phase its share of the steps
+    share = 0.9 / max(1, cfg.finetune.teacher_steps + cfg.finetune.distill_steps)
+    teacher_end = 0.1 + share * cfg.finetune.teacher_steps
+    teacher_dir, started = _finetune_teacher(
+        base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume,
+        on_step=_phase_progress(report, 0.1, teacher_end, cfg.finetune.teacher_steps, "fine-tuning the teacher"),
+    )
     teacher_name = f"{push_to_hub}-{TEACHER}" if push_to_hub else str(teacher_dir)
     student_dir = _distil_student(
         teacher_dir, base_student, cfg, data_dir, out / STUDENT, minutes, teacher_name, student or teacher,
         mixed_precision, resume,
+        on_step=_phase_progress(report, teacher_end, 1.0, cfg.finetune.distill_steps, "distilling the student"),
     )
     if push_to_hub and state.is_main_process:
         for kind, folder in ((TEACHER, teacher_dir), (STUDENT, student_dir)):
@@ -161,6 +173,12 @@ def finetune(
     state.wait_for_everyone()
     state.destroy_process_group()  # what run.end() does after one phase (nothing on one process)
     return FinetuneResult(teacher_dir, student_dir, trained, minutes, started)
+
+
+def _phase_progress(report: Callable[[float, str], None], start: float, end: float, steps: int, what: str):
+    """``on_step(step)`` of a phase: ``report`` told the fraction from ``start`` to ``end`` and the step."""
+    report(start, what)
+    return lambda step: report(start + (end - start) * min(step, steps) / max(1, steps), f"{what}: step {step}/{steps}")
 
 
 def phase_config(tc: TrainConfig, ft: FinetuneConfig, steps: int, mixed_precision: str) -> TrainConfig:
@@ -230,7 +248,7 @@ def _check_data_folder(folder: Path, base, cfg: ComoSVCConfig, continue_singer: 
     return keys
 
 
-def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name, mixed_precision, resume):
+def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name, mixed_precision, resume, on_step=None):
     """The teacher phase; returns ``(OUT/teacher/model, started_from)``."""
     from comosvc.data.preprocess import extend_stats
     from comosvc.training import Objective, prepare_training
@@ -260,7 +278,7 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
         run.accelerator, run_cfg, data,
         sample_fn=lambda m, batch: m.sample(batch, sampler="teacher", steps=cfg.inference.teacher_steps).mel,
     )
-    summary = run.fit(on_validate=lambda step: samples(step, run.model), desc="fine-tune teacher")
+    summary = run.fit(after_update=on_step, on_validate=lambda step: samples(step, run.model), desc="fine-tune teacher")
     folder = run_dir / MODEL
     if run.is_main_process:
         final = run.final_model()
@@ -274,7 +292,8 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
     return folder, started
 
 
-def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, teacher_name, base_name, mixed_precision, resume):
+def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, teacher_name, base_name, mixed_precision, resume,
+                    on_step=None):
     """The student phase; returns ``OUT/student/model``."""
     from comosvc.models import ComoSVC, ConsistencyDistiller
     from comosvc.training import Objective, prepare_training
@@ -299,8 +318,14 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, 
     samples = SampleLogger.of_data(
         run.accelerator, run_cfg, data, sample_fn=lambda d, batch: d.export().sample(batch, sampler="student", steps=1).mel,
     )
+
+    def after_update(step: int) -> None:
+        run.model.update_ema()
+        if on_step is not None:
+            on_step(step)
+
     summary = run.fit(
-        after_update=lambda step: run.model.update_ema(),
+        after_update=after_update,
         on_validate=lambda step: samples(step, run.model),
         desc="fine-tune student",
     )
