@@ -212,3 +212,102 @@ def test_examples_are_written_once(tmp_path):
     assert [path.name for path, _ in examples] == [name for name, *_ in EXAMPLES]
     stamps = [path.stat().st_mtime_ns for path, _ in examples]
     assert [path.stat().st_mtime_ns for path, _ in write_examples(tmp_path / "examples")] == stamps
+
+
+# --------------------------------------------------------------------------- adding a singer
+
+
+def _zip(path, members: dict):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_uploads_are_gathered_into_a_singer_folder_and_unsafe_zips_refused(tmp_path):
+    from comosvc.serving.add_singer import AddSingerError, gather_clips
+
+    clip = write_clip(tmp_path / "take.wav", seconds=1.0)
+    (tmp_path / "notes.txt").write_text("not audio")
+    takes = _zip(tmp_path / "takes.zip", {"songs/take.wav": clip.read_bytes(), "songs/readme.md": "left out",
+                                          "__MACOSX/songs/._take.wav": b"macOS metadata"})
+    assert gather_clips([clip, tmp_path / "notes.txt", takes], "alice", tmp_path / "data") == 2
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*")) == ["0000-take.wav", "0001-take.wav", "alice"]
+    assert (tmp_path / "data" / "alice" / "0001-take.wav").read_bytes() == clip.read_bytes()
+
+    for evil in ("../escaped.wav", "/tmp/escaped.wav", "a/../../escaped.wav"):
+        with pytest.raises(AddSingerError, match="a path outside the archive") as info:
+            gather_clips([_zip(tmp_path / "evil.zip", {evil: b"x"})], "bob", tmp_path / "evil")
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "escaped.wav").exists() and not any((tmp_path / "evil" / "bob").iterdir())
+    with pytest.raises(AddSingerError, match="No audio among the uploads"):
+        gather_clips([tmp_path / "notes.txt"], "carol", tmp_path / "none")
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    with pytest.raises(AddSingerError, match="broken.zip is not a readable zip"):
+        gather_clips([tmp_path / "broken.zip"], "dave", tmp_path / "broken")
+
+
+def test_singer_names_and_where_the_tab_can_run():
+    from comosvc.serving.add_singer import AddSingerError, finetune_unavailable, singer_key
+
+    assert singer_key(" alice-2 ") == "added_alice-2"
+    for bad, match in (("", "Give the new singer a name"), ("../x", "cannot name a singer"), ("a b", "cannot name a singer"),
+                       ("a_b", "cannot name a singer"), ("x" * 33, "cannot name a singer")):
+        with pytest.raises(AddSingerError, match=match):
+            singer_key(bad)
+    with pytest.raises(AddSingerError, match="already has a singer 'added_alice': choose another name"):
+        singer_key("alice", ["synth_alto", "added_alice"])
+
+    zero_gpu = finetune_unavailable(zero_gpu=True, cuda=True)
+    assert "ZeroGPU" in zero_gpu and "accelerate launch train/finetune.py" in zero_gpu
+    assert "--allow-cpu-finetune" in finetune_unavailable(cuda=False)
+    assert finetune_unavailable(allow_cpu=True, cuda=False) is None and finetune_unavailable(cuda=True) is None
+    assert parse_settings(["--allow-cpu-finetune"], environ={}).allow_cpu_finetune is True
+    assert ServingSettings().allow_cpu_finetune is False
+
+
+@pytest.fixture()
+def fresh_accelerate():
+    """A fine-tune builds its own Accelerators; start and leave the process without one."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+FAST_FINETUNE = [  # few and small steps: plumbing, not learning (as tests/test_finetune.py)
+    "finetune.min_seconds=2", "finetune.batch_size=2", "inference.teacher_steps=2", "train.num_workers=0",
+    "distill.num_workers=0", "train.log_with=none", "distill.log_with=none",
+]
+
+
+def test_add_singer_fine_tunes_the_served_models_and_the_app_serves_the_new_singer(served, tmp_path, fresh_accelerate):
+    from comosvc.serving.add_singer import AddSingerError, add_singer
+    from comosvc.serving.inputs import singer_names
+    from comosvc.serving.loading import load_served_model
+
+    clips = [write_clip(tmp_path / f"take{i}.wav", seconds=2.0, seed=i) for i in range(4)]
+    takes = _zip(tmp_path / "takes.zip", {path.name: path.read_bytes() for path in clips[1:]})
+    heard = []
+    added = add_singer([clips[0], takes], "alice", served.pipe, out_root=tmp_path / "runs", teacher_steps=2,
+                       distill_steps=2, overrides=FAST_FINETUNE, device="cpu",
+                       progress=lambda fraction, what: heard.append((fraction, what)))
+    assert added.singer == "added_alice" and added.clips == 4 and added.out == tmp_path / "runs" / "alice"
+    assert added.student == added.out / "student" / "model" and added.teacher == added.out / "teacher" / "model"
+    assert f"python app.py --model {added.student}" in added.summary
+    fractions = [fraction for fraction, _ in heard]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert any(what.startswith("fine-tuning the teacher: step") for _, what in heard)
+    assert heard[-1][1] == "distilling the student: step 2/2"
+
+    # the app serves the fine-tuned student and its teacher: every singer, the new one too
+    settings = ServingSettings(model=str(added.student), teacher=str(added.teacher), vocoder="griffinlim", device="cpu")
+    reloaded = load_served_model(settings)
+    assert singer_names(reloaded.pipe) == [*SINGERS, "added_alice"] and reloaded.samplers == ("teacher", "student")
+    with pytest.raises(AddSingerError, match="already has a singer 'added_alice'"):
+        add_singer([clips[0]], "alice", reloaded.pipe, out_root=tmp_path / "runs")

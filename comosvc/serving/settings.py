@@ -81,6 +81,8 @@ class ServingSettings:
     host: str | None = _option(help="address to bind (default 127.0.0.1, or GRADIO_SERVER_NAME)")
     port: int | None = _option(help="port (default 7860, or GRADIO_SERVER_PORT)", parse=int)
     share: bool = _option(False, "also open a public gradio.live link", parse=bool)
+    allow_cpu_finetune: bool = _option(False, "show the Add a singer tab without a CUDA GPU (slow: small tests and demos)",
+                                       parse=bool)
 
     @property
     def budget(self) -> GpuBudget:
