@@ -5,6 +5,7 @@ second, 1 s of past context and 0.1 s of lookahead; latency = block + lookahead.
 
     session = LiveSession.start(pipe, "opensinger_0", key=0.0, rate=48000)
     out = session.push(piece)           # microphone samples at 48 kHz -> converted float32 at 24 kHz
+    live_status(session)                # the tab's latency line
 """
 
 from __future__ import annotations
@@ -64,3 +65,19 @@ class LiveSession:
         """Whether the last ``blocks`` blocks each converted faster than they last; None before the first."""
         slowest = self.slowest_recent_block(blocks)
         return None if slowest is None else slowest < self.converter.block_seconds
+
+
+def live_latency_text(block: float = LIVE_BLOCK_SECONDS, lookahead: float = LIVE_LOOKAHEAD_SECONDS) -> str:
+    """The Live tab's latency line (Markdown): block + lookahead."""
+    return (f"**Latency** {1000 * (block + lookahead):.0f} ms (block {1000 * block:.0f} ms + lookahead "
+            f"{1000 * lookahead:.0f} ms), plus the time each block takes to convert and the network.")
+
+
+def live_status(session: LiveSession) -> str:
+    """The latency line, and whether the last blocks converted faster than real time."""
+    text = live_latency_text(session.converter.block_seconds, session.converter.lookahead_seconds)
+    slowest = session.slowest_recent_block()
+    if slowest is not None:
+        text += f" Last blocks took up to {1000 * slowest:.0f} ms to convert"
+        text += " (keeping up)." if session.keeps_up() else " (**slower than real time**)."
+    return text
