@@ -6,10 +6,11 @@
 One button converts the clip twice, with the many-step diffusion teacher and the
 one-step consistency student (in one pass: content features and F0 once), and shows both
 side by side: audio, mel spectrograms and what each cost; the Live tab streams the
-microphone through the student. This file is the page: its layout, its events and their
+microphone through the student; on a local machine or a dedicated GPU the "Add a singer" tab
+fine-tunes the served models on uploaded recordings and serves the result. This file is the page: its layout, its events and their
 handlers, and the limits a public Space needs (maximum clip length, bounded uploads, a
 queue with a concurrency limit). The work is in the library: :mod:`comosvc.serving`
-(settings and environment variables, loading, the ZeroGPU budget, what the page shows),
+(settings and environment variables, loading, the ZeroGPU budget, what the page shows, adding a singer),
 :mod:`comosvc.compare` and :class:`comosvc.pipeline.ConversionPipeline`.
 
 Without a reachable model the app still starts and says what is missing.
@@ -31,9 +32,9 @@ try:
 except ImportError:
     spaces = None
 
+import dataclasses
 import html
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -42,12 +43,13 @@ import pandas as pd
 from comosvc.audio import AudioError, TooLongError, audio_duration, load_audio, to_pcm16
 from comosvc.compare import compare
 from comosvc.config import InferenceConfig
+from comosvc.serving.add_singer import add_singer, finetune_unavailable
 from comosvc.serving.examples import write_examples
-from comosvc.serving.gpu_budget import START_UP_GPU_SECONDS, GpuBudget, calibrated, clip_seconds
+from comosvc.serving.gpu_budget import clip_seconds
 from comosvc.serving.inputs import conversion_samplers, key_shift, singer_names, target_singer
-from comosvc.serving.live import LIVE_BLOCK_SECONDS, LIVE_LOOKAHEAD_SECONDS, LiveSession
-from comosvc.serving.loading import load_served_model, warm_up
-from comosvc.serving.settings import HOW_TO_PROVIDE, ServingSettings, parse_settings
+from comosvc.serving.live import LIVE_BLOCK_SECONDS, LiveSession, live_latency_text, live_status
+from comosvc.serving.settings import ServingSettings, parse_settings
+from comosvc.serving.state import ModelState, load_model_state
 from comosvc.serving.view import comparison_view
 
 log = logging.getLogger("comosvc.app")
@@ -77,59 +79,15 @@ def on_gpu(function, duration):
 # --------------------------------------------------------------------------- model
 
 
-@dataclass
-class ModelState:
-    """The served pipeline, or why there is none (Markdown for the banner and the error)."""
-
-    pipe: object | None
-    status: str  # Markdown shown at the top of the page
-    problem: str | None = None  # plain sentence raised as gr.Error when converting without a model
-    samplers: tuple[str, ...] = ()  # what the model can run: "teacher", "student"
-    budget: GpuBudget = field(default_factory=GpuBudget)  # GPU seconds per conversion (ZeroGPU)
-
-
 def load_model(settings: ServingSettings) -> ModelState:
-    """Load the model (:func:`~comosvc.serving.loading.load_served_model`), then warm it up and measure
-    its GPU budget on the GPU; never raises: failures become a banner."""
-    if not settings.model:
-        problem = "No model is loaded, so there is nothing to convert with."
-        status = f"### ⚠️ No model loaded\n\n{problem} {HOW_TO_PROVIDE}"
-        return ModelState(None, status, f"{problem} {_plain(HOW_TO_PROVIDE)}")
-    try:
-        served = load_served_model(settings, zero_gpu=on_zero_gpu())
-    except Exception as err:  # any failure (missing files, offline Hub, bad config) becomes the banner
-        log.exception("could not load model %s", settings.model)
-        problem = f"The model `{settings.model}` could not be loaded: {err}"
-        status = f"### ⚠️ Model not loaded\n\n{_escape(problem)}\n\n{HOW_TO_PROVIDE}"
-        return ModelState(None, status, f"{_plain(problem)} {_plain(HOW_TO_PROVIDE)}")
-    pipe, samplers = served.pipe, served.samplers
-
-    def start_up():  # runs on the GPU on ZeroGPU (a forked worker: only the result comes back)
-        warm_up(pipe, samplers)
-        return calibrated(pipe, samplers, settings.budget)
-
-    try:
-        budget = on_gpu(start_up, START_UP_GPU_SECONDS)()
-    except Exception:  # no GPU lent at start-up, quota...: convert anyway, with the configured budget
-        log.exception("warm-up on the GPU failed")
-        budget = settings.budget
-    log.info("%s", budget)
-    status = (
-        f"**Model** `{settings.model}` · **vocoder** `{pipe.vocoder_name}` · "
-        f"**{len(singer_names(pipe))} singer(s)** · samplers: {', '.join(samplers)} · "
-        f"clips up to {settings.max_seconds:.0f} s"
-    )
-    status = "\n\n".join([status, *(f"⚠️ {_escape(note)}" for note in served.notes)])
-    return ModelState(pipe, status, samplers=samplers, budget=budget)
+    """Load, warm up and measure the model (:func:`~comosvc.serving.state.load_model_state`), on ZeroGPU
+    inside ``spaces.GPU``; never raises: failures become a banner."""
+    return load_model_state(settings, zero_gpu=on_zero_gpu(), on_gpu=on_gpu)
 
 
 def _escape(text: str) -> str:
     """gr.Error/gr.Warning render HTML: keep a message's < and > literal."""
     return html.escape(text, quote=False)
-
-
-def _plain(markdown: str) -> str:
-    return markdown.replace("`", "'")
 
 
 def _file_error(err: Exception, path: str) -> str:
@@ -209,21 +167,6 @@ def make_convert(state: ModelState, settings: ServingSettings):
     return handler
 
 
-def live_latency_text(block: float = LIVE_BLOCK_SECONDS, lookahead: float = LIVE_LOOKAHEAD_SECONDS) -> str:
-    return (f"**Latency** {1000 * (block + lookahead):.0f} ms (block {1000 * block:.0f} ms + lookahead "
-            f"{1000 * lookahead:.0f} ms), plus the time each block takes to convert and the network.")
-
-
-def live_status(session: LiveSession) -> str:
-    """The latency line, and whether the last blocks converted faster than real time."""
-    text = live_latency_text(session.converter.block_seconds, session.converter.lookahead_seconds)
-    slowest = session.slowest_recent_block()
-    if slowest is not None:
-        text += f" Last blocks took up to {1000 * slowest:.0f} ms to convert"
-        text += " (keeping up)." if session.keeps_up() else " (**slower than real time**)."
-    return text
-
-
 def make_live(state: ModelState):
     """The Live tab's stream handler: (microphone piece, singer, key, auto key, session) ->
     (converted piece or None, session, latency text). Student only."""
@@ -252,11 +195,41 @@ def make_live(state: ModelState):
     return live
 
 
+def make_add_singer(state: ModelState, settings: ServingSettings):
+    """The Add a singer button: (uploads, name) -> (banner, Convert, mix and Live singer dropdowns, report).
+    Fine-tunes the served teacher and student (:func:`~comosvc.serving.add_singer.add_singer`), then serves the result."""
+
+    def add(uploads, name, progress=gr.Progress()):
+        if state.pipe is None:
+            raise gr.Error(_escape(state.problem or "No model is loaded."), print_exception=False)
+        try:
+            added = add_singer(uploads or [], name, state.pipe, device=settings.device,
+                               progress=lambda fraction, what: progress(0.95 * fraction, desc=what))
+        except ValueError as err:  # a bad name, no audio, an unsafe zip, too little audio: one line each
+            raise gr.Error(_escape(str(err)), print_exception=False) from None
+        except Exception as err:
+            log.exception("adding a singer failed")
+            raise gr.Error(_escape(f"The fine-tune failed ({type(err).__name__}: {err}). The details are in the server log."),
+                           print_exception=False) from None
+        progress(0.95, desc="loading the new model")
+        served = load_model(dataclasses.replace(settings, model=str(added.student), teacher=str(added.teacher)))
+        if served.pipe is None:
+            raise gr.Error(_escape(f"The new model in {added.out} could not be loaded; the app keeps serving the old one."),
+                           print_exception=False)
+        vars(state).update(vars(served))  # every handler reads the served model from `state`
+        singers = singer_names(state.pipe)
+        chosen = gr.Dropdown(choices=singers, value=added.singer, interactive=True)
+        return state.status, chosen, gr.Dropdown(choices=singers, value=None, interactive=True), chosen, added.summary
+
+    return add
+
+
 # --------------------------------------------------------------------------- page
 
 
-def build_live_tab(state: ModelState, settings: ServingSettings, singers: list[str]) -> None:
-    """The "Live" tab: microphone in, the student's conversion out as it comes (inside a gr.Blocks)."""
+def build_live_tab(state: ModelState, settings: ServingSettings, singers: list[str]) -> gr.Dropdown:
+    """The "Live" tab: microphone in, the student's conversion out as it comes (inside a gr.Blocks); returns
+    its singer dropdown."""
     student = "student" in state.samplers
     with gr.Tab("Live", elem_id="live-tab"):
         gr.Markdown("Sing into the microphone: the one-step student converts it block by block and plays it back."
@@ -287,6 +260,25 @@ def build_live_tab(state: ModelState, settings: ServingSettings, singers: list[s
             api_name="live",
         )
         mic.stop_recording(lambda: None, outputs=session, queue=False, api_visibility="private")  # next take: new stream
+    return singer
+
+
+def build_add_singer_tab(state: ModelState, settings: ServingSettings) -> tuple | None:
+    """The "Add a singer" tab: (recordings, name, button, report), or None where it cannot run (it then says why)."""
+    why = finetune_unavailable(settings.allow_cpu_finetune, on_zero_gpu()) if state.pipe is not None else state.problem
+    with gr.Tab("Add a singer", elem_id="add-singer-tab"):
+        gr.Markdown("Upload a few minutes of one voice (dry vocals: wav, flac, mp3, ogg, or a zip of them) and name it: "
+                    "the served teacher and student are fine-tuned on it, and the new singer joins the Convert and "
+                    "Live tabs.")
+        if why:
+            gr.Markdown(f"⚠️ {why}", elem_id="add-singer-unavailable")
+            return None
+        recordings = gr.File(file_count="multiple", file_types=["audio", ".zip"], type="filepath",
+                             label="Recordings of the new voice", elem_id="add-singer-files")
+        name = gr.Textbox(label="Name (letters, digits or '-')", placeholder="alice", elem_id="add-singer-name")
+        button = gr.Button("Add the singer (fine-tune)", variant="primary", elem_id="add-singer")
+        report = gr.Markdown(elem_id="add-singer-report")
+    return recordings, name, button, report
 
 
 INTRO = """# ComoSVC: singing voice conversion, teacher vs. one-step student
@@ -305,7 +297,7 @@ def build_demo(state: ModelState, settings: ServingSettings) -> gr.Blocks:
 
     with gr.Blocks(title="ComoSVC", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
-        gr.Markdown(state.status, elem_id="status")
+        status = gr.Markdown(state.status, elem_id="status")
         with gr.Tab("Convert", elem_id="convert-tab"):
             with gr.Row():
                 with gr.Column(scale=2):
@@ -360,7 +352,8 @@ def build_demo(state: ModelState, settings: ServingSettings) -> gr.Blocks:
                 source_mel = gr.Image(label="Source mel", type="numpy", interactive=False, elem_id="mel-source")
                 teacher_mel = gr.Image(label="Teacher mel", type="numpy", interactive=False, elem_id="mel-teacher")
                 student_mel = gr.Image(label="Student mel", type="numpy", interactive=False, elem_id="mel-student")
-        build_live_tab(state, settings, singers)
+        live_singer = build_live_tab(state, settings, singers)
+        add_tab = build_add_singer_tab(state, settings)
 
         auto_key.change(lambda auto: gr.Slider(interactive=not auto), inputs=auto_key, outputs=key, queue=False, api_visibility="private")
         button.click(
@@ -370,6 +363,11 @@ def build_demo(state: ModelState, settings: ServingSettings) -> gr.Blocks:
             api_name="convert",
             concurrency_limit=settings.concurrency,
         )
+        if add_tab is not None:
+            recordings, name, add_button, report = add_tab
+            add_button.click(make_add_singer(state, settings), inputs=[recordings, name],
+                             outputs=[status, singer, mix_singer, live_singer, report], api_name="add_singer",
+                             concurrency_limit=1)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     return demo
 

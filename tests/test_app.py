@@ -261,6 +261,76 @@ def test_live_handler_streams_the_student(tiny_model_dir):
     assert live((48000, stereo[:4800]), SINGERS[0], 2, False, session)[1] is not first  # another key: a new stream
 
 
+def _block(demo, elem_id: str):
+    return next((block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id), None)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_add_singer_tab_says_what_it_needs_without_a_gpu_of_its_own(tiny_model_dir, tmp_path, monkeypatch):
+    """On a CPU-only host (unless --allow-cpu-finetune) and on ZeroGPU the tab explains instead of offering the button."""
+    import app
+    from comosvc.serving.settings import parse_settings
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    argv = ["--model", str(tiny_model_dir), "--vocoder", "griffinlim", "--device", "cpu",
+            "--examples-dir", str(tmp_path / "examples")]
+    settings = parse_settings(argv, environ={})
+    state = app.load_model(settings)
+    demo = app.build_demo(state, settings)
+    assert _block(demo, "add-singer") is None
+    assert "--allow-cpu-finetune" in _block(demo, "add-singer-unavailable").value
+    allowed = parse_settings([*argv, "--allow-cpu-finetune"], environ={})
+    assert _block(app.build_demo(state, allowed), "add-singer") is not None
+    monkeypatch.setattr(app, "on_zero_gpu", lambda: True)
+    demo = app.build_demo(state, allowed)
+    assert _block(demo, "add-singer") is None
+    text = _block(demo, "add-singer-unavailable").value
+    assert "ZeroGPU" in text and "accelerate launch train/finetune.py" in text
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_add_singer_handler_fine_tunes_and_serves_the_new_singer(tiny_model_dir, tmp_path, monkeypatch):
+    """The button's handler: recordings and a name in; the banner and the three singer dropdowns name the new
+    singer, and the Convert and Live handlers convert to it (the served model was swapped, no restart)."""
+    import functools
+
+    import gradio as gr
+    from accelerate.state import AcceleratorState, GradientState
+
+    import app
+    from comosvc.serving.settings import ServingSettings
+    from test_serving import FAST_FINETUNE
+
+    settings = ServingSettings(model=str(tiny_model_dir), vocoder="griffinlim", device="cpu", allow_cpu_finetune=True,
+                               examples_dir=tmp_path / "examples")
+    state = app.load_model(settings)
+    monkeypatch.setattr(app, "add_singer", functools.partial(  # a few steps instead of the config's budgets
+        app.add_singer, out_root=tmp_path / "runs", teacher_steps=2, distill_steps=2, overrides=FAST_FINETUNE))
+    add = app.make_add_singer(state, settings)
+    heard = []
+    progress = lambda fraction, desc=None: heard.append((fraction, desc))  # noqa: E731 (gr.Progress's call)
+    with pytest.raises(gr.Error, match="cannot name a singer"):
+        add([], "no name", progress)
+    clips = [str(write_clip(tmp_path / f"take{i}.wav", seconds=2.0, seed=i)) for i in range(4)]
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    try:
+        status, singer, mix, live_singer, report = add(clips, "alice", progress)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    assert "**3 singer(s)**" in status and str(tmp_path / "runs" / "alice" / "student" / "model") in status
+    assert singer.value == live_singer.value == "added_alice" and mix.value is None
+    assert singer.choices == mix.choices == [(name, name) for name in [*SINGERS, "added_alice"]]
+    assert "Added **added_alice**" in report
+    assert heard[-1] == (0.95, "loading the new model") and any("distilling the student" in d for _, d in heard)
+
+    outputs = app.make_convert(state, settings)(str(write_clip(tmp_path / "clip.wav", seconds=1.0)), "added_alice",
+                                                0, False, 2, 1, 0)
+    assert outputs[1][1].dtype == np.int16
+    _, session, _ = app.make_live(state)((48000, np.zeros(4800, dtype=np.int16)), "added_alice", 0, False, None)
+    assert session.serves("added_alice", 0.0, 48000)
+
 @pytest.fixture(scope="module")
 def sync_playwright():
     """Playwright's ``sync_playwright``, once Debian's Chromium is found: without either the browser test skips
