@@ -207,6 +207,27 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig(TrainConfig):
+    """Consistency distillation (``train/distill.py``): the optimisation of :class:`TrainConfig` and
+    the loss of :class:`~comosvc.models.consistency.ConsistencyDistiller` (README "Differences from the
+    reference"; each choice measured in docs/benchmarks.md "Distillation quality")."""
+
+    ema_halflife_steps: float = 0.0  # the student has its own EMA target (model.ema_decay); no second EMA
+    # distance of student and target: "l2" (the reference: masked mean square) or "pseudo_huber"
+    # (Song & Dhariwal 2023: sqrt(|d|^2 + c^2) - c, c = 0.00054 sqrt(dim), per clip over sqrt(dim))
+    loss: Literal["l2", "pseudo_huber"] = "l2"
+    # weight of grid interval n: "uniform" (the reference) or "inverse_gap" (1 / (t_{n+1} - t_n))
+    weighting: Literal["uniform", "inverse_gap"] = "uniform"
+    # choice of n: "uniform" (the reference) or "lognormal" (interval probability under ln s ~ N(-1.1, 2^2))
+    sigma_sampling: Literal["uniform", "lognormal"] = "uniform"
+    teacher_solver: Literal["heun", "euler"] = "heun"  # the teacher's step from t_{n+1} to t_n
+    # weight of a regression of the student onto the teacher's own few-step ODE solution from the
+    # same noisy input (Euler, teacher_regression_steps steps, no gradient); 0 = off (the reference)
+    teacher_regression: float = 0.0
+    teacher_regression_steps: int = 2
+
+
+@dataclass
 class FinetuneConfig:
     """Fine-tuning a trained teacher and student on a new voice (``train/finetune.py``).
 
@@ -276,8 +297,7 @@ class ComoSVCConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # distillation keeps its own EMA target (model.ema_decay), so no second EMA by default
-    distill: TrainConfig = field(default_factory=lambda: TrainConfig(ema_halflife_steps=0.0))
+    distill: DistillConfig = field(default_factory=DistillConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 

@@ -38,7 +38,7 @@ check_teacher_matches(teacher, cfg, data)
 
 # frozen teacher; the student (trainable) and its EMA target start as its denoiser.
 # A resume restores the EMA target too: it is part of the distiller's state.
-distiller = ConsistencyDistiller(teacher)
+distiller = ConsistencyDistiller(teacher, tc)
 run = prepare_training(
     Objective(distiller, "loss"), tc, args.out, data.train_loader, data.val_loader,
     parameters=distiller.trainable_parameters(), resume=args.resume, project="distill", run_config=cfg,

@@ -6,15 +6,26 @@ start as copies of ``phi``. ``D_phi`` is the denoised estimate of network ``phi`
 (:meth:`~comosvc.models.edm.EDM.denoised`). On a grid of ``N = cd_steps`` Karras sigmas ``t_1 < ... < t_N``
 (``t_1 = s_min``, ``t_N = s_max``), one training step::
 
-    n ~ U{1 .. N-1},  n' = eps (+ mu)                       (the teacher's noise, edm.py)
+    n ~ P(n) on {1 .. N-1},  n' = eps (+ mu)                (the teacher's noise, edm.py)
     x_{n+1} = y + t_{n+1} n'
-    x_n     = one Heun step of D_phi from t_{n+1} to t_n
-    loss    = masked mean (D_theta(x_{n+1}, t_{n+1}) - stopgrad D_theta-(x_n, t_n))^2
+    x_n     = one teacher step of D_phi from t_{n+1} to t_n (Heun or Euler)
+    loss    = lambda(n) d(D_theta(x_{n+1}, t_{n+1}), stopgrad D_theta-(x_n, t_n))
+              + w d(D_theta(x_{n+1}, t_{n+1}), teacher's k-step Euler solution from x_{n+1})
 
 then, after the optimiser step, :meth:`ConsistencyDistiller.update_ema`:
-``theta- <- mu theta- + (1 - mu) theta`` (``mu = ema_decay`` = 0.95). The EMA moves
-only when the training loop calls ``update_ema`` (the reference also moved it inside
-validation). ``D`` uses the shifted ``c_skip``/``c_out`` so ``D(x, s_min) = x``.
+``theta- <- mu theta- + (1 - mu) theta`` (``mu = model.ema_decay``; 0: the target is the
+student itself, Song & Dhariwal 2023). The switches (``distill`` section,
+:class:`~comosvc.config.DistillConfig`; the reference's choice first):
+
+- ``loss``: ``d`` = masked mean square (``l2``) or pseudo-Huber (``pseudo_huber``, :func:`consistency_distance`);
+- ``weighting``: ``lambda(n)`` = 1 (``uniform``) or ``1 / (t_{n+1} - t_n)`` (``inverse_gap``);
+- ``sigma_sampling``: ``P(n)`` uniform or the mass of ``ln s ~ N(-1.1, 2^2)`` on ``[t_n, t_{n+1}]`` (``lognormal``);
+- ``teacher_solver``: ``heun`` or ``euler``;
+- ``teacher_regression``: ``w`` (0: off), with ``k = teacher_regression_steps`` Euler steps on the
+  Karras sigmas from ``t_{n+1}`` (the teacher sampler's schedule), sharing the step's first evaluation.
+
+The EMA moves only when the training loop calls ``update_ema`` (the reference also moved it
+inside validation). ``D`` uses the shifted ``c_skip``/``c_out`` so ``D(x, s_min) = x``.
 
 The export keeps the EMA target ``theta-``: the consistency-models paper samples
 with it and so does the reference (``denoise_fn_ema``).
@@ -42,10 +53,46 @@ from diffusers import CMStochasticIterativeScheduler
 from torch import nn
 
 from comosvc.models.edm import EDM, karras_sigmas
-from comosvc.models.masking import masked_mean
 
 if TYPE_CHECKING:
+    from comosvc.config import DistillConfig
     from comosvc.models.comosvc import ComoSVC
+
+
+# sigma_sampling="lognormal": ln s ~ N(LOGNORMAL_MEAN, LOGNORMAL_STD^2) (Song & Dhariwal 2023)
+LOGNORMAL_MEAN, LOGNORMAL_STD = -1.1, 2.0
+PSEUDO_HUBER_C = 0.00054  # c = PSEUDO_HUBER_C sqrt(dim) (Song & Dhariwal 2023)
+LOSSES, WEIGHTINGS, SIGMA_SAMPLINGS, TEACHER_SOLVERS = ("l2", "pseudo_huber"), ("uniform", "inverse_gap"), ("uniform", "lognormal"), ("heun", "euler")
+
+
+def check_distill_settings(settings: "DistillConfig") -> None:
+    """One line naming the valid values for a distill setting out of range."""
+    for key, valid in (("loss", LOSSES), ("weighting", WEIGHTINGS), ("sigma_sampling", SIGMA_SAMPLINGS), ("teacher_solver", TEACHER_SOLVERS)):
+        if getattr(settings, key) not in valid:
+            raise ValueError(f"distill.{key} must be one of {', '.join(valid)}, got {getattr(settings, key)!r}")
+    if not settings.teacher_regression >= 0:
+        raise ValueError(f"distill.teacher_regression must be >= 0, got {settings.teacher_regression!r}")
+    if settings.teacher_regression_steps < 1:
+        raise ValueError(f"distill.teacher_regression_steps must be >= 1, got {settings.teacher_regression_steps!r}")
+
+
+def consistency_distance(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The batch's distance, clip ``i`` weighted by ``weights[i]`` (default 1). ``"l2"``: the sum of
+    ``weights[i]`` x the squares over clip ``i``'s valid frames and bins, over the number of valid
+    elements (with unit weights, the masked mean square of the reference). ``"pseudo_huber"``: the mean
+    over clips of ``weights[i] (sqrt(|d_i|^2 + c_i^2) - c_i) / sqrt(dim_i)``, ``c_i = 0.00054 sqrt(dim_i)``,
+    ``dim_i`` the clip's valid elements (Song & Dhariwal 2023, over ``sqrt(dim_i)`` so that clips of any
+    length weigh alike)."""
+    valid = mask[..., None].to(prediction.dtype).expand_as(prediction)
+    squares = ((prediction - target) ** 2 * valid).flatten(1).sum(1)
+    dim = valid.flatten(1).sum(1).clamp(min=1)
+    weights = torch.ones_like(squares) if weights is None else weights.to(squares)
+    if kind == "l2":
+        return (weights * squares).sum() / dim.sum()
+    c = PSEUDO_HUBER_C * dim.sqrt()
+    return (weights * ((squares + c**2).sqrt() - c) / dim.sqrt()).mean()
 
 
 def consistency_scheduler(edm: EDM, train_steps: int) -> CMStochasticIterativeScheduler:
@@ -69,8 +116,10 @@ class ConsistencyDistiller(nn.Module):
     :meth:`trainable_parameters` (the student) go to the optimiser.
     """
 
-    def __init__(self, teacher: "ComoSVC"):
+    def __init__(self, teacher: "ComoSVC", settings: "DistillConfig | None" = None):
         super().__init__()
+        self.settings = settings if settings is not None else teacher.config.distill
+        check_distill_settings(self.settings)
         if teacher.distilled:
             raise ValueError("This model is already a distilled student; distil from its teacher (model.distilled_from).")
         self.teacher = teacher.requires_grad_(False).eval()
@@ -94,24 +143,80 @@ class ConsistencyDistiller(nn.Module):
         """The student's parameters (what the optimiser updates)."""
         return list(self.student.parameters())
 
+    def interval_probabilities(self) -> torch.Tensor:
+        """``P(n)`` for the grid intervals ``[t_n, t_{n+1}]``, ``(cd_steps - 1,)``: uniform, or
+        (``sigma_sampling="lognormal"``) the mass of ``ln s ~ N(-1.1, 2^2)`` between their ends."""
+        if self.settings.sigma_sampling == "uniform":
+            return torch.full((self.cd_steps - 1,), 1.0 / (self.cd_steps - 1), device=self.sigmas.device)
+        cdf = torch.special.erf((self.sigmas.double().log() - LOGNORMAL_MEAN) / (LOGNORMAL_STD * 2**0.5))
+        mass = cdf[1:] - cdf[:-1]
+        return (mass / mass.sum()).float()
+
+    def draw_intervals(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` of each clip, ``(batch,)`` in ``0 .. cd_steps - 2`` (the interval ``[t_n, t_{n+1}]``)."""
+        if self.settings.sigma_sampling == "uniform":
+            return torch.randint(0, self.cd_steps - 1, (batch,), generator=generator, device=self.sigmas.device)
+        return torch.multinomial(self.interval_probabilities(), batch, replacement=True, generator=generator)
+
+    def interval_weights(self) -> torch.Tensor:
+        """``lambda(n)``, ``(cd_steps - 1,)``: 1, or (``weighting="inverse_gap"``) ``1 / (t_{n+1} - t_n)``."""
+        if self.settings.weighting == "uniform":
+            return torch.ones(self.cd_steps - 1, device=self.sigmas.device)
+        return 1.0 / (self.sigmas[1:] - self.sigmas[:-1])
+
+    def teacher_step(
+        self, denoised_fn, x: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor, denoised: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One step of the teacher's ODE from ``t_next`` down to ``t_cur`` (``settings.teacher_solver``);
+        ``denoised``: ``D(x, t_next)`` if already computed."""
+        t_next_, t_cur_ = t_next.reshape(-1, 1, 1), t_cur.reshape(-1, 1, 1)
+        denoised = denoised_fn(x, t_next) if denoised is None else denoised
+        x_euler = x + (t_cur_ - t_next_) * (x - denoised) / t_next_
+        if self.settings.teacher_solver == "euler":
+            return x_euler
+        return self.edm.heun_correction(denoised_fn, x, denoised, x_euler, t_next, t_cur)
+
+    def teacher_solution(
+        self, denoised_fn, x: torch.Tensor, sigma: torch.Tensor, steps: int, denoised: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The teacher's ODE solution from ``x`` at ``sigma`` ``(B,)``: ``steps`` Euler steps on the
+        Karras sigmas from ``sigma`` to ``s_min`` and a last one to 0 (the teacher sampler's schedule);
+        ``denoised``: ``D(x, sigma)`` if already computed (then ``steps - 1`` network evaluations)."""
+        ramp = torch.linspace(0, 1, steps, device=x.device, dtype=torch.float64)[None]
+        lo, hi = self.edm.sigma_min ** (1 / self.edm.rho), sigma.double()[:, None] ** (1 / self.edm.rho)
+        sigmas = torch.cat([(hi + ramp * (lo - hi)) ** self.edm.rho, torch.zeros_like(sigma.double())[:, None]], 1).to(x)
+        for k in range(steps):
+            s, s_next = sigmas[:, k].reshape(-1, 1, 1), sigmas[:, k + 1].reshape(-1, 1, 1)
+            denoised = denoised_fn(x, sigmas[:, k]) if k > 0 or denoised is None else denoised
+            x = denoised if k == steps - 1 else x + (s_next - s) * (x - denoised) / s
+        return x
+
     def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """The consistency-distillation loss of one batch (needs ``mel``). Returns ``{"loss": scalar}``."""
+        """The consistency-distillation loss of one batch (needs ``mel``). Returns ``{"loss": scalar, ...}``
+        (``consistency`` and ``regression`` when ``teacher_regression`` is on)."""
         batch = self.teacher.prepare_batch(batch, need_mel=True)
         y, mask = batch["mel"], batch["mask"]
-        edm = self.edm
+        edm, settings = self.edm, self.settings
         with torch.no_grad():
             mu = self.teacher.encode(batch)
-            n = torch.randint(0, self.cd_steps - 1, (y.shape[0],), generator=generator, device=y.device)
+            n = self.draw_intervals(y.shape[0], generator)
             t_cur, t_next = self.sigmas[n], self.sigmas[n + 1]
             x_next = y + t_next[:, None, None] * edm.draw_noise(mu, generator)
 
             def teacher_denoised(x: torch.Tensor, sigma) -> torch.Tensor:
                 return edm.denoised(self.teacher.denoiser, x, sigma, mu, mask)
 
-            x_cur = edm.heun_step(teacher_denoised, x_next, t_next, t_cur)
+            first = teacher_denoised(x_next, t_next)  # shared by the step and the regression's solution
+            x_cur = self.teacher_step(teacher_denoised, x_next, t_next, t_cur, first)
             target = edm.denoised(self.target, x_cur, t_cur, mu, mask)
         prediction = edm.denoised(self.student, x_next, t_next, mu, mask)
-        return {"loss": masked_mean((prediction - target) ** 2, mask)}
+        consistency = consistency_distance(prediction, target, mask, settings.loss, self.interval_weights()[n])
+        if settings.teacher_regression <= 0:
+            return {"loss": consistency}
+        with torch.no_grad():
+            solution = self.teacher_solution(teacher_denoised, x_next, t_next, settings.teacher_regression_steps, first)
+        regression = consistency_distance(prediction, solution, mask, settings.loss)
+        return {"loss": consistency + settings.teacher_regression * regression, "consistency": consistency, "regression": regression}
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -146,4 +251,4 @@ class ConsistencyDistiller(nn.Module):
         return model.to(self.sigmas.device).eval()
 
 
-__all__ = ["ConsistencyDistiller", "consistency_scheduler"]
+__all__ = ["ConsistencyDistiller", "check_distill_settings", "consistency_distance", "consistency_scheduler"]

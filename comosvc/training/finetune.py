@@ -304,7 +304,7 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, 
     teacher = ComoSVC.from_pretrained(teacher_dir)
     run_cfg = dataclasses.replace(teacher.config, distill=dc)
     data = load_training_data(data_dir, dc)
-    distiller = ConsistencyDistiller(teacher)
+    distiller = ConsistencyDistiller(teacher, dc)
     if base_student is not None:  # student and EMA target start from the base student's denoiser
         distiller.student.load_state_dict(base_student.denoiser.state_dict())
         distiller.target.load_state_dict(base_student.denoiser.state_dict())
