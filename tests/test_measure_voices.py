@@ -1,0 +1,64 @@
+"""The voices measurement (comosvc/measure/voices.py) at its smallest size: both protocols run end to end
+and the report has its structure. A few optimiser steps on a tiny model: the numbers mean nothing here;
+see docs/benchmarks.md ("Your own voice", "Timbre index") for the measured tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from comosvc.measure.voices import VoicesSettings, index_table, main, own_voice_table
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SCORES = ("conversions", "nearest_is_target", "margin", "f0_corr")
+
+
+@pytest.fixture(scope="module")
+def quick_reports(tmp_path_factory):
+    out = tmp_path_factory.mktemp("voices") / "voices.json"
+    assert main(["--quick", "--out", str(out)]) == 0
+    return json.loads(out.read_text()), out
+
+
+def test_own_voice_report(quick_reports):
+    report = quick_reports[0]["own-voice"]
+    settings = VoicesSettings.quick()
+    systems = {f"teacher-{settings.teacher_steps}", f"student-{settings.student_steps}"}
+    assert report["corpus"]["new_singer"] == f"synthetic_singer{settings.n_singers - 1}"
+    assert [f["start_embedding"] for f in report["finetunes"]] == settings.start_embeddings
+    for finetune in report["finetunes"]:
+        assert finetune["wall_seconds"] > 0 and finetune["cpu_seconds"] > 0
+        assert list(finetune["started_from"]) == [report["corpus"]["new_singer"]]
+    groups = {(row["system"], row["start_embedding"], row["conversions_into"]) for row in report["rows"]}
+    expected = {(s, "", "base singers, before") for s in systems}
+    expected |= {(s, start, into) for s in systems for start in settings.start_embeddings
+                 for into in ("new singer", "base singers, after")}
+    assert groups == expected
+    for row in report["rows"]:
+        assert set(SCORES) <= set(row) and row["conversions"] > 0
+        assert 0.0 <= row["nearest_is_target"] <= 1.0 and -2.0 <= row["margin"] <= 2.0
+    assert own_voice_table(report).count("\n") == len(report["rows"]) + 1
+
+
+def test_index_report(quick_reports):
+    report = quick_reports[0]["index"]
+    settings = VoicesSettings.quick()
+    assert {(row["system"], row["ratio"]) for row in report["rows"]} == {
+        (s, r) for s in (f"teacher-{settings.teacher_steps}", f"student-{settings.student_steps}") for r in settings.ratios}
+    index = report["index"]
+    assert len(index["vectors_per_singer"]) == settings.n_singers and min(index["vectors_per_singer"].values()) >= 1
+    assert index["file_bytes"] > 0
+    for row in report["rows"]:
+        assert set(SCORES) <= set(row)
+        assert row["reconstruction_l1_to_ratio_0"] >= 0.0
+        if row["ratio"] == 0.0:  # the same noise and no index: the same mel
+            assert row["reconstruction_l1_to_ratio_0"] == 0.0 and row["extra_seconds_per_audio_second"] == 0.0
+    assert index_table(report).count("\n") == len(report["rows"]) + 1
+
+
+def test_markdown_written_beside_the_json(quick_reports):
+    out = quick_reports[1]
+    text = out.with_suffix(".md").read_text()
+    assert "## own-voice" in text and "## index" in text
