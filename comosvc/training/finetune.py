@@ -101,35 +101,82 @@ def finetune(
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    from comosvc.data.corpora import CorpusError, DatasetSpec
-    from comosvc.models import ComoSVC
-
     teacher, out = str(teacher), Path(out).expanduser()
+    student = None if student is None else str(student)
+    # 1. the refusals that need no audio read, before anything is written
     if bool(datasets) == (data is not None):
         raise FinetuneError("Give the new audio with --dataset CORPUS[:NAME]=PATH, or a processed folder with --data; not both.")
+    base, cfg, base_student = _base_models(teacher, student, overrides, teacher_steps, distill_steps)
+    check_out(out, resume, [teacher, student] + ([str(data)] if data is not None else []))
+    if resume:
+        check_resume(out, cfg.finetune.teacher_steps)
+
+    # 2. the data, extending the base's singer table and stats (prepared by the main process);
+    # on the CPU as the Accelerators built later see it (accelerate launch --cpu)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    report = progress if progress is not None and state.is_main_process else (lambda fraction, description: None)
+    report(0.0, "preparing the audio")
+    data_dir, keys = _prepare_data(state, base, cfg, out, datasets, data, continue_singer, device)
+    trained, minutes = _singers_to_train(data_dir, keys, cfg)
+    cfg = dataclasses.replace(cfg, finetune=_batch_for_every_process(cfg.finetune, data_dir, state.num_processes))
+    mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
+
+    # 3. the teacher and 4. the student: the audio is about a tenth of the work, each phase its share of the steps
+    share = 0.9 / max(1, cfg.finetune.teacher_steps + cfg.finetune.distill_steps)
+    teacher_end = 0.1 + share * cfg.finetune.teacher_steps
+    teacher_dir, started = _finetune_teacher(
+        base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume,
+        on_step=_phase_progress(report, 0.1, teacher_end, cfg.finetune.teacher_steps, "fine-tuning the teacher"),
+    )
+    teacher_name = f"{push_to_hub}-{TEACHER}" if push_to_hub else str(teacher_dir)
+    student_dir = _distil_student(
+        teacher_dir, base_student, cfg, data_dir, out / STUDENT, minutes, teacher_name, student or teacher,
+        mixed_precision, resume,
+        on_step=_phase_progress(report, teacher_end, 1.0, cfg.finetune.distill_steps, "distilling the student"),
+    )
+    # 5. the models on the Hub
+    if push_to_hub and state.is_main_process:
+        _push_to_hub(push_to_hub, teacher_dir, student_dir)
+    state.wait_for_everyone()
+    state.destroy_process_group()  # what run.end() does after one phase (nothing on one process)
+    return FinetuneResult(teacher_dir, student_dir, trained, minutes, started)
+
+
+def _base_models(
+    teacher: str, student: str | None, overrides: Sequence[str], teacher_steps: int | None, distill_steps: int | None
+):
+    """The base models, loaded and checked, and the fine-tune's config: ``(base teacher, config, base student or None)``.
+
+    The config is the base teacher's with ``overrides`` and the step counts given; raises
+    :class:`FinetuneError` on a base or an override that cannot be fine-tuned.
+    """
+    from comosvc.models import ComoSVC
+
     base = ComoSVC.from_pretrained(teacher)
     check_teacher(base, teacher)
     steps = [f"finetune.teacher_steps={teacher_steps}"] * (teacher_steps is not None)
     steps += [f"finetune.distill_steps={distill_steps}"] * (distill_steps is not None)
     cfg = with_overrides(base.config, [*overrides, *steps])
     check_overrides(base.config, cfg, teacher)
-    ft = cfg.finetune
-    if not ft.train_parts:
+    if not cfg.finetune.train_parts:
         raise FinetuneError("finetune.train_parts is empty: name at least one of speaker, condition, prior, denoiser.")
     base_student = None
     if student is not None:
-        student = str(student)
         base_student = ComoSVC.from_pretrained(student)
         check_student(base_student, base, student, teacher)
-    check_out(out, resume, [teacher, student] + ([str(data)] if data is not None else []))
-    if resume:
-        check_resume(out, ft.teacher_steps)
+    return base, cfg, base_student
 
-    # the data, extending the base's singer table and stats (prepared by the main process);
-    # on the CPU as the Accelerators built later see it (accelerate launch --cpu)
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    report = progress if progress is not None and state.is_main_process else (lambda fraction, description: None)
-    report(0.0, "preparing the audio")
+
+def _prepare_data(state, base, cfg: ComoSVCConfig, out: Path, datasets: Sequence[str], data, continue_singer: bool,
+                  device: str | None) -> tuple[Path, list[str] | set[str]]:
+    """The processed data and the singer keys it brings: ``(data folder, keys)``.
+
+    ``datasets`` are prepared into ``OUT/data`` by the main process (the base's singer table and
+    stats extended) while the others wait; a processed ``data`` folder is checked against the
+    base. A bad corpus is a :class:`FinetuneError`.
+    """
+    from comosvc.data.corpora import CorpusError, DatasetSpec
+
     try:
         if datasets:
             specs = [DatasetSpec.parse(text) for text in datasets]
@@ -146,33 +193,28 @@ def finetune(
             keys = _check_data_folder(data_dir, base, cfg, continue_singer)
     except CorpusError as err:
         raise FinetuneError(str(err)) from err
+    return data_dir, keys
+
+
+def _singers_to_train(data_dir: Path, keys, cfg: ComoSVCConfig) -> tuple[list[str], float]:
+    """The singers with usable audio in ``data_dir`` and its minutes: ``(sorted keys, minutes)``.
+
+    Refuses (:func:`check_amount`) a singer of ``keys`` with less than ``finetune.min_seconds``.
+    """
     seconds = seconds_per_singer(data_dir, cfg.audio.sample_rate)
-    check_amount(seconds, keys, ft.min_seconds, data_dir / "skipped.tsv")
+    check_amount(seconds, keys, cfg.finetune.min_seconds, data_dir / "skipped.tsv")
     trained = sorted(key for key in seconds if seconds[key] > 0)
     minutes = sum(seconds[key] for key in trained) / 60
-    cfg = dataclasses.replace(cfg, finetune=_batch_for_every_process(ft, data_dir, state.num_processes))
-    mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
+    return trained, minutes
 
-    # the audio is about a tenth of the work, each phase its share of the steps
-    share = 0.9 / max(1, cfg.finetune.teacher_steps + cfg.finetune.distill_steps)
-    teacher_end = 0.1 + share * cfg.finetune.teacher_steps
-    teacher_dir, started = _finetune_teacher(
-        base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume,
-        on_step=_phase_progress(report, 0.1, teacher_end, cfg.finetune.teacher_steps, "fine-tuning the teacher"),
-    )
-    teacher_name = f"{push_to_hub}-{TEACHER}" if push_to_hub else str(teacher_dir)
-    student_dir = _distil_student(
-        teacher_dir, base_student, cfg, data_dir, out / STUDENT, minutes, teacher_name, student or teacher,
-        mixed_precision, resume,
-        on_step=_phase_progress(report, teacher_end, 1.0, cfg.finetune.distill_steps, "distilling the student"),
-    )
-    if push_to_hub and state.is_main_process:
-        for kind, folder in ((TEACHER, teacher_dir), (STUDENT, student_dir)):
-            url = ComoSVC.from_pretrained(folder).push_to_hub(f"{push_to_hub}-{kind}")
-            print(f"pushed the {kind} to {url}")
-    state.wait_for_everyone()
-    state.destroy_process_group()  # what run.end() does after one phase (nothing on one process)
-    return FinetuneResult(teacher_dir, student_dir, trained, minutes, started)
+
+def _push_to_hub(repo: str, teacher_dir: Path, student_dir: Path) -> None:
+    """Upload the fine-tuned models as ``REPO-teacher`` and ``REPO-student``, saying where each went."""
+    from comosvc.models import ComoSVC
+
+    for kind, folder in ((TEACHER, teacher_dir), (STUDENT, student_dir)):
+        url = ComoSVC.from_pretrained(folder).push_to_hub(f"{repo}-{kind}")
+        print(f"pushed the {kind} to {url}")
 
 
 def _phase_progress(report: Callable[[float, str], None], start: float, end: float, steps: int, what: str):
