@@ -29,7 +29,7 @@ import logging
 import time
 from contextlib import nullcontext
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,110 +112,156 @@ def train_loop(
     """
     out = Path(out)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    clipped, unclipped = clip_groups(accelerator.unwrap_model(model), params, tc.grad_clip_mode)
+    clipping = clip_groups(accelerator.unwrap_model(model), params, tc.grad_clip_mode)
     batches = _forever(train_loader, start_epoch=_epoch_of(state.step, tc, train_loader))
     bar = tqdm(
         total=tc.max_steps, initial=state.step, desc=desc, unit="step",
         disable=not accelerator.is_main_process, dynamic_ncols=True,
     )
-    sums: dict[str, float] = {}  # loss terms summed over the steps since the last log
-    window: dict[str, float] = {}  # loss terms of the current accumulation window
-    window_ok = True  # no non-finite loss in the current accumulation window
-    logged_steps, seconds_at_log = 0, 0.0
+    window, losses = _Window(), _LossLog()
     train_seconds, steps_run, last_checkpoint = 0.0, 0, None
     step_start = time.perf_counter()
     model.train()
     while state.step < tc.max_steps:
-        batch = next(batches)
-        with accelerator.accumulate(model):
-            terms = model(batch)
-            loss = terms["loss"]
-            if _all_finite(accelerator, loss):
-                accelerator.backward(loss)
-                for name, value in terms.items():
-                    window[name] = window.get(name, 0.0) + _scalar(value) / tc.gradient_accumulation_steps
-            else:
-                window_ok = False
-            if not accelerator.sync_gradients:
-                continue  # more micro-batches in this accumulation window
-            grad_norm = None
-            if window_ok:
-                grad_norm = clip_gradients(accelerator, clipped, unclipped, tc.grad_clip)
-                if accelerator.mixed_precision != "fp16" and not torch.isfinite(grad_norm).all():
-                    window_ok = False  # (fp16: the grad scaler skips inf gradients itself)
-            if window_ok:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        if not window_ok:  # skip this update
-            window, window_ok = {}, True
-            state.nonfinite_in_a_row += 1
-            state.nonfinite_total += 1
-            logger.warning(
-                "Step %d: non-finite loss or gradient (loss %s); skipped the update (%d in a row, stop at %d).",
-                state.step + 1, _scalar(loss), state.nonfinite_in_a_row, tc.max_nonfinite_steps,
-            )
-            if state.nonfinite_in_a_row >= tc.max_nonfinite_steps:
-                checkpoint = save_checkpoint(accelerator, out, state, tc.keep_checkpoints)
-                bar.close()
-                accelerator.end_training()
-                raise NonFiniteLossError(
-                    f"Stopped: {state.nonfinite_in_a_row} non-finite losses in a row at step {state.step}. "
-                    f"The last good state is saved in {checkpoint}. Lower the learning rate (--lr), "
-                    "use --mixed_precision bf16 or no instead of fp16, or check the data for NaN/inf "
-                    "features; then continue with --resume."
-                )
+        # 1. one micro-batch; at the end of an accumulation window, the clipped optimiser step
+        update = _micro_batch(accelerator, model, optimizer, next(batches), window, clipping, tc)
+        if update is None:
+            continue  # more micro-batches in this accumulation window
+        loss, grad_norm = update
+        if not window.ok:  # skip this update (raises after too many in a row)
+            _skip_update(accelerator, out, state, tc, loss, bar)
+            window = _Window()
             continue
-
+        # 2. the update counts: step, EMA, the caller's hook
         state.step += 1
         state.nonfinite_in_a_row = 0
         steps_run += 1
-        for name, value in window.items():
-            sums[name] = sums.get(name, 0.0) + value
-        window = {}
-        logged_steps += 1
+        losses.add(window.terms)
+        window = _Window()
         if ema is not None:
             ema.update(state.step)
         if after_update is not None:
             after_update(state.step)
         train_seconds += time.perf_counter() - step_start
         bar.update(1)
-
-        if state.step % tc.log_every == 0 or state.step == tc.max_steps:
-            means = _reduce_means(accelerator, {k: v / logged_steps for k, v in sums.items()})
-            seconds = train_seconds - seconds_at_log
-            steps_per_second = logged_steps / seconds if seconds > 0 else float("nan")
-            values = {f"train/{name}": value for name, value in means.items()}
-            values["train/lr"] = optimizer.param_groups[0]["lr"]
-            values["train/steps_per_second"] = steps_per_second
-            if grad_norm is not None:
-                values["train/grad_norm"] = float(grad_norm)
-            accelerator.log(values, step=state.step)
-            bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}", steps_s=f"{steps_per_second:.2f}")
-            sums, logged_steps, seconds_at_log = {}, 0, train_seconds
-
-        if state.step % tc.validate_every == 0 or state.step == tc.max_steps:
-            with ema.swapped_in() if ema is not None else nullcontext():
-                val = evaluate(accelerator, model, val_loader, seed=tc.seed)
-                if on_validate is not None and accelerator.is_main_process:
-                    on_validate(state.step)
-            if val:
-                plateau.step(val["loss"])
-                if state.best_val_loss is None or val["loss"] < state.best_val_loss:
-                    state.best_val_loss = val["loss"]
-                accelerator.log({f"val/{name}": value for name, value in val.items()}, step=state.step)
-                if accelerator.is_main_process:
-                    bar.write(f"step {state.step}: validation loss {val['loss']:.4g}")
-            model.train()
-            accelerator.wait_for_everyone()
-
-        if state.step % tc.checkpoint_every == 0 or state.step == tc.max_steps:
+        # 3. log, validate, checkpoint when due
+        last_step = state.step == tc.max_steps
+        if state.step % tc.log_every == 0 or last_step:
+            losses.write(accelerator, optimizer, state.step, train_seconds, grad_norm, bar)
+        if state.step % tc.validate_every == 0 or last_step:
+            _validate(accelerator, model, val_loader, plateau, state, tc.seed, ema, on_validate, bar)
+        if state.step % tc.checkpoint_every == 0 or last_step:
             last_checkpoint = save_checkpoint(accelerator, out, state, tc.keep_checkpoints)
-
         step_start = time.perf_counter()  # validation and checkpoints do not count as training time
 
     bar.close()
     return TrainSummary(state, steps_run, train_seconds, last_checkpoint)
+
+
+@dataclass
+class _Window:
+    """The loss terms of the current accumulation window (each over the window's micro-batches), and
+    whether every loss and gradient in it was finite."""
+
+    terms: dict[str, float] = field(default_factory=dict)
+    ok: bool = True
+
+
+def _micro_batch(accelerator: Accelerator, model: nn.Module, optimizer, batch, window: _Window, clipping, tc: TrainConfig):
+    """Forward and backward of one micro-batch into ``window``; at the end of the accumulation window
+    the gradients clipped (``clipping`` = :func:`clip_groups`) and the optimiser step when all was finite.
+
+    Returns ``(loss, grad_norm)`` at the end of a window (``grad_norm`` None when the window was not
+    finite), ``None`` while the window has more micro-batches.
+    """
+    clipped, unclipped = clipping
+    with accelerator.accumulate(model):
+        terms = model(batch)
+        loss = terms["loss"]
+        if _all_finite(accelerator, loss):
+            accelerator.backward(loss)
+            for name, value in terms.items():
+                window.terms[name] = window.terms.get(name, 0.0) + _scalar(value) / tc.gradient_accumulation_steps
+        else:
+            window.ok = False
+        if not accelerator.sync_gradients:
+            return None
+        grad_norm = None
+        if window.ok:
+            grad_norm = clip_gradients(accelerator, clipped, unclipped, tc.grad_clip)
+            if accelerator.mixed_precision != "fp16" and not torch.isfinite(grad_norm).all():
+                window.ok = False  # (fp16: the grad scaler skips inf gradients itself)
+        if window.ok:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm
+
+
+def _skip_update(accelerator: Accelerator, out: Path, state: TrainerState, tc: TrainConfig, loss, bar) -> None:
+    """Count a skipped (non-finite) update; after ``tc.max_nonfinite_steps`` in a row, save a checkpoint
+    and raise :class:`NonFiniteLossError`."""
+    state.nonfinite_in_a_row += 1
+    state.nonfinite_total += 1
+    logger.warning(
+        "Step %d: non-finite loss or gradient (loss %s); skipped the update (%d in a row, stop at %d).",
+        state.step + 1, _scalar(loss), state.nonfinite_in_a_row, tc.max_nonfinite_steps,
+    )
+    if state.nonfinite_in_a_row >= tc.max_nonfinite_steps:
+        checkpoint = save_checkpoint(accelerator, out, state, tc.keep_checkpoints)
+        bar.close()
+        accelerator.end_training()
+        raise NonFiniteLossError(
+            f"Stopped: {state.nonfinite_in_a_row} non-finite losses in a row at step {state.step}. "
+            f"The last good state is saved in {checkpoint}. Lower the learning rate (--lr), "
+            "use --mixed_precision bf16 or no instead of fp16, or check the data for NaN/inf "
+            "features; then continue with --resume."
+        )
+
+
+@dataclass
+class _LossLog:
+    """The loss terms summed over the updates since the last log line, and the training seconds then."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    seconds_at_log: float = 0.0
+
+    def add(self, terms: dict[str, float]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+
+    def write(self, accelerator: Accelerator, optimizer, step: int, train_seconds: float, grad_norm, bar) -> None:
+        """Log the mean terms (over processes), the learning rate, steps per second and the last gradient norm."""
+        means = _reduce_means(accelerator, {k: v / self.steps for k, v in self.sums.items()})
+        seconds = train_seconds - self.seconds_at_log
+        steps_per_second = self.steps / seconds if seconds > 0 else float("nan")
+        values = {f"train/{name}": value for name, value in means.items()}
+        values["train/lr"] = optimizer.param_groups[0]["lr"]
+        values["train/steps_per_second"] = steps_per_second
+        if grad_norm is not None:
+            values["train/grad_norm"] = float(grad_norm)
+        accelerator.log(values, step=step)
+        bar.set_postfix(loss=f"{means.get('loss', float('nan')):.4g}", steps_s=f"{steps_per_second:.2f}")
+        self.sums, self.steps, self.seconds_at_log = {}, 0, train_seconds
+
+
+def _validate(accelerator: Accelerator, model: nn.Module, val_loader, plateau, state: TrainerState, seed: int,
+              ema, on_validate: Callable[[int], None] | None, bar) -> None:
+    """Validate (with the EMA weights swapped in), step the plateau schedule, keep the best loss, log."""
+    with ema.swapped_in() if ema is not None else nullcontext():
+        val = evaluate(accelerator, model, val_loader, seed=seed)
+        if on_validate is not None and accelerator.is_main_process:
+            on_validate(state.step)
+    if val:
+        plateau.step(val["loss"])
+        if state.best_val_loss is None or val["loss"] < state.best_val_loss:
+            state.best_val_loss = val["loss"]
+        accelerator.log({f"val/{name}": value for name, value in val.items()}, step=state.step)
+        if accelerator.is_main_process:
+            bar.write(f"step {state.step}: validation loss {val['loss']:.4g}")
+    model.train()
+    accelerator.wait_for_everyone()
 
 
 def clip_groups(model: nn.Module, params: list[nn.Parameter], mode: str) -> tuple[list[list[nn.Parameter]], list[nn.Parameter]]:
