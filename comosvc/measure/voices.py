@@ -68,8 +68,8 @@ class VoicesSettings:
     clip_seconds: tuple[float, float] = (2.0, 3.5)
     new_voice_seconds: float = 60.0  # the new singer's fine-tune audio (own-voice)
     denoiser_channels: int = 128  # as comosvc.measure.quality: at least n_mels
-    teacher_train_steps: int = 500
-    distill_steps: int = 200
+    teacher_train_steps: int = 1500
+    distill_steps: int = 600
     batch_size: int = 8
     crop_frames: int = 96
     teacher_lr: float | None = 2e-3
@@ -77,7 +77,7 @@ class VoicesSettings:
     finetune_teacher_steps: int = 200
     finetune_distill_steps: int = 100
     # the fine-tune's lr (finetune.lr); None: the config's 1e-4, which suits the default model, not the tiny one
-    finetune_lr: float | None = 1e-3
+    finetune_lr: float | None = 3e-4
     start_embeddings: list[str] = field(default_factory=lambda: ["nearest_f0", "mean"])
     ratios: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 1.0])
     teacher_steps: int = 40
