@@ -142,16 +142,15 @@ def test_app_takes_dtype_from_the_command_line_or_the_environment(monkeypatch, m
         sys.path.insert(0, str(REPO))
     import app
 
-    monkeypatch.delenv("COMOSVC_DTYPE", raising=False)
-    assert app.parse_args([])[0].dtype is None
-    assert app.parse_args(["--dtype", "float32"])[0].dtype == "float32"
-    monkeypatch.setenv("COMOSVC_DTYPE", "bfloat16")
-    assert app.parse_args([])[0].dtype == "bfloat16"
-    monkeypatch.setenv("COMOSVC_DTYPE", "half")
+    from comosvc.serving.settings import ServingSettings, parse_settings
+
+    assert parse_settings([], environ={}).dtype is None
+    assert parse_settings(["--dtype", "float32"], environ={}).dtype == "float32"
+    assert parse_settings([], environ={"COMOSVC_DTYPE": "bfloat16"}).dtype == "bfloat16"
     with pytest.raises(SystemExit):
-        app.parse_args([])
+        parse_settings([], environ={"COMOSVC_DTYPE": "half"})
     # the setting reaches the pipeline: a half dtype on the CPU becomes the page's banner
-    state = app.load_model(app.AppSettings(model=str(model_dirs[1]), device="cpu", dtype="float16"))
+    state = app.load_model(ServingSettings(model=str(model_dirs[1]), device="cpu", dtype="float16"))
     assert state.pipe is None and "inference.dtype=float16 is not supported" in state.problem
 
 

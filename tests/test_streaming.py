@@ -206,7 +206,7 @@ def test_live_tab_converts_through_gradio_client(tiny_dirs, tiny_overrides, clip
     import app
     from test_app import free_port, wait_until_up
 
-    monkeypatch.setattr(app, "warm_up", lambda pipe, samplers: None)
+    monkeypatch.setattr("comosvc.serving.state.warm_up", lambda pipe, samplers: None)
     port = free_port()
     demo = app.main(["--model", str(tiny_dirs[1]), "--vocoder", "griffinlim", "--host", "127.0.0.1", "--port",
                      str(port), "--examples-dir", str(tmp_path / "examples"), "--device", "cpu"], block=False)
