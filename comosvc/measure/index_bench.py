@@ -1,7 +1,7 @@
-"""``python -m comosvc.index.bench``: what the timbre index costs, on random vectors of the default sizes.
+"""``python -m comosvc.measure.index_bench``: what the timbre index costs, on random vectors of the default sizes.
 
-    python -m comosvc.index.bench --seconds 10 --threads 1          # the blend, per second of audio
-    python -m comosvc.index.bench --kmeans                           # also one singer's k-means build
+    python -m comosvc.measure.index_bench --seconds 10 --threads 1          # the blend, per second of audio
+    python -m comosvc.measure.index_bench --kmeans                           # also one singer's k-means build
 
 The blend is timed as the pipeline runs it (:meth:`~comosvc.index.TimbreIndex.blend_batch`,
 Whisper and ContentVec, ``k`` = 8) for one singer and for a mix of two, on
@@ -42,7 +42,7 @@ def _median_seconds(fn, repeats: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     from comosvc.pipeline.mix import SingerMix
 
-    parser = argparse.ArgumentParser(prog="python -m comosvc.index.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m comosvc.measure.index_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per blend call (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
