@@ -10,6 +10,7 @@ API (the pipeline's ``around_stage`` hook for per-stage counts, never patched me
 - :mod:`~comosvc.measure.feature_timing`: ``python -m comosvc.measure.feature_timing``, the content features' speed;
 - :mod:`~comosvc.measure.streaming`: a streamed conversion against the offline one;
 - :mod:`~comosvc.measure.index_bench`: ``python -m comosvc.measure.index_bench``, what the timbre index costs;
+- :mod:`~comosvc.measure.voices`: ``python -m comosvc.measure.voices``, whose voice a conversion has after a fine-tune or with the timbre index;
 - :mod:`~comosvc.measure.timer`: repeats, interleaving, medians (on :mod:`comosvc.pipeline.clock`);
 - :mod:`~comosvc.measure.peak`: FLOP counts and the GEMM peak;
 - :mod:`~comosvc.measure.tables`: :func:`markdown_table`;
