@@ -58,6 +58,12 @@ def test_index_report(quick_reports):
     assert index_table(report).count("\n") == len(report["rows"]) + 1
 
 
+def test_ground_truth_floor_in_both_reports(quick_reports):
+    for report in quick_reports[0].values():
+        floor = report["ground_truth_griffinlim"]
+        assert set(SCORES) <= set(floor) and floor["conversions"] == report["corpus"]["test_clips"]
+
+
 def test_markdown_written_beside_the_json(quick_reports):
     out = quick_reports[1]
     text = out.with_suffix(".md").read_text()

@@ -258,6 +258,21 @@ class Scorer:
         }
 
 
+def ground_truth_floor(pipe, scorer: Scorer, clips) -> dict[str, float | int | None]:
+    """The scores of the held-out clips' own mel through the pipeline's Griffin-Lim, each against its own
+    singer: what the metrics give a perfect acoustic model (the margin is 0 by construction)."""
+    from comosvc.features.mel import MelSpectrogram
+
+    mel = MelSpectrogram(pipe.config.audio)
+    scores = []
+    with torch.no_grad():
+        for clip in clips:
+            log_mel = mel(torch.from_numpy(clip.wav)[None])
+            wav = pipe.vocoder(log_mel)[0].cpu().numpy()
+            scores.append(scorer.score(wav, clip, f"{DATASET}_{clip.singer}"))
+    return summarise(scores)
+
+
 def summarise(scores: list[dict[str, float]]) -> dict[str, float | int | None]:
     """The mean of each score over conversions (F0 corr over those where it is defined)."""
     def mean(key):
@@ -328,7 +343,9 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
     new_key = singer_key(new)
     into_base = [(c, [k for k in base_keys if k != f"{DATASET}_{c.singer}"]) for c in test]
     into_new = [(c, [new_key]) for c in test if c.singer != f"singer{new}"]
-    before, _ = convert_and_score(load_pipeline(student_dir, settings), scorer, into_base, settings)
+    base_pipe = load_pipeline(student_dir, settings)
+    floor = ground_truth_floor(base_pipe, scorer, test)
+    before, _ = convert_and_score(base_pipe, scorer, into_base, settings)
     rows = [dict(system=name, start_embedding="", conversions_into="base singers, before", **summarise(scores))
             for (name, _), scores in before.items()]
     finetunes = []
@@ -357,6 +374,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
                      for (name, _), scores in after.items()]
     return {
         "protocol": "own-voice",
+        "ground_truth_griffinlim": floor,
         "settings": _jsonable(asdict(settings)),
         "corpus": {"base_singers": new, "new_singer": new_key,
                    "base_train_seconds": round(sum(len(c.wav) for c in base_train) / rate, 1),
@@ -414,6 +432,7 @@ def run_index(settings: VoicesSettings, work: Path, encoders: dict) -> dict[str,
     blend = blend_seconds(pipe, test, keys, [r for r in ratios if r > 0], repeats=5)
     return {
         "protocol": "index",
+        "ground_truth_griffinlim": ground_truth_floor(pipe, scorer, test),
         "blend_per_audio_second": blend,
         "settings": _jsonable(asdict(settings)),
         "corpus": {"singers": settings.n_singers, "train_seconds": round(sum(len(c.wav) for c in train) / rate, 1),
@@ -606,7 +625,10 @@ def summary(report: dict[str, Any]) -> str:
         text += (f"{c['singers']} singers ({c['train_seconds']} s of training audio); index "
                  f"{'-'.join(map(str, sizes))} vectors per singer ({'+'.join(f'{k} {d}' for k, d in i['dims'].items())} dims), "
                  f"{i['file_bytes']} bytes, built in {t['index_build_seconds']} s; ")
-    return text + f"held-out {c['test_clips']} clips ({c['test_seconds']} s); total {report['seconds']} s"
+    floor = report["ground_truth_griffinlim"]
+    text += (f"held-out {c['test_clips']} clips ({c['test_seconds']} s), their own mel through Griffin-Lim: nearest = "
+             f"own singer {_cell(floor['nearest_is_target'], '.2f')}, F0 corr {_cell(floor['f0_corr'], '.3f')}; ")
+    return text + f"total {report['seconds']} s"
 
 
 def markdown(reports: dict[str, dict[str, Any]]) -> str:
