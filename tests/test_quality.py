@@ -111,3 +111,31 @@ def test_gpu_preset_runs_the_default_size_model_for_a_few_steps_on_the_cpu():
     assert report["training"]["parameters"]["denoiser"] > 20e6  # the default 384-channel, 20-layer denoiser
     assert [row["name"] for row in report["systems"]] == ["teacher-1", "teacher-2", PRIOR_MU, "student-1"]
     assert "| teacher-2 | 3 |" in markdown_table(report)
+
+
+def test_quality_report_tells_the_students_story(quick_report):
+    training = quick_report["training"]
+    # student-1 during distillation: before it (the teacher's network) and at evenly spaced steps
+    curve = training["distillation_curve"]
+    assert [p["step"] for p in curve] == [0, 60, 120, 180, 240]
+    assert all(math.isfinite(p["mel_l1"]) and p["mel_l1"] > 0 for p in curve)
+    assert training["distill_seconds_per_step"] > 0
+    rows = training["student_by_sigma"]
+    assert rows and rows[-1]["sigma"] == 80.0
+    assert all(math.isfinite(v) for row in rows for v in row.values())
+    from comosvc.measure.quality import curve_table, distillation_table, student_table
+
+    assert "| student-1 mel L1 |" in curve_table(quick_report)
+    assert student_table(quick_report).count("\n") == len(rows) + 1
+    assert "| default | (defaults) |" in distillation_table({"default": quick_report})
+
+
+def test_variants_that_change_only_distillation_share_the_teacher():
+    from comosvc.measure.quality import teacher_key
+
+    base = QualitySettings.quick()
+    same = [["distill.loss=pseudo_huber"], ["model.cd_steps=10", "model.ema_decay=0"], ["distill.teacher_regression=1"]]
+    for overrides in same:
+        assert teacher_key(QualitySettings.quick(overrides=overrides)) == teacher_key(base)
+    assert teacher_key(QualitySettings.quick(overrides=["model.denoiser_linear_paths=false"])) != teacher_key(base)
+    assert teacher_key(QualitySettings.quick(teacher_train_steps=10)) != teacher_key(base)

@@ -27,6 +27,14 @@ A self-contained check on synthetic data, small enough for a CPU:
 Systems: the teacher at ``inference.teacher_steps`` and at a few fewer steps, the student
 at 1, 2 and 4 steps, plus the prior's coarse mel ``mu`` (no diffusion at all) for reference.
 
+The student's story besides: its one-step mel L1 at a few points of distillation (the
+distillation curve), the seconds per distillation step, and
+:func:`comosvc.measure.distillation.student_error_by_sigma` (how close the student is to the
+teacher's ODE solution at each grid sigma, on the data noised as in training and on the
+re-noised estimate that 2+ sampling steps feed it). Variants that change only distillation
+settings (``distill.*``, ``model.cd_steps``, ``model.ema_decay``) distil one trained teacher;
+``--teacher-from DIR`` distils a teacher saved by an earlier ``--save DIR``.
+
     python -m comosvc.quality --out quality.json           # ~5-10 min on 2 CPU cores
     python -m comosvc.quality --quick                      # the test's size, ~1 min
 """
@@ -41,6 +49,7 @@ import logging
 import math
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +92,11 @@ class QualitySettings:
     student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     griffinlim_iters: int = 32
     mcd: bool = True
+    # student-1's mel L1 at this many evenly spaced points of distillation (the distillation curve); 0: none
+    curve_points: int = 4
+    # a saved teacher (``--save DIR`` writes DIR/teacher) to distil instead of training one; it must
+    # have been trained on this corpus (same settings and seed)
+    teacher_from: str | None = None
     seed: int = 0
     # torch CPU threads during the run (restored after): the tiny model gains nothing from more, and
     # on a busy machine extra threads spin-wait (several times slower); None keeps torch's setting
@@ -258,41 +272,98 @@ def _loader(dataset, batch_size: int, seed: int):
     )
 
 
-def train_teacher_and_student(config, splits, stats: dict, singers: dict[str, int], settings: QualitySettings, work: Path):
-    """Train the teacher, distil it; returns ``(teacher, student, info)`` (both in eval mode)."""
-    from comosvc.data.dataset import FeatureDataset
+# Config keys that change only the distillation: variants differing in these alone distil the same teacher.
+DISTILLATION_KEYS = ("distill.", "model.cd_steps=", "model.ema_decay=")
+
+
+def teacher_key(settings: QualitySettings) -> str:
+    """What the teacher of a run depends on: its settings without the distillation-only ones."""
+    teacher_overrides = [o for o in settings.overrides if not o.startswith(DISTILLATION_KEYS)]
+    return json.dumps(
+        _jsonable(asdict(dataclasses.replace(settings, overrides=teacher_overrides, distill_steps=0, distill_lr=None,
+                                             student_steps=[], curve_points=0))),
+        sort_keys=True,
+    )
+
+
+def train_teacher(config, train, singers: dict[str, int], stats: dict, settings: QualitySettings, work: Path):
+    """The teacher, trained (or loaded from ``settings.teacher_from``); returns ``(teacher, info)`` in eval mode."""
     from comosvc.models.comosvc import ComoSVC
-    from comosvc.models.consistency import ConsistencyDistiller
     from comosvc.training import Objective
 
+    if settings.teacher_from:
+        teacher = ComoSVC.from_pretrained(settings.teacher_from).eval()
+        if teacher.distilled or teacher.singers != singers:
+            raise SystemExit(f"--teacher-from {settings.teacher_from}: not a teacher of this corpus ({settings.n_singers} singers)")
+        return teacher, {"teacher_train_steps": teacher.training_steps, "teacher_train_seconds": None, "teacher_lr": None,
+                         "teacher_from": settings.teacher_from, "parameters": teacher.num_parameters()}
     torch.manual_seed(settings.seed)
-    train = FeatureDataset(splits["train"], stats, singers, crop_frames=settings.crop_frames, random_crop=True)
-
     teacher = ComoSVC(config, singers=singers, stats=stats)
     tc = _train_config(config.train, settings.teacher_train_steps, settings.teacher_lr, settings)
-    teacher_summary, teacher_seconds = _train(
+    summary, seconds = _train(
         Objective(teacher, "teacher_loss"), teacher.parameters(), _loader(train, tc.batch_size, settings.seed),
         tc, work / "teacher", "teacher",
     )
-    teacher.eval()
+    teacher.training_steps = summary.state.step
+    info = {"teacher_train_steps": summary.state.step, "teacher_train_seconds": round(seconds, 1), "teacher_lr": tc.lr,
+            "parameters": teacher.num_parameters()}
+    return teacher.eval(), info
 
-    distiller = ConsistencyDistiller(teacher)
+
+def distil(config, teacher, train, settings: QualitySettings, work: Path, curve_batch=None, denormalize=None):
+    """Distil ``teacher`` with ``config``'s distillation settings; returns ``(student, info)``.
+
+    With ``curve_batch`` (collated held-out clips) and ``settings.curve_points``, ``info["curve"]``
+    holds student-1's mel L1 (after ``denormalize``) at evenly spaced steps of distillation."""
+    from comosvc.models.consistency import ConsistencyDistiller
+    from comosvc.training import Objective
+
+    teacher = copy.copy(teacher)
+    teacher.config = config  # the distillation keys of this run (same architecture)
+    torch.manual_seed(settings.seed + 1)
+    distiller = ConsistencyDistiller(teacher, config.distill)
     dc = _train_config(config.distill, settings.distill_steps, settings.distill_lr, settings)
-    distill_summary, distill_seconds = _train(
+    points = settings.curve_points if curve_batch is not None else 0
+    marks = {round(settings.distill_steps * (i + 1) / points) for i in range(points)} if points else set()
+    curve = [{"step": 0, "mel_l1": _one_step_l1(distiller, curve_batch, denormalize, settings.seed)}] if points else []
+    curve_seconds = [0.0]  # the curve's evaluations are not distillation time
+
+    def after_update(step: int) -> None:
+        distiller.update_ema()
+        if step in marks:
+            start = time.perf_counter()
+            curve.append({"step": step, "mel_l1": _one_step_l1(distiller, curve_batch, denormalize, settings.seed)})
+            curve_seconds[0] += time.perf_counter() - start
+
+    summary, seconds = _train(
         Objective(distiller, "loss"), distiller.trainable_parameters(), _loader(train, dc.batch_size, settings.seed + 1),
-        dc, work / "distill", "distill", after_update=lambda step: distiller.update_ema(),
+        dc, work / "distill", "distill", after_update=after_update,
     )
-    student = distiller.export(distillation_steps=distill_summary.state.step).eval()
+    student = distiller.export(distillation_steps=summary.state.step).eval()
     info = {
-        "teacher_train_steps": teacher_summary.state.step,
-        "teacher_train_seconds": round(teacher_seconds, 1),
-        "teacher_lr": tc.lr,
-        "distill_steps": distill_summary.state.step,
-        "distill_seconds": round(distill_seconds, 1),
+        "distill_steps": summary.state.step,
+        "distill_seconds": round(seconds, 1),
+        # the loop's time in training steps (no checkpoints, no curve), per optimiser step
+        "distill_seconds_per_step": round((summary.train_seconds - curve_seconds[0]) / max(summary.steps_run, 1), 4),
         "distill_lr": dc.lr,
-        "parameters": teacher.num_parameters(),
+        "distillation_curve": curve,
     }
-    return teacher, student, info
+    return student, info
+
+
+@torch.no_grad()
+def _one_step_l1(distiller, batch, denormalize, seed: int) -> float:
+    """Student-1 (the EMA target, as exported) on the held-out ``batch``: mel L1 to the ground truth,
+    from the evaluation's noise."""
+    teacher, edm = distiller.teacher, distiller.edm
+    prepared = teacher.prepare_batch(batch, need_mel=True)
+    mask = prepared["mask"]
+    mu = teacher.encode(prepared)
+    generator = torch.Generator().manual_seed(seed + 1000)
+    eps = torch.randn(prepared["mel"].shape, generator=generator).to(mu)
+    mel = edm.denoised(distiller.target, edm.sigma_max * edm.draw_noise(mu, eps=eps), edm.sigma_max, mu, mask)
+    valid = mask[..., None].expand_as(mel)
+    return round(float((denormalize(mel) - denormalize(prepared["mel"])).abs()[valid].mean()), 4)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -407,24 +478,32 @@ def _mcd(vocoder, log_mel: np.ndarray, wav_ref: np.ndarray, sample_rate: int) ->
 
 
 def run_quality(
-    settings: QualitySettings, work_dir: str | Path | None = None, save_dir: str | Path | None = None
+    settings: QualitySettings,
+    work_dir: str | Path | None = None,
+    save_dir: str | Path | None = None,
+    teachers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Corpus -> features -> teacher -> student -> scores; the report dict (JSON-ready).
 
     ``work_dir`` keeps the training checkpoints (default: a temporary folder);
-    ``save_dir`` receives the trained models (``save_dir/teacher``, ``save_dir/student``).
+    ``save_dir`` receives the trained models (``save_dir/teacher``, ``save_dir/student``);
+    ``teachers`` (a dict, filled in) keeps trained teachers by :func:`teacher_key`, so that runs
+    differing only in distillation settings distil one teacher.
     """
     threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     try:
-        return _run_quality(settings, work_dir, save_dir)
+        return _run_quality(settings, work_dir, save_dir, teachers if teachers is not None else {})
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any]:
+def _run_quality(settings: QualitySettings, work_dir, save_dir, teachers: dict[str, Any]) -> dict[str, Any]:
+    from comosvc.data.dataset import FeatureDataset, collate
     from comosvc.data.preprocess import compute_stats
+    from comosvc.features.mel import MelStats
+    from comosvc.measure.distillation import student_error_by_sigma
 
     timer = Timer().start()
     config = quality_config(settings)
@@ -435,16 +514,25 @@ def _run_quality(settings: QualitySettings, work_dir, save_dir) -> dict[str, Any
     splits = feature_splits(clips, features)
     stats = compute_stats(splits, config)
     singers = {f"{DATASET}_singer{s}": s for s in range(settings.n_singers)}
+    examples = held_out_examples(splits, stats, singers)
+    held_out = collate(examples)
+    denormalize = MelStats.from_dict(stats["mel"][DATASET]).denormalize
+    train = FeatureDataset(splits["train"], stats, singers, crop_frames=settings.crop_frames, random_crop=True)
     with tempfile.TemporaryDirectory(prefix="comosvc-quality-") as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
-        teacher, student, info = train_teacher_and_student(config, splits, stats, singers, settings, work)
+        key = teacher_key(settings)
+        if key not in teachers:
+            teachers[key] = train_teacher(config, train, singers, stats, settings, work)
+        teacher, info = teachers[key]
+        student, distill_info = distil(config, teacher, train, settings, work, held_out, denormalize)
+    info = {**info, **distill_info}
     if save_dir is not None:
         teacher.save_pretrained(Path(save_dir) / "teacher")
         student.distilled_from = str(Path(save_dir) / "teacher")
         student.save_pretrained(Path(save_dir) / "student")
-    examples = held_out_examples(splits, stats, singers)
     rows, per_clip = evaluate_systems(teacher, student, examples, stats, clips, settings)
     info["teacher_loss_by_sigma"] = teacher_loss_by_sigma(teacher, examples, seed=settings.seed)
+    info["student_by_sigma"] = student_error_by_sigma(teacher, student, held_out, denormalize, seed=settings.seed)
     sr = config.audio.sample_rate
     return {
         "settings": _jsonable(asdict(settings)),
@@ -523,6 +611,50 @@ def variants_table(reports: dict[str, dict[str, Any]]) -> str:
     return tables.markdown_table(headers, rows)
 
 
+def student_table(report: dict[str, Any]) -> str:
+    """The student at each sigma of the diagnostic (:func:`comosvc.measure.distillation.student_error_by_sigma`)."""
+    from comosvc.measure import tables
+
+    headers = ["grid n", "sigma", "student to teacher's solution", "student to truth", "teacher's solution to truth",
+               "student on re-noised estimate to truth", "teacher on re-noised estimate to truth"]
+    keys = ["student_to_teacher", "student_to_truth", "teacher_to_truth", "renoised_student_to_truth", "renoised_teacher_to_truth"]
+    rows = [[str(r["n"]), f"{r['sigma']:g}", *(f"{r[k]:.3f}" for k in keys)] for r in report["training"]["student_by_sigma"]]
+    return tables.markdown_table(headers, rows)
+
+
+def curve_table(report: dict[str, Any]) -> str:
+    """Student-1's mel L1 against distillation steps, one row."""
+    from comosvc.measure import tables
+
+    curve = report["training"]["distillation_curve"]
+    return tables.markdown_table(["distillation step", *(str(p["step"]) for p in curve)],
+                                 [["student-1 mel L1", *(f"{p['mel_l1']:.3f}" for p in curve)]])
+
+
+def distillation_table(reports: dict[str, dict[str, Any]], settings: dict[str, list[str]] | None = None) -> str:
+    """One row per variant: seconds per distillation step, student-k mel L1 and variance ratio,
+    student-1 against teacher-40 and the best teacher-k."""
+    from comosvc.measure import tables
+
+    first = next(iter(reports.values()))
+    reference = f"teacher-{first['settings']['teacher_steps']}"
+    students = [row["name"] for row in first["systems"] if row["name"].startswith("student-")]
+    headers = ["variant", "settings", "s / distillation step", *(f"{n} L1" for n in students),
+               *(f"{n} var. ratio" for n in students), f"student-1 / {reference}", "student-1 / best teacher-k"]
+    rows = []
+    for variant, report in reports.items():
+        systems = {row["name"]: row for row in report["systems"]}
+        best = min(row["mel_l1"] for name, row in systems.items() if name.startswith("teacher-"))
+        one = systems.get("student-1", systems[students[0]])["mel_l1"]
+        rows.append([
+            variant, " ".join((settings or {}).get(variant, [])) or "(defaults)",
+            f"{report['training']['distill_seconds_per_step']:.3f}",
+            *(f"{systems[n]['mel_l1']:.3f}" for n in students), *(f"{systems[n]['variance_ratio']:.3f}" for n in students),
+            f"{one / systems[reference]['mel_l1']:.3f}", f"{one / best:.3f}",
+        ])
+    return tables.markdown_table(headers, rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m comosvc.quality",
@@ -554,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher-steps", type=int, help="teacher sampling steps (default: the config's inference.teacher_steps)")
     parser.add_argument("--student-steps", type=int, nargs="+", help="student sampling steps (default 1 2 4)")
     parser.add_argument("--no-mcd", action="store_true", help="skip Griffin-Lim vocoding and MCD")
+    parser.add_argument("--teacher-from", metavar="DIR",
+                        help="distil this saved teacher (DIR/teacher of an earlier --save, same settings) instead of training one")
+    parser.add_argument("--curve-points", type=int, help=f"student-1 evaluations during distillation (default {d.curve_points})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the report here (and the table as .md)")
@@ -574,6 +709,8 @@ def settings_from_args(args: argparse.Namespace) -> QualitySettings:
         "teacher_steps": args.teacher_steps,
         "student_steps": args.student_steps,
         "threads": args.threads,
+        "teacher_from": args.teacher_from,
+        "curve_points": args.curve_points,
     }
     changes = {k: v for k, v in mapping.items() if v is not None}
     changes.update(overrides=args.overrides, seed=args.seed)
@@ -601,7 +738,8 @@ def _summary(report: dict[str, Any]) -> str:
     return (
         f"{report['corpus']['singers']} singers, {report['corpus']['train_seconds']} s training / "
         f"{report['corpus']['test_seconds']} s held-out; teacher {t['teacher_train_steps']} steps "
-        f"({t['teacher_train_seconds']} s), distillation {t['distill_steps']} steps ({t['distill_seconds']} s); "
+        f"({t['teacher_train_seconds']} s), distillation {t['distill_steps']} steps ({t['distill_seconds']} s, "
+        f"{t['distill_seconds_per_step']} s per step); "
         f"total {report['seconds']} s"
     )
 
@@ -610,18 +748,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = settings_from_args(args)
-    reports, texts = {}, []
-    for name, overrides in parse_variants(args.variant).items():
+    reports, texts, teachers = {}, [], {}
+    variants = parse_variants(args.variant)
+    for name, overrides in variants.items():
         variant = dataclasses.replace(settings, overrides=list(settings.overrides) + overrides)
         save = args.save / name if args.save is not None and args.variant else args.save
-        report = reports[name] = run_quality(variant, save_dir=save)
+        report = reports[name] = run_quality(variant, save_dir=save, teachers=teachers)
         text = f"## {name}{' (' + ' '.join(overrides) + ')' if overrides else ''}\n\n{markdown_table(report)}\n\n"
         text += f"{_summary(report)}\n\nThe teacher's diffusion loss on the held-out clips by noise level "
-        text += f"(about 1 at low sigma: small noise is not removed):\n\n{sigma_table(report)}\n"
+        text += f"(about 1 at low sigma: small noise is not removed):\n\n{sigma_table(report)}\n\n"
+        text += f"The student by noise level (log-mel L1; the re-noised estimate is what 2+ student steps feed it):\n\n"
+        text += f"{student_table(report)}\n"
+        if report["training"]["distillation_curve"]:
+            text += f"\nDistillation curve:\n\n{curve_table(report)}\n"
         texts.append(text)
         print(text, flush=True)
     if len(reports) > 1:
-        texts.append(f"## Variants\n\n{variants_table(reports)}\n")
+        texts.append(f"## Variants\n\n{variants_table(reports)}\n\n{distillation_table(reports, variants)}\n")
         print(texts[-1])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
