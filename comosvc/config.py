@@ -220,11 +220,11 @@ class DistillConfig(TrainConfig):
     weighting: Literal["uniform", "inverse_gap"] = "uniform"
     # choice of n: "uniform" (the reference) or "lognormal" (interval probability under ln s ~ N(-1.1, 2^2))
     sigma_sampling: Literal["uniform", "lognormal"] = "uniform"
-    teacher_solver: Literal["heun", "euler"] = "heun"  # the teacher's step from t_{n+1} to t_n
-    # weight of a regression of the student onto the teacher's own few-step ODE solution from the
-    # same noisy input (Euler, teacher_regression_steps steps, no gradient); 0 = off (the reference)
-    teacher_regression: float = 0.0
-    teacher_regression_steps: int = 2
+    teacher_solver: Literal["heun", "euler"] = "euler"  # the teacher's step from t_{n+1} to t_n (reference: heun)
+    # weight of a regression of the student onto the teacher's own solution from the same noisy input:
+    # the teacher sampler's teacher_regression_steps Euler steps (no gradient); 0 = off (the reference)
+    teacher_regression: float = 1.0
+    teacher_regression_steps: int = 3
 
 
 @dataclass

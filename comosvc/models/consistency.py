@@ -21,8 +21,9 @@ student itself, Song & Dhariwal 2023). The switches (``distill`` section,
 - ``weighting``: ``lambda(n)`` = 1 (``uniform``) or ``1 / (t_{n+1} - t_n)`` (``inverse_gap``);
 - ``sigma_sampling``: ``P(n)`` uniform or the mass of ``ln s ~ N(-1.1, 2^2)`` on ``[t_n, t_{n+1}]`` (``lognormal``);
 - ``teacher_solver``: ``heun`` or ``euler``;
-- ``teacher_regression``: ``w`` (0: off), with ``k = teacher_regression_steps`` Euler steps on the
-  Karras sigmas from ``t_{n+1}`` (the teacher sampler's schedule), sharing the step's first evaluation.
+- ``teacher_regression``: ``w`` (0: off); the solution is what the ``k``-step teacher sampler
+  (``k = teacher_regression_steps``, Euler) computes, started from ``x_{n+1}`` at ``t_{n+1}`` instead of
+  ``s_max``: ``k`` more network evaluations (its first is the teacher step's).
 
 The EMA moves only when the training loop calls ``update_ema`` (the reference also moved it
 inside validation). ``D`` uses the shifted ``c_skip``/``c_out`` so ``D(x, s_min) = x``.
@@ -179,16 +180,16 @@ class ConsistencyDistiller(nn.Module):
     def teacher_solution(
         self, denoised_fn, x: torch.Tensor, sigma: torch.Tensor, steps: int, denoised: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The teacher's ODE solution from ``x`` at ``sigma`` ``(B,)``: ``steps`` Euler steps on the
-        Karras sigmas from ``sigma`` to ``s_min`` and a last one to 0 (the teacher sampler's schedule);
-        ``denoised``: ``D(x, sigma)`` if already computed (then ``steps - 1`` network evaluations)."""
-        ramp = torch.linspace(0, 1, steps, device=x.device, dtype=torch.float64)[None]
+        """The teacher's ODE solution from ``x`` at ``sigma`` ``(B,)`` as the ``steps``-step teacher sampler
+        computes it from ``s_max``: Euler on ``steps + 1`` Karras sigmas from ``sigma`` to ``s_min`` and a
+        last update to 0, ``steps + 1`` network evaluations (``steps`` if ``denoised = D(x, sigma)`` is given)."""
+        ramp = torch.linspace(0, 1, steps + 1, device=x.device, dtype=torch.float64)[None]
         lo, hi = self.edm.sigma_min ** (1 / self.edm.rho), sigma.double()[:, None] ** (1 / self.edm.rho)
         sigmas = torch.cat([(hi + ramp * (lo - hi)) ** self.edm.rho, torch.zeros_like(sigma.double())[:, None]], 1).to(x)
-        for k in range(steps):
+        for k in range(steps + 1):
             s, s_next = sigmas[:, k].reshape(-1, 1, 1), sigmas[:, k + 1].reshape(-1, 1, 1)
             denoised = denoised_fn(x, sigmas[:, k]) if k > 0 or denoised is None else denoised
-            x = denoised if k == steps - 1 else x + (s_next - s) * (x - denoised) / s
+            x = denoised if k == steps else x + (s_next - s) * (x - denoised) / s
         return x
 
     def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
