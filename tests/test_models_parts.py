@@ -302,10 +302,13 @@ def test_student_sampler_equals_the_formula(steps):
     out = model.sample(batch, steps=steps, noise=noise)
     with torch.no_grad():
         mu = model.encode(batch)
-        # The k sampling sigmas sit on the N-point distillation grid at indices i * (N // k).
-        n_grid, stride = cfg.cd_steps, cfg.cd_steps // steps
+        # s_max, then the N-point distillation grid's sigmas nearest the centres of steps - 1 equal
+        # log-parts of [1, 10] (tiny config: N = 40; 2 steps: 2.818, 4 steps: 6.590, 2.818, 1.382)
+        n_grid = cfg.cd_steps
         lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
-        sigmas = [(hi + i * stride / (n_grid - 1) * (lo - hi)) ** cfg.rho for i in range(steps)]
+        grid = [(hi + j / (n_grid - 1) * (lo - hi)) ** cfg.rho for j in range(n_grid)]
+        centres = [10 ** (1 - (i + 0.5) / (steps - 1)) for i in range(steps - 1)]
+        sigmas = [cfg.sigma_max] + [min(grid, key=lambda g: abs(g - c)) for c in centres]
         x = direct_denoise(model, cfg.sigma_max * (noise[0] + mu), sigmas[0], mu, mask)
         for k in range(1, steps):
             renoised = x + math.sqrt(sigmas[k] ** 2 - cfg.sigma_min**2) * (noise[k] + mu)
@@ -326,7 +329,7 @@ def test_student_sampler_equals_stock_diffusers_loop(steps):
         num_train_timesteps=cfg.cd_steps, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max,
         sigma_data=cfg.sigma_data, rho=cfg.rho, clip_denoised=False,
     )  # fmt: skip
-    scheduler.set_timesteps(steps)
+    scheduler.set_timesteps(timesteps=StudentSampler(steps, cfg.cd_steps).timesteps())
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         mu = model.encode(batch)
@@ -526,3 +529,14 @@ def test_parameter_counts_at_default_size():
     print("default-size parameters:", counts)
     assert 25.0e6 < counts["denoiser"] < 27.0e6  # docs/design.md: about 26M
     assert 10.0e6 < counts["prior"] < 12.0e6  # about 11M (condition encoder: another 0.9M)
+
+
+def test_student_sampler_renoises_inside_the_band_on_the_grid():
+    grid = karras_sigmas(40, 0.002, 80.0, 7.0).tolist()  # from s_max down
+    picked = {k: [round(grid[j], 3) for j in sorted(StudentSampler(k, 40).timesteps())] for k in (1, 2, 3, 4)}
+    assert picked == {1: [80.0], 2: [80.0, 2.818], 3: [80.0, 5.38, 1.767], 4: [80.0, 6.59, 2.818, 1.382]}
+    # more steps than the band holds: distinct positions, descending, within the grid
+    for k in (12, 20, 40):
+        timesteps = StudentSampler(k, 40).timesteps()
+        assert timesteps == sorted(set(timesteps), reverse=True) and len(timesteps) == k and timesteps[-1] == 0
+        assert timesteps[0] <= 39

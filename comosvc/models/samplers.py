@@ -21,17 +21,23 @@ and, only through something that can load its teacher (the conversion pipeline),
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
 
-from comosvc.config import ComoSVCConfig
+from comosvc.config import ComoSVCConfig, ModelConfig
 from comosvc.models.consistency import consistency_scheduler
-from comosvc.models.edm import EDM, Network
+from comosvc.models.edm import EDM, Network, karras_sigmas
 
 SamplerName = Literal["teacher", "student"]
+# The student re-noises steps 2..k at the centres of k - 1 equal parts of this sigma band on a log
+# scale, each moved to the nearest sigma of the distillation grid. Measured (docs/benchmarks.md
+# "Distillation quality"): below about 0.5 neither teacher nor student removes the re-noising, and
+# later steps above 10 scored worse than steps inside the band.
+RENOISE_BAND = (1.0, 10.0)
 SAMPLERS = ("teacher", "student")
 SOLVERS = ("euler", "heun")
 
@@ -124,10 +130,11 @@ class StudentSampler:
     """The consistency student: ``steps`` denoisings, re-noised between them (CM paper Algorithm 1).
 
     ``x = s_max n_0; x = D(x, s_1)``, then for each further sigma ``s_k``:
-    ``x = D(x + sqrt(s_k^2 - s_min^2) n_k, s_k)``. The sigmas are those diffusers'
-    ``CMStochasticIterativeScheduler(num_train_timesteps=cd_steps)`` picks from the
-    distillation grid, so ``steps`` is 1 .. ``cd_steps`` (``model.cd_steps``; 1-4 typical).
-    ``noise_draws`` and ``nfe`` are both ``steps``.
+    ``x = D(x + sqrt(s_k^2 - s_min^2) n_k, s_k)``. ``s_1 = s_max``; ``s_2 > ... > s_k`` are the
+    distillation-grid sigmas nearest the centres of ``k - 1`` equal log-parts of :data:`RENOISE_BAND`
+    (:meth:`timesteps`), run by diffusers' ``CMStochasticIterativeScheduler(num_train_timesteps=cd_steps)``
+    with those timesteps. ``steps`` is 1 .. ``cd_steps`` (``model.cd_steps``; 1-4 typical; past the band's
+    grid sigmas the further ones go below it). ``noise_draws`` and ``nfe`` are both ``steps``.
     """
 
     steps: int
@@ -157,6 +164,19 @@ class StudentSampler:
         """Denoiser network evaluations of one :meth:`sample`."""
         return self.steps
 
+    def timesteps(self) -> list[int]:
+        """The grid positions of the sampling sigmas, counted from ``s_max`` (0), as diffusers'
+        ``set_timesteps(timesteps=...)`` takes them (descending): each the nearest free position below
+        the last to its band centre (on the grid of the default ``sigma_min``, ``sigma_max``, ``rho``)."""
+        grid = _grid(self.cd_steps)
+        lo, hi = math.log(RENOISE_BAND[0]), math.log(RENOISE_BAND[1])
+        picks = [0]
+        for i in range(self.steps - 1):
+            centre = math.exp(hi - (i + 0.5) * (hi - lo) / (self.steps - 1))
+            room = self.cd_steps - 1 - (self.steps - 2 - i)  # leave a position for each later step
+            picks.append(min(range(picks[-1] + 1, room + 1), key=lambda j: abs(grid[j] - centre)))
+        return sorted(picks, reverse=True)
+
     @torch.no_grad()
     def sample(
         self,
@@ -175,7 +195,7 @@ class StudentSampler:
         """
         _check_noise(noise, self.noise_draws, f"{self.steps}-step student sampling")
         scheduler = consistency_scheduler(edm, self.cd_steps)
-        scheduler.set_timesteps(self.steps)
+        scheduler.set_timesteps(timesteps=self.timesteps())
         sigmas = scheduler.sigmas[: self.steps].tolist()  # s_max first; the trailing s_min is not a sampling step
 
         def draw(k: int) -> torch.Tensor:
@@ -187,6 +207,12 @@ class StudentSampler:
                 x = x + (sigma**2 - edm.sigma_min**2) ** 0.5 * draw(k)
             x = edm.denoised(network, x, sigma, mu, mask)
         return x, self.steps
+
+
+def _grid(cd_steps: int) -> list[float]:
+    """The distillation grid's sigmas from ``s_max`` (position 0) down, with the default EDM constants."""
+    c = ModelConfig()
+    return karras_sigmas(cd_steps, c.sigma_min, c.sigma_max, c.rho).tolist()
 
 
 Sampler = Union[TeacherSampler, StudentSampler]
