@@ -757,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         text = f"## {name}{' (' + ' '.join(overrides) + ')' if overrides else ''}\n\n{markdown_table(report)}\n\n"
         text += f"{_summary(report)}\n\nThe teacher's diffusion loss on the held-out clips by noise level "
         text += f"(about 1 at low sigma: small noise is not removed):\n\n{sigma_table(report)}\n\n"
-        text += f"The student by noise level (log-mel L1; the re-noised estimate is what 2+ student steps feed it):\n\n"
+        text += "The student by noise level (log-mel L1; the re-noised estimate is what 2+ student steps feed it):\n\n"
         text += f"{student_table(report)}\n"
         if report["training"]["distillation_curve"]:
             text += f"\nDistillation curve:\n\n{curve_table(report)}\n"

@@ -1,4 +1,4 @@
-"""Consistency distillation (Song et al. 2023, CD with a Heun teacher step) and the student sampler.
+"""Consistency distillation (Song et al. 2023, with a regression onto the teacher) and the student sampler.
 
 Distillation: the condition encoder, the prior and the teacher's denoiser network
 ``phi`` are frozen; the student network ``theta`` and its EMA target ``theta-`` both
@@ -63,12 +63,17 @@ if TYPE_CHECKING:
 # sigma_sampling="lognormal": ln s ~ N(LOGNORMAL_MEAN, LOGNORMAL_STD^2) (Song & Dhariwal 2023)
 LOGNORMAL_MEAN, LOGNORMAL_STD = -1.1, 2.0
 PSEUDO_HUBER_C = 0.00054  # c = PSEUDO_HUBER_C sqrt(dim) (Song & Dhariwal 2023)
-LOSSES, WEIGHTINGS, SIGMA_SAMPLINGS, TEACHER_SOLVERS = ("l2", "pseudo_huber"), ("uniform", "inverse_gap"), ("uniform", "lognormal"), ("heun", "euler")
+CHOICES = {  # the distill settings with a fixed set of values
+    "loss": ("l2", "pseudo_huber"),
+    "weighting": ("uniform", "inverse_gap"),
+    "sigma_sampling": ("uniform", "lognormal"),
+    "teacher_solver": ("heun", "euler"),
+}
 
 
 def check_distill_settings(settings: "DistillConfig") -> None:
     """One line naming the valid values for a distill setting out of range."""
-    for key, valid in (("loss", LOSSES), ("weighting", WEIGHTINGS), ("sigma_sampling", SIGMA_SAMPLINGS), ("teacher_solver", TEACHER_SOLVERS)):
+    for key, valid in CHOICES.items():
         if getattr(settings, key) not in valid:
             raise ValueError(f"distill.{key} must be one of {', '.join(valid)}, got {getattr(settings, key)!r}")
     if not settings.teacher_regression >= 0:
@@ -217,7 +222,8 @@ class ConsistencyDistiller(nn.Module):
         with torch.no_grad():
             solution = self.teacher_solution(teacher_denoised, x_next, t_next, settings.teacher_regression_steps, first)
         regression = consistency_distance(prediction, solution, mask, settings.loss)
-        return {"loss": consistency + settings.teacher_regression * regression, "consistency": consistency, "regression": regression}
+        loss = consistency + settings.teacher_regression * regression
+        return {"loss": loss, "consistency": consistency, "regression": regression}
 
     @torch.no_grad()
     def update_ema(self) -> None:
