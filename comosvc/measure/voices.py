@@ -84,6 +84,7 @@ class VoicesSettings:
     student_steps: int = 1
     griffinlim_iters: int = 32
     overrides: list[str] = field(default_factory=list)
+    finetune_overrides: list[str] = field(default_factory=list)  # section.key=value for the fine-tune only
     seed: int = 0
     threads: int | None = 1  # torch CPU threads during the run (restored after); None keeps torch's
 
@@ -355,7 +356,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
             f"finetune.start_embedding={start}", f"finetune.min_seconds={min(30.0, settings.new_voice_seconds / 2)}",
             "train.log_with=none", "distill.log_with=none", "train.num_workers=0", "distill.num_workers=0",
             f"inference.teacher_steps={settings.teacher_steps}",
-        ] + ([f"finetune.lr={settings.finetune_lr}"] if settings.finetune_lr is not None else [])
+        ] + ([f"finetune.lr={settings.finetune_lr}"] if settings.finetune_lr is not None else []) + settings.finetune_overrides
         clock = Timer().start()
         with _quiet():
             result = finetune(
@@ -658,6 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-embedding", nargs="+", choices=["nearest_f0", "mean"], help="default: both")
     parser.add_argument("--ratios", type=float, nargs="+", help="index ratios (default 0 0.5 0.75 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a setting of the fine-tune only, e.g. finetune.train_parts=[speaker]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
     parser.add_argument("--work", type=Path, metavar="DIR", help="keep the corpora, data and models here")
@@ -680,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         "finetune_lr": args.finetune_lr, "new_voice_seconds": args.new_voice_seconds,
         "start_embeddings": args.start_embedding, "ratios": args.ratios, "threads": args.threads,
     }.items() if v is not None}
-    changes.update(overrides=args.overrides, seed=args.seed)
+    changes.update(overrides=args.overrides, finetune_overrides=args.finetune_overrides, seed=args.seed)
     settings = VoicesSettings.quick(**changes) if args.quick else VoicesSettings(**changes)
     protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
     reports = run_voices(settings, protocols, args.work)
