@@ -398,7 +398,7 @@ def evaluate_systems(teacher, student, examples: list[dict], stats: dict, clips,
     truth_wavs = [c.wav[: n * config.audio.hop_length] for c, n in zip([c for c in clips if c.split == "test"], lengths)]
 
     teachers = [TeacherSampler.from_config(config, k) for k in sorted(set(settings.teacher_step_list) | {settings.teacher_steps})]
-    students = [StudentSampler.from_config(config, k) for k in settings.student_steps]
+    students = [StudentSampler.from_config(student.config, k) for k in settings.student_steps]  # its cd_steps
     generator = torch.Generator().manual_seed(settings.seed + 1000)
     max_draws = max(sampler.noise_draws for sampler in teachers + students)
     noise = [torch.randn(batch["mel"].shape, generator=generator).to(teacher.device) for _ in range(max_draws)]
