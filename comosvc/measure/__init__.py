@@ -9,6 +9,8 @@ API (the pipeline's ``around_stage`` hook for per-stage counts, never patched me
 - :mod:`~comosvc.measure.vocoder_bench`: ``python -m comosvc.measure.vocoder_bench``, the vocoders' speed;
 - :mod:`~comosvc.measure.feature_timing`: ``python -m comosvc.measure.feature_timing``, the content features' speed;
 - :mod:`~comosvc.measure.streaming`: a streamed conversion against the offline one;
+- :mod:`~comosvc.measure.distillation`: where a student is trained well (its distance to the teacher by sigma);
+- :mod:`~comosvc.measure.distill_timing`: ``python -m comosvc.measure.distill_timing``, seconds per distillation step;
 - :mod:`~comosvc.measure.index_bench`: ``python -m comosvc.measure.index_bench``, what the timbre index costs;
 - :mod:`~comosvc.measure.voices`: ``python -m comosvc.measure.voices``, whose voice a conversion has after a fine-tune or with the timbre index;
 - :mod:`~comosvc.measure.timer`: repeats, interleaving, medians (on :mod:`comosvc.pipeline.clock`);

@@ -50,10 +50,9 @@ import copy
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from diffusers import CMStochasticIterativeScheduler
 from torch import nn
 
-from comosvc.models.edm import EDM, karras_sigmas
+from comosvc.models.edm import karras_sigmas
 
 if TYPE_CHECKING:
     from comosvc.config import DistillConfig
@@ -99,19 +98,6 @@ def consistency_distance(
         return (weights * squares).sum() / dim.sum()
     c = PSEUDO_HUBER_C * dim.sqrt()
     return (weights * ((squares + c**2).sqrt() - c) / dim.sqrt()).mean()
-
-
-def consistency_scheduler(edm: EDM, train_steps: int) -> CMStochasticIterativeScheduler:
-    """diffusers' consistency-model scheduler on our ``train_steps``-point Karras grid (no clipping)."""
-    return CMStochasticIterativeScheduler(
-        num_train_timesteps=train_steps,
-        sigma_min=edm.sigma_min,
-        sigma_max=edm.sigma_max,
-        sigma_data=edm.sigma_data,
-        s_noise=1.0,
-        rho=edm.rho,
-        clip_denoised=False,
-    )
 
 
 class ConsistencyDistiller(nn.Module):
@@ -258,4 +244,4 @@ class ConsistencyDistiller(nn.Module):
         return model.to(self.sigmas.device).eval()
 
 
-__all__ = ["ConsistencyDistiller", "check_distill_settings", "consistency_distance", "consistency_scheduler"]
+__all__ = ["ConsistencyDistiller", "check_distill_settings", "consistency_distance"]

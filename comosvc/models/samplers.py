@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Sequence, Union
 
 import torch
+from diffusers import CMStochasticIterativeScheduler
 from tqdm.auto import tqdm
 
 from comosvc.config import ComoSVCConfig, ModelConfig
-from comosvc.models.consistency import consistency_scheduler
 from comosvc.models.edm import EDM, Network, karras_sigmas
 
 SamplerName = Literal["teacher", "student"]
@@ -50,6 +50,19 @@ def _check_noise(noise: Sequence[torch.Tensor] | None, draws: int, who: str) -> 
     if noise is not None and len(noise) < draws:
         raise ValueError(f"{who} needs {draws} noise draws (sampler.noise_draws), got {len(noise)}")
 
+
+
+def consistency_scheduler(edm: EDM, train_steps: int) -> CMStochasticIterativeScheduler:
+    """diffusers' consistency-model scheduler on our ``train_steps``-point Karras grid (no clipping)."""
+    return CMStochasticIterativeScheduler(
+        num_train_timesteps=train_steps,
+        sigma_min=edm.sigma_min,
+        sigma_max=edm.sigma_max,
+        sigma_data=edm.sigma_data,
+        s_noise=1.0,
+        rho=edm.rho,
+        clip_denoised=False,
+    )
 
 @dataclass(frozen=True)
 class TeacherSampler:
@@ -293,6 +306,7 @@ def _check_teacher_reachable(teacher_source: str | None, loads_teacher: bool) ->
 
 
 __all__ = [
+    "consistency_scheduler",
     "SAMPLERS",
     "Sampler",
     "SamplerName",

@@ -66,7 +66,7 @@ class OneStepStudent(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        from comosvc.models.consistency import consistency_scheduler
+        from comosvc.models.samplers import consistency_scheduler
 
         self.model = model.eval()
         scheduler = consistency_scheduler(model.edm, model.config.model.cd_steps)
