@@ -59,6 +59,15 @@ class _Bf16Copies:
             bias = None if layer.bias is None else layer.bias.detach().to(torch.bfloat16)
             self.register_buffer("bias_bf16", bias, persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):
+        # Module.to(dtype) casts every floating buffer; the copies stay bfloat16 (a bfloat16 ->
+        # float32 -> bfloat16 round trip is exact), so moving or re-casting a planned network keeps it planned
+        super()._apply(fn, recurse)
+        self.weight_bf16 = self.weight_bf16.to(torch.bfloat16)
+        if self.bias_bf16 is not None:
+            self.bias_bf16 = self.bias_bf16.to(torch.bfloat16)
+        return self
+
 
 class Bf16Linear(_Bf16Copies, nn.Linear):
     """``nn.Linear`` whose product is bfloat16 (input and weights rounded), its output in the input's dtype."""

@@ -81,9 +81,13 @@ def cast_module(module, dtype: torch.dtype):
     """``module`` with its floating parameters and buffers in ``dtype`` (in place, like ``Module.to``).
 
     A module without parameters (Griffin-Lim: an STFT and a filterbank) and anything that
-    is not a torch module are returned unchanged: they stay in float32.
+    is not a torch module are returned unchanged: they stay in float32. So is a module whose
+    floating parameters are all in ``dtype`` already (its buffers are not touched).
     """
-    if isinstance(module, nn.Module) and any(p.is_floating_point() for p in module.parameters()):
+    if not isinstance(module, nn.Module):
+        return module
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    if dtypes and dtypes != {dtype}:
         module.to(dtype)
     return module
 

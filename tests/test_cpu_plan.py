@@ -206,3 +206,18 @@ def test_a_conversion_beside_a_live_stream_is_unchanged_and_threads_stay(model_d
     np.testing.assert_allclose(results["offline"], alone, atol=1e-6)
     np.testing.assert_allclose(results["stream"], streamed_alone, atol=1e-6)
     assert torch.get_num_threads() == 2 and _thread_count_in_a_new_thread() == 2
+
+
+def test_a_planned_network_stays_planned_when_moved_cast_or_built_into_another_pipeline(model_dirs, tiny_overrides, phrase):
+    layers = with_bf16_matmuls(_layers(), min_reduction=1)
+    x = torch.randn(2, 8, 6)
+    before = layers(x)
+    layers.to(torch.float32).to("cpu")  # Module.to casts every floating buffer: the copies stay bfloat16
+    assert layers[0].weight_bf16.dtype == torch.bfloat16 and torch.equal(layers(x), before)
+    # a pipeline built from another's planned networks (as the bench builds its teacher and student)
+    plan = CpuPlan("cpu", "bfloat16", min_bf16_reduction=32)
+    first = _pipeline(model_dirs, tiny_overrides, plan=plan)
+    second = ConversionPipeline(first.model, first.features, first.vocoder, config=first.config, device="cpu", plan=plan)
+    a = first(phrase, "synth_alto", sampler="student", steps=1, seed=0)
+    b = second(phrase, "synth_alto", sampler="student", steps=1, seed=0)
+    np.testing.assert_array_equal(a.audio, b.audio)
