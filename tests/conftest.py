@@ -145,3 +145,32 @@ def sung_clip() -> tuple[np.ndarray, np.ndarray]:
     from comosvc.data.songs import sung_phrase
 
     return sung_phrase([220.0, 330.0, 262.0], note_seconds=0.55, gap_seconds=0.1, seed=3)
+
+
+def sigkill_after_checkpoint(process, out, step: int, timeout: float = 240.0) -> bool:
+    """SIGKILL a training ``process`` once ``out`` holds a complete checkpoint of at least ``step``.
+
+    Returns whether the process had already finished before it could be killed (the caller asserts
+    it had not). Whatever happens, the process is gone when this returns.
+    """
+    import os
+    import signal
+    import time
+
+    from comosvc.training.checkpoint import find_latest_complete, read_trainer_state
+
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            latest = find_latest_complete(out)
+            if latest is not None and read_trainer_state(latest).step >= step:
+                break
+            time.sleep(0.01)
+        finished_early = process.poll() is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return finished_early

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,8 @@ from comosvc.models.consistency import (
     consistency_distance,
 )
 from comosvc.models.edm import karras_sigmas
+
+from conftest import sigkill_after_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.yaml"
@@ -204,20 +205,7 @@ def test_distill_resume_after_sigkill_ends_where_an_uninterrupted_run_ends(proce
     killed = tmp_path / "killed"
     process = subprocess.Popen(distill_args(processed, teacher_dir, killed, tiny_overrides), cwd=REPO, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            latest = find_latest_complete(killed)
-            if latest is not None and read_trainer_state(latest).step >= 5:
-                break
-            time.sleep(0.01)
-        finished_early = process.poll() is not None
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    finished_early = sigkill_after_checkpoint(process, killed, step=5)
     assert not finished_early, "distillation ended before it could be killed"
     assert process.returncode == -signal.SIGKILL and not (killed / "model").exists()
     step = read_trainer_state(find_latest_complete(killed)).step

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ import torch
 
 from comosvc.training.checkpoint import find_latest_complete, list_complete_checkpoints, read_trainer_state
 from comosvc.vocoders import GRIFFINLIM
+
+from conftest import sigkill_after_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.yaml"
@@ -69,20 +70,7 @@ def teacher_run(processed, tiny_overrides, tmp_path_factory) -> dict:
         [sys.executable, str(REPO / "train" / "train.py"), *args],
         cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            latest = find_latest_complete(out)
-            if latest is not None and read_trainer_state(latest).step >= 10:
-                break
-            time.sleep(0.02)
-        finished_early = process.poll() is not None
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    finished_early = sigkill_after_checkpoint(process, out, step=10)
     assert not finished_early, f"training ended before it could be killed:\n{process.stderr.read()[-3000:]}"
     killed_at = find_latest_complete(out)
     run = {
