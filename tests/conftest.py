@@ -174,3 +174,15 @@ def sigkill_after_checkpoint(process, out, step: int, timeout: float = 240.0) ->
             process.kill()
             process.wait()
     return finished_early
+
+
+def preprocessed_corpus(root: Path, overrides) -> Path:
+    """``root/data``: a synthetic corpus of 2 singers x 3 clips of 1-2 s through train/preprocess.py's main
+    (configs/tiny.yaml with ``overrides``)."""
+    from comosvc.data.preprocess import main as preprocess_main
+    from comosvc.data.synthetic import write_corpus
+
+    write_corpus("generic", root / "corpus", n_singers=2, files_per_singer=3, seconds=(1.0, 2.0), seed=0)
+    argv = ["--config", str(TINY_CONFIG), "--dataset", f"generic={root / 'corpus'}", "--out", str(root / "data")]
+    assert preprocess_main(argv + list(overrides)) == 0
+    return root / "data"

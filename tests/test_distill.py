@@ -25,7 +25,7 @@ from comosvc.models.consistency import (
 )
 from comosvc.models.edm import karras_sigmas
 
-from conftest import sigkill_after_checkpoint
+from conftest import preprocessed_corpus, sigkill_after_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.yaml"
@@ -160,14 +160,7 @@ def test_student_error_by_sigma_rows():
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory, tiny_overrides) -> Path:
     """A preprocessed synthetic corpus of 2 singers x 3 clips (one batch of 4 a step: every step ends an epoch)."""
-    from comosvc.data.preprocess import main as preprocess_main
-    from comosvc.data.synthetic import write_corpus
-
-    root = tmp_path_factory.mktemp("distill")
-    write_corpus("generic", root / "corpus", n_singers=2, files_per_singer=3, seconds=(1.0, 2.0), seed=0)
-    argv = ["--config", str(TINY), "--dataset", f"generic={root / 'corpus'}", "--out", str(root / "data")]
-    assert preprocess_main(argv + list(tiny_overrides)) == 0
-    return root / "data"
+    return preprocessed_corpus(tmp_path_factory.mktemp("distill"), tiny_overrides)
 
 
 @pytest.fixture(scope="module")

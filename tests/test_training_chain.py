@@ -20,7 +20,7 @@ import torch
 from comosvc.training.checkpoint import find_latest_complete, list_complete_checkpoints, read_trainer_state
 from comosvc.vocoders import GRIFFINLIM
 
-from conftest import sigkill_after_checkpoint
+from conftest import preprocessed_corpus, sigkill_after_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.yaml"
@@ -35,14 +35,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND"
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory, tiny_overrides) -> Path:
     """A preprocessed synthetic corpus: 2 singers x 3 clips of 1-2 s (train/preprocess.py's main)."""
-    from comosvc.data.preprocess import main as preprocess_main
-    from comosvc.data.synthetic import write_corpus
-
-    root = tmp_path_factory.mktemp("chain")
-    write_corpus("generic", root / "corpus", n_singers=2, files_per_singer=3, seconds=(1.0, 2.0), seed=0)
-    argv = ["--config", str(TINY), "--dataset", f"generic={root / 'corpus'}", "--out", str(root / "data")]
-    assert preprocess_main(argv + list(tiny_overrides)) == 0
-    return root / "data"
+    return preprocessed_corpus(tmp_path_factory.mktemp("chain"), tiny_overrides)
 
 
 def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
