@@ -115,7 +115,7 @@ def test_extending_stats_keeps_the_base_and_adds_the_new():
 
 
 def test_a_new_row_starts_from_the_nearest_base_voice_by_f0_or_the_mean():
-    from comosvc.training.speaker_rows import MEAN, nearest_by_f0
+    from comosvc.training.speaker_rows import nearest_by_f0
 
     f0 = {key: {"median": hz} for key, hz in F0_MEDIANS.items()}
     assert nearest_by_f0(120.0, f0, SINGERS) == "synth_bass"
