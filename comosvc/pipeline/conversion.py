@@ -170,15 +170,20 @@ class ConversionPipeline:
         # the CPU plan (matrix precision, vocoder workers, compile), decided once, here
         self.plan = plan or CpuPlan.resolve(self.config.inference, self.device, self.dtype)
         # the networks as the plan runs them: new modules where it changes something, the ones passed in untouched
-        self.model = self.plan.apply(cast_module(model, self.dtype)).eval()
-        self.features = _planned_features(features, self.plan, self.dtype)
-        self.vocoder = prepare_vocoder(self.plan.apply(cast_module(vocoder, self.dtype)), self.plan)
+        self.model = self.planned(model).eval()
+        self.features = _planned_features(features, self.planned)
+        self.vocoder = prepare_vocoder(self.planned(vocoder), self.plan)
         self.teacher_source = teacher if teacher is not None else (model.distilled_from if model.distilled else None)
         self._teacher = None if model.distilled else self.model
         self._stats_cache: dict[str, MelStats] = {}
         # why Griffin-Lim makes the audio instead of the vocoder asked for (from_pretrained's vocoder_fallback)
         self.vocoder_fallback: str | None = None
         self.runtime: Runtime = getattr(model, "runtime", "torch")  # "onnx" for a comosvc.onnx OnnxStudent
+
+    def planned(self, network):
+        """``network`` in this pipeline's dtype, as its plan runs it (new modules where the plan changes
+        something; a network already so is returned as it is)."""
+        return self.plan.apply(cast_module(network, self.dtype))
 
     @property
     def bf16_matmuls(self) -> bool:
@@ -364,7 +369,7 @@ class ConversionPipeline:
                 ) from err
             if teacher.distilled:
                 raise ValueError(f"{self.teacher_source} is itself a distilled student, not a teacher")
-            teacher = self.plan.apply(cast_module(teacher, self.dtype))
+            teacher = self.planned(teacher)
             if teacher.singers != self.model.singers:
                 raise ValueError(
                     f"The teacher {self.teacher_source} has a different singer table than the student; "
@@ -784,11 +789,11 @@ class ConversionPipeline:
 # --------------------------------------------------------------------------- helpers
 
 
-def _planned_features(features, plan: CpuPlan, dtype: torch.dtype):
-    """``features`` with its content encoders in ``dtype`` and as ``plan`` runs them: a shallow copy when the
-    plan changes an encoder, so another pipeline sharing ``features`` keeps its own numerics."""
+def _planned_features(features, as_planned: Callable):
+    """``features`` with its content encoders as ``as_planned`` makes them (:meth:`ConversionPipeline.planned`): a
+    shallow copy when that changes an encoder, so another pipeline sharing ``features`` keeps its own numerics."""
     encoders = {name: getattr(features, name, None) for name in ("whisper", "contentvec")}
-    planned = {name: plan.apply(cast_module(enc, dtype)) for name, enc in encoders.items() if enc is not None}
+    planned = {name: as_planned(enc) for name, enc in encoders.items() if enc is not None}
     if all(planned[name] is encoders[name] for name in planned):
         return features
     view = copy.copy(features)
