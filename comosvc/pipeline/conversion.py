@@ -236,7 +236,6 @@ class ConversionPipeline:
                 (``vocoder`` given, or none exported: that vocoder runs in torch).
         """
         from comosvc.features.extract import FeatureExtractor
-        from comosvc.vocoders import load_vocoder_or_fallback
 
         device = _device(device)
         acoustic, exported_vocoder = _load_acoustic(model, device, runtime, teacher)
@@ -251,9 +250,7 @@ class ConversionPipeline:
         elif isinstance(vocoder, torch.nn.Module):
             voc = vocoder.to(device).eval()
         else:
-            voc, fell_back = load_vocoder_or_fallback(
-                vocoder or config.inference.vocoder, device=device, audio=config.audio, fallback=vocoder_fallback
-            )
+            voc, fell_back = _load_vocoder(vocoder or config.inference.vocoder, device, config, vocoder_fallback)
         pipe = cls(acoustic, features, voc, config=config, teacher=teacher, device=device, dtype=dtype, plan=plan)
         pipe.vocoder_fallback = fell_back
         return pipe
@@ -830,6 +827,19 @@ def _random_features(config: ComoSVCConfig, device: torch.device, seed: int, dty
     whisper = WhisperContentEncoder.random(sizes[0], mode=content.whisper_mode, device=device, seed=seed, dtype=dtype)
     contentvec = ContentVecEncoder.random(sizes[0], layer=content.contentvec_layer, device=device, seed=seed, dtype=dtype)
     return FeatureExtractor(config, device=device, whisper=whisper, contentvec=contentvec, dtype=dtype)
+
+
+def _load_vocoder(name: str, device: torch.device, config: ComoSVCConfig, fallback: bool):
+    """``(vocoder, None)``; with ``fallback``, ``(Griffin-Lim, why)`` when ``name``'s files cannot be reached."""
+    from comosvc.vocoders import GRIFFINLIM, VocoderNotFoundError, load_vocoder
+
+    try:
+        return load_vocoder(name, device=device, audio=config.audio), None
+    except VocoderNotFoundError as err:
+        if not fallback:
+            raise
+        logger.warning("%s\nFalling back to the Griffin-Lim vocoder (low quality).", err)
+        return load_vocoder(GRIFFINLIM, device=device, audio=config.audio), str(err)
 
 
 def _load_acoustic(model: str | Path, device: torch.device, runtime: str, teacher: str | None):

@@ -34,8 +34,7 @@ _EXPORTS = {
     "bigvgan": ("CPU_VOCODER", "DEFAULT_VOCODER", "KNOWN_CONFIGS", "BigVGANConfig", "BigVGANGenerator", "BigVGANVocoder"),
     "griffinlim": ("GriffinLimVocoder",),
     "parallel": ("CompiledVocoder", "ParallelVocoder", "prepare_vocoder"),
-    "registry": ("FAMILIES", "family_named", "load_vocoder", "load_vocoder_or_fallback", "random_names", "random_vocoder",
-                 "register", "unregister"),
+    "registry": ("FAMILIES", "family_named", "load_vocoder", "random_names", "random_vocoder", "register", "unregister"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

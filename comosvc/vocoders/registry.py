@@ -144,26 +144,9 @@ def load_vocoder(
         griffinlim_iters: Griffin-Lim iterations (quality vs time).
         cache_dir, local_files_only: passed to ``huggingface_hub`` for Hub ids.
     """
-    return load_vocoder_or_fallback(
-        name_or_path, device, audio, fallback=fallback, griffinlim_iters=griffinlim_iters, cache_dir=cache_dir,
-        local_files_only=local_files_only,
-    )[0]
-
-
-def load_vocoder_or_fallback(
-    name_or_path: str = DEFAULT_VOCODER,
-    device: str | torch.device | None = None,
-    audio: AudioConfig | None = None,
-    *,
-    fallback: bool = False,
-    griffinlim_iters: int = 32,
-    cache_dir: str | None = None,
-    local_files_only: bool = False,
-) -> tuple[Vocoder, str | None]:
-    """:func:`load_vocoder`, and why it fell back to Griffin-Lim (``None`` when it did not)."""
     source = VocoderSource(name_or_path, audio or AudioConfig(), griffinlim_iters=griffinlim_iters)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    family, fell_back = family_named(name_or_path), None
+    family = family_named(name_or_path)
     if family is None:
         try:
             family, source = _locate(source, cache_dir, local_files_only)  # "not found" before anything is built
@@ -171,9 +154,9 @@ def load_vocoder_or_fallback(
             if not fallback:
                 raise
             logger.warning("%s\nFalling back to the Griffin-Lim vocoder (low quality).", err)
-            family, fell_back = FAMILIES[FALLBACK], str(err)
+            family = FAMILIES[FALLBACK]
     family.check_mel(source)
-    return family.load(source).to(device).eval(), fell_back
+    return family.load(source).to(device).eval()
 
 
 def random_names() -> list[str]:
