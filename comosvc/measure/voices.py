@@ -321,6 +321,31 @@ def convert_and_score(pipe, scorer: Scorer, pairs, settings: VoicesSettings, rat
 
 # --------------------------------------------------------------------------- own voice (issue 21)
 
+BASE_SETTINGS = ("n_singers", "train_clips_per_singer", "test_clips_per_singer", "clip_seconds", "denoiser_channels",
+                 "teacher_train_steps", "distill_steps", "batch_size", "crop_frames", "teacher_lr", "distill_lr",
+                 "overrides", "seed")  # what the base models depend on
+BASE_RECORD = "base.json"  # under the protocol's work folder: the settings the kept base was trained with
+
+
+def kept_base(settings: VoicesSettings, work: Path):
+    """The base of an earlier run in ``work`` (``--work``) trained with the same :data:`BASE_SETTINGS`:
+    ``(teacher_dir, student_dir, info)``, or ``(None, None, None)``."""
+    record = work / BASE_RECORD
+    if not record.is_file():
+        return None, None, None
+    kept = json.loads(record.read_text())
+    wanted = _jsonable({key: getattr(settings, key) for key in BASE_SETTINGS})
+    if kept["settings"] != wanted:
+        raise SystemExit(f"{work} holds a base trained with other settings ({record}): give another --work folder.")
+    return work / "base" / "teacher", work / "base" / "student", {**kept["training"], "base_reused": True}
+
+
+def keep_base(settings: VoicesSettings, work: Path, info: dict) -> None:
+    """Record the base's settings so that another run with ``--work`` reuses it (:func:`kept_base`)."""
+    record = {"settings": _jsonable({key: getattr(settings, key) for key in BASE_SETTINGS}), "training": info}
+    (work / BASE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
 
 def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[str, Any]:
     """The issue 21 protocol (see the module docstring); the report dict."""
@@ -335,8 +360,11 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
     base_train = [c for c in clips if c.split == "train" and c.singer != f"singer{new}"]
     test = [c for c in clips if c.split == "test"]
     voice = new_voice_clips(settings, new, rate)
-    data_dir = preprocess_corpus(config, write_clips(base_train, work / "corpus" / "base", rate), work / "data")
-    teacher_dir, student_dir, info = train_base(config, data_dir, settings, work / "base")
+    teacher_dir, student_dir, info = kept_base(settings, work)
+    if teacher_dir is None:
+        data_dir = preprocess_corpus(config, write_clips(base_train, work / "corpus" / "base", rate), work / "data")
+        teacher_dir, student_dir, info = train_base(config, data_dir, settings, work / "base")
+        keep_base(settings, work, info)
     voice_root = write_clips(voice, work / "corpus" / "new", rate)
 
     scorer = Scorer(config, test)
@@ -663,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a setting of the fine-tune only, e.g. finetune.train_parts=[speaker]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
-    parser.add_argument("--work", type=Path, metavar="DIR", help="keep the corpora, data and models here")
+    parser.add_argument("--work", type=Path, metavar="DIR",
+                        help="keep the corpora, data and models here; a later own-voice run with the same base settings "
+                        "and --work reuses the trained base")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the report here (and the tables as .md)")
     parser.add_argument("--flops", nargs="?", const="configs/comosvc.yaml", metavar="CONFIG",
                         help="only count the floating-point operations of a fine-tune's steps at CONFIG's size "
