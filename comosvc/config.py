@@ -247,6 +247,11 @@ class FinetuneConfig:
     # ("nearest_f0"; "mean" when no F0 median is known) or as the mean of the base singers' rows ("mean")
     start_embedding: Literal["nearest_f0", "mean"] = "nearest_f0"
     min_seconds: float = 30.0  # usable audio each new singer needs at least
+    # keeping the base singers (comosvc/training/base_singers.py): the weight of the teacher's
+    # anchor to the base model's answers for base singers on the new content (0: off), and the
+    # share of each distillation batch sung by base singers (0: none)
+    base_anchor: float = 1.0
+    base_share: float = 0.5
 
 
 # inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)

@@ -115,10 +115,12 @@ class EDM:
         """Denoising score matching: ``ln s ~ N(P_mean, P_std^2)`` per example,
         weight ``(s^2 + sd^2) / (s sd)^2``, masked mean of ``weight * (D(y + s n, s) - y)^2``.
         """
-        batch = y.shape[0]
-        log_sigma = torch.randn(batch, generator=generator, device=y.device, dtype=y.dtype)
-        sigma = (log_sigma * self.p_std + self.p_mean).exp().reshape(batch, 1, 1)
-        return self.loss_at(network, y, mu, mask, sigma, generator)
+        return self.loss_at(network, y, mu, mask, self.draw_training_sigma(y, generator), generator)
+
+    def draw_training_sigma(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise levels of training, one per example of ``y``: ``ln s ~ N(P_mean, P_std^2)``, ``(B, 1, 1)``."""
+        log_sigma = torch.randn(y.shape[0], generator=generator, device=y.device, dtype=y.dtype)
+        return (log_sigma * self.p_std + self.p_mean).exp().reshape(-1, 1, 1)
 
     def loss_at(
         self,

@@ -37,10 +37,13 @@ progress bar).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+import torch
 
 from comosvc.config import ComoSVCConfig, FinetuneConfig, TrainConfig, load_config, with_overrides
 from comosvc.files import RUN_CONFIG_FILE, SINGERS_FILE
@@ -130,7 +133,7 @@ def finetune(
     )
     teacher_name = f"{push_to_hub}-{TEACHER}" if push_to_hub else str(teacher_dir)
     student_dir = _distil_student(
-        teacher_dir, base_student, cfg, data_dir, out / STUDENT, minutes, teacher_name, student or teacher,
+        teacher_dir, base_student, cfg, data_dir, trained, out / STUDENT, minutes, teacher_name, student or teacher,
         mixed_precision, resume,
         on_step=_phase_progress(report, teacher_end, 1.0, cfg.finetune.distill_steps, "distilling the student"),
     )
@@ -233,15 +236,23 @@ def phase_config(tc: TrainConfig, ft: FinetuneConfig, steps: int, mixed_precisio
     )
 
 
-def select_parts(model, parts: Sequence[str]) -> list:
-    """Freeze ``model`` but ``parts`` (speaker, condition, prior, denoiser); returns the trainable parameters."""
+def select_parts(model, parts: Sequence[str], rows: Sequence[int] | None = None) -> list:
+    """Freeze ``model`` but ``parts`` (speaker, condition, prior, denoiser); returns the trainable parameters.
+
+    ``rows``: with "speaker", the only rows of the singer table that train (the others get no gradient,
+    whatever reaches them); None: every row.
+    """
     model.requires_grad_(False)
     encoder = model.condition_encoder
     if "condition" in parts:
         for name, module in encoder.named_children():
             module.requires_grad_(name != "speaker")
     if "speaker" in parts:
-        encoder.speaker.requires_grad_(True)
+        table = encoder.speaker.weight.requires_grad_(True)
+        if rows is not None:
+            trains = torch.zeros(table.shape[0], 1, dtype=table.dtype, device=table.device)
+            trains[list(rows)] = 1
+            table.register_hook(lambda grad: grad * trains.to(grad.device, grad.dtype))
     for part in ("prior", "denoiser"):
         if part in parts:
             getattr(model, part).requires_grad_(True)
@@ -293,7 +304,8 @@ def _check_data_folder(folder: Path, base, cfg: ComoSVCConfig, continue_singer: 
 def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name, mixed_precision, resume, on_step=None):
     """The teacher phase; returns ``(OUT/teacher/model, started_from)``."""
     from comosvc.data.preprocess import extend_stats
-    from comosvc.training import Objective, prepare_training
+    from comosvc.training import prepare_training
+    from comosvc.training.base_singers import AnchoredTeacherLoss, base_singer_ids
     from comosvc.training.data import load_training_data
     from comosvc.training.media import SampleLogger
     from comosvc.training.speaker_rows import keep_rows, start_rows
@@ -303,13 +315,16 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
     data = load_training_data(data_dir, tc)
     base_singers, base_stats, base_steps = dict(base.singers), base.stats, base.training_steps
     base_table = base.condition_encoder.speaker.weight.detach().clone()
+    trained_ids = [data.singers[key] for key in trained]
+    frozen = copy.deepcopy(base)  # the base singers' teacher (the anchor), as loaded
     model = base  # trained in place: the base folder is never written
     model.config, model.singers, model.stats = run_cfg, data.singers, extend_stats(base_stats, data.stats)
     medians = {key: data.stats.get("f0", {}).get(key, {}).get("median") for key in trained if key not in base_singers}
     started = start_rows(model, medians, base_singers, base_stats, cfg.finetune.start_embedding)
-    parameters = select_parts(model, cfg.finetune.train_parts)
+    parameters = select_parts(model, cfg.finetune.train_parts, rows=trained_ids)
+    objective = AnchoredTeacherLoss(model, frozen, base_singer_ids(base_singers, trained_ids), cfg.finetune.base_anchor)
     run = prepare_training(
-        Objective(model, "teacher_loss"), tc, run_dir, data.train_loader, data.val_loader,
+        objective, tc, run_dir, data.train_loader, data.val_loader,
         parameters=parameters, resume=resume, project="finetune-teacher", run_config=run_cfg,
     )
     if run.is_main_process:
@@ -324,7 +339,7 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
     folder = run_dir / MODEL
     if run.is_main_process:
         final = run.final_model()
-        keep_rows(final, base_table, [data.singers[key] for key in trained])
+        keep_rows(final, base_table, trained_ids)
         final.base_model, final.finetune_minutes = base_name, round(minutes, 2)
         if base_steps is not None:  # the teacher's steps in all: the base's and the fine-tune's
             final.training_steps = base_steps + summary.state.step
@@ -334,11 +349,12 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
     return folder, started
 
 
-def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, teacher_name, base_name, mixed_precision, resume,
+def _distil_student(teacher_dir, base_student, cfg, data_dir, trained, run_dir, minutes, teacher_name, base_name, mixed_precision, resume,
                     on_step=None):
     """The student phase; returns ``OUT/student/model``."""
     from comosvc.models import ComoSVC, ConsistencyDistiller
-    from comosvc.training import Objective, prepare_training
+    from comosvc.training import prepare_training
+    from comosvc.training.base_singers import WithBaseSingers, base_singer_ids
     from comosvc.training.data import load_training_data
     from comosvc.training.media import SampleLogger
 
@@ -350,8 +366,9 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, run_dir, minutes, 
     if base_student is not None:  # student and EMA target start from the base student's denoiser
         distiller.student.load_state_dict(base_student.denoiser.state_dict())
         distiller.target.load_state_dict(base_student.denoiser.state_dict())
+    trained_ids = [teacher.singers[key] for key in trained]
     run = prepare_training(
-        Objective(distiller, "loss"), dc, run_dir, data.train_loader, data.val_loader,
+        WithBaseSingers(distiller, base_singer_ids(teacher.singers, trained_ids), cfg.finetune.base_share), dc, run_dir, data.train_loader, data.val_loader,
         parameters=distiller.trainable_parameters(), resume=resume, project="finetune-distill", run_config=run_cfg,
     )
     if run.is_main_process:

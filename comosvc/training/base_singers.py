@@ -1,0 +1,115 @@
+"""Keeping the base singers while a fine-tune teaches a new voice, without their audio.
+
+A fine-tune sees only the new singer's recordings. Trained on them alone, the prior and
+the denoiser learn to sing every input in the new voice, and the base singers' rows, kept
+as they were, come out in it too (docs/benchmarks.md "Your own voice"). The base model
+itself knows how each base singer sings any content, so it serves as their teacher
+(learning without forgetting, Li & Hoiem 2016): on the new audio's content, F0 and energy,
+given a base singer's id, the fine-tuned model is asked to answer as the base model does.
+
+- :class:`AnchoredTeacherLoss` (the teacher phase): the teacher loss on the new audio plus
+  ``finetune.base_anchor`` times the anchor: for each clip a random base singer, then the
+  prior's ``mu`` held to the base's (the prior loss's scale) and the denoised estimate at a
+  training noise level held to the base's (the EDM loss's weighting), at the same noisy input;
+- :class:`WithBaseSingers` (the student phase): a share ``finetune.base_share`` of each
+  distillation batch sung by random base singers, whose targets come from the (anchored)
+  fine-tuned teacher like every other clip's.
+
+Tensors as in :class:`~comosvc.models.comosvc.ComoSVC`: ``mel``/``mu`` ``(B, T, n_mels)``
+normalised log mel, ``mask`` ``(B, T)``, ``speaker`` ``(B,)`` int64 global singer ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from comosvc.models.masking import masked_mean
+from comosvc.training.loop import Objective
+
+
+def base_singer_ids(base_singers: dict[str, int], trained_ids: Sequence[int]) -> list[int]:
+    """The ids the anchor draws from: the base table's singers that are not being fine-tuned."""
+    trained = set(trained_ids)
+    return sorted(i for i in base_singers.values() if i not in trained)
+
+
+def draw_singers(ids: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``count`` ids drawn uniformly (with replacement) from ``ids`` ``(K,)``; ``(count,)`` on ``ids``' device."""
+    pick = torch.randint(0, ids.numel(), (count,), generator=generator, device=ids.device)
+    return ids[pick]
+
+
+class AnchoredTeacherLoss(Objective):
+    """The fine-tune's teacher objective: ``teacher_loss`` on the batch plus ``weight`` times the anchor.
+
+    ``model`` is trained (``objective.model``, as :class:`~comosvc.training.loop.Objective`);
+    ``frozen`` is the base teacher as loaded, never trained (a submodule, so that it moves,
+    checkpoints and resumes with the run). ``base_ids``: the ids to draw from (see
+    :func:`base_singer_ids`); none, or ``weight`` 0, gives the plain teacher loss.
+    Returns the teacher loss's entries, ``loss`` including ``weight * anchor``, and
+    ``anchor``, ``anchor_prior`` and ``anchor_denoiser``.
+    """
+
+    def __init__(self, model, frozen, base_ids: Sequence[int], weight: float):
+        super().__init__(model, "teacher_loss")
+        self.frozen = frozen.requires_grad_(False).eval()
+        self.weight = float(weight)
+        self.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
+
+    def train(self, mode: bool = True) -> "AnchoredTeacherLoss":
+        super().train(mode)
+        self.frozen.eval()
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        losses = self.model.teacher_loss(batch)
+        if self.weight <= 0 or self.base_ids.numel() == 0:
+            return losses
+        prior, denoiser = self.anchor(batch)
+        anchor = prior + denoiser
+        return {**losses, "loss": losses["loss"] + self.weight * anchor, "anchor": anchor,
+                "anchor_prior": prior, "anchor_denoiser": denoiser}
+
+    def anchor(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
+        """``(prior term, denoiser term)`` of the batch's content sung by random base singers."""
+        model, edm = self.model, self.model.edm
+        batch = model.prepare_batch(batch, need_mel=True)
+        batch.pop("speaker_weights", None)
+        batch["speaker"] = draw_singers(self.base_ids, batch["mel"].shape[0], generator)
+        mel, mask = batch["mel"], batch["mask"]
+        with torch.no_grad():
+            mu_base = self.frozen.encode(batch)
+            sigma = edm.draw_training_sigma(mel, generator)
+            noisy = mel + sigma * edm.draw_noise(mu_base, generator)
+            denoised_base = edm.denoised(self.frozen.denoiser, noisy, sigma, mu_base, mask)
+        mu = model.encode(batch)
+        prior = masked_mean(0.5 * (mu - mu_base) ** 2, mask) / mel.shape[-1]
+        weight = (sigma**2 + edm.sigma_data**2) / (sigma * edm.sigma_data) ** 2
+        denoised = edm.denoised(model.denoiser, noisy, sigma, mu, mask)
+        return prior, masked_mean(weight * (denoised - denoised_base) ** 2, mask)
+
+
+class WithBaseSingers(Objective):
+    """A distillation objective whose batches are sung, for a ``share`` of their clips, by random
+    base singers (``base_ids``); ``objective.model`` is the :class:`~comosvc.models.ConsistencyDistiller`."""
+
+    def __init__(self, distiller, base_ids: Sequence[int], share: float):
+        super().__init__(distiller, "loss")
+        self.share = float(share)
+        self.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.share > 0 and self.base_ids.numel():
+            batch = {**batch, "speaker": self.reassigned(torch.as_tensor(batch["speaker"]))}
+        return self.model.loss(batch)
+
+    def reassigned(self, speaker: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``speaker`` ``(B,)`` with each clip's id replaced, with probability ``share``, by a random base singer's."""
+        speaker = speaker.to(self.base_ids.device)
+        chosen = torch.rand(speaker.shape, generator=generator, device=speaker.device) < self.share
+        return torch.where(chosen, draw_singers(self.base_ids, speaker.numel(), generator), speaker)
+
+
+__all__ = ["AnchoredTeacherLoss", "WithBaseSingers", "base_singer_ids", "draw_singers"]
