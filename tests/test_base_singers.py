@@ -150,3 +150,30 @@ def test_distillation_batches_are_sung_by_base_singers_in_the_share_asked(base_m
     torch.manual_seed(5)
     loss = WithBaseSingers(distiller, [0, 1, 2], 0.5)(batch)["loss"]
     assert torch.isfinite(loss) and loss.requires_grad
+
+
+def test_a_clip_given_to_a_base_singer_moves_into_its_register():
+    from comosvc.training.base_singers import in_register, median_f0_by_id
+
+    medians = median_f0_by_id({"low": 0, "high": 1, "unknown": 2}, {"f0": {"low": {"median": 110.0}, "high": {"median": 440.0}}}, 4)
+    assert medians.tolist() == [110.0, 440.0, 0.0, 0.0]
+    f0 = torch.tensor([[220.0, 0.0, 230.0], [220.0, 0.0, 230.0], [220.0, 0.0, 230.0]])
+    moved = in_register(f0, own=torch.tensor([1, 0, 2]), new=torch.tensor([0, 0, 1]), medians=medians)
+    # high -> low: two octaves down; low -> low: as it was; unknown -> high: as it was (no median to move by)
+    torch.testing.assert_close(moved, torch.tensor([[55.0, 0.0, 57.5], [220.0, 0.0, 230.0], [220.0, 0.0, 230.0]]))
+
+
+def test_the_anchor_sings_in_the_base_singers_register(base_model):
+    """The anchor's batch reaches the networks with the drawn base singer's register: with a base
+    singer two octaves below the new one, the F0 the condition encoder sees is a quarter."""
+    from comosvc.training.base_singers import median_f0_by_id
+
+    medians = median_f0_by_id({"a": 0, "b": 1, "c": 2, "new": NEW},
+                              {"f0": {"a": {"median": 55.0}, "b": {"median": 55.0}, "c": {"median": 55.0}, "new": {"median": 220.0}}},
+                              base_model.config.model.n_speakers)
+    seen = []
+    hook = base_model.condition_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]["f0"].clone()))
+    batch = new_singer_batch(base_model.config)
+    AnchoredTeacherLoss(base_model, copy.deepcopy(base_model), [0, 1, 2], weight=1.0, medians=medians).anchor(batch)
+    hook.remove()
+    torch.testing.assert_close(seen[-1], batch["f0"] / 4)

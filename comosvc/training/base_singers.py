@@ -15,6 +15,11 @@ given a base singer's id, the fine-tuned model is asked to answer as the base mo
   distillation batch sung by random base singers, whose targets come from the (anchored)
   fine-tuned teacher like every other clip's.
 
+Either way a clip given to a base singer is moved into that singer's register first
+(:func:`in_register`: its F0 times the ratio of the two singers' median F0s, as
+``key="auto"`` moves a source): base singers are sung at their own pitches, which the new
+voice's recordings may never reach, and the fine-tune must not forget how to sing there.
+
 Tensors as in :class:`~comosvc.models.comosvc.ComoSVC`: ``mel``/``mu`` ``(B, T, n_mels)``
 normalised log mel, ``mask`` ``(B, T)``, ``speaker`` ``(B,)`` int64 global singer ids.
 """
@@ -41,6 +46,24 @@ def draw_singers(ids: torch.Tensor, count: int, generator: torch.Generator | Non
     return ids[pick]
 
 
+def median_f0_by_id(singers: dict[str, int], stats: dict, n_speakers: int) -> torch.Tensor:
+    """Each singer id's median voiced F0 in Hz from ``stats.json``'s ``f0`` entries, ``(n_speakers,)``;
+    0 where unknown."""
+    medians = torch.zeros(n_speakers)
+    for key, index in singers.items():
+        medians[index] = float(stats.get("f0", {}).get(key, {}).get("median") or 0.0)
+    return medians
+
+
+def in_register(f0: torch.Tensor, own: torch.Tensor, new: torch.Tensor, medians: torch.Tensor) -> torch.Tensor:
+    """``f0`` ``(B, T)`` Hz of clips sung by ``own`` ``(B,)``, moved for singers ``new`` ``(B,)``: times
+    ``medians[new] / medians[own]`` (unvoiced 0 stays 0; unchanged where either median is unknown)."""
+    medians = medians.to(f0.device, f0.dtype)
+    to, frm = medians[new], medians[own]
+    ratio = torch.where((to > 0) & (frm > 0), to / frm.clamp_min(1e-6), torch.ones_like(to))
+    return f0 * ratio[:, None]
+
+
 class AnchoredTeacherLoss(Objective):
     """The fine-tune's teacher objective: ``teacher_loss`` on the batch plus ``weight`` times the anchor.
 
@@ -48,15 +71,20 @@ class AnchoredTeacherLoss(Objective):
     ``frozen`` is the base teacher as loaded, never trained (a submodule, so that it moves,
     checkpoints and resumes with the run). ``base_ids``: the ids to draw from (see
     :func:`base_singer_ids`); none, or ``weight`` 0, gives the plain teacher loss.
+    ``medians``: each id's median F0 (:func:`median_f0_by_id`; default: the model's singers
+    and stats), to sing each clip in its base singer's register (:func:`in_register`).
     Returns the teacher loss's entries, ``loss`` including ``weight * anchor``, and
     ``anchor``, ``anchor_prior`` and ``anchor_denoiser``.
     """
 
-    def __init__(self, model, frozen, base_ids: Sequence[int], weight: float):
+    def __init__(self, model, frozen, base_ids: Sequence[int], weight: float, medians: torch.Tensor | None = None):
         super().__init__(model, "teacher_loss")
         self.frozen = frozen.requires_grad_(False).eval()
         self.weight = float(weight)
         self.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
+        if medians is None:
+            medians = median_f0_by_id(model.singers, model.stats, model.config.model.n_speakers)
+        self.register_buffer("medians", medians.float(), persistent=False)
 
     def train(self, mode: bool = True) -> "AnchoredTeacherLoss":
         super().train(mode)
@@ -77,7 +105,9 @@ class AnchoredTeacherLoss(Objective):
         model, edm = self.model, self.model.edm
         batch = model.prepare_batch(batch, need_mel=True)
         batch.pop("speaker_weights", None)
-        batch["speaker"] = draw_singers(self.base_ids, batch["mel"].shape[0], generator)
+        singers = draw_singers(self.base_ids, batch["mel"].shape[0], generator)
+        batch["f0"] = in_register(batch["f0"], batch["speaker"], singers, self.medians)
+        batch["speaker"] = singers
         mel, mask = batch["mel"], batch["mask"]
         with torch.no_grad():
             mu_base = self.frozen.encode(batch)
@@ -93,16 +123,24 @@ class AnchoredTeacherLoss(Objective):
 
 class WithBaseSingers(Objective):
     """A distillation objective whose batches are sung, for a ``share`` of their clips, by random
-    base singers (``base_ids``); ``objective.model`` is the :class:`~comosvc.models.ConsistencyDistiller`."""
+    base singers (``base_ids``), each in its register (``medians`` as :class:`AnchoredTeacherLoss`'s,
+    default: the teacher's); ``objective.model`` is the :class:`~comosvc.models.ConsistencyDistiller`."""
 
-    def __init__(self, distiller, base_ids: Sequence[int], share: float):
+    def __init__(self, distiller, base_ids: Sequence[int], share: float, medians: torch.Tensor | None = None):
         super().__init__(distiller, "loss")
         self.share = float(share)
         self.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
+        if medians is None:
+            teacher = distiller.teacher
+            medians = median_f0_by_id(teacher.singers, teacher.stats, teacher.config.model.n_speakers)
+        self.register_buffer("medians", medians.float(), persistent=False)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.share > 0 and self.base_ids.numel():
-            batch = {**batch, "speaker": self.reassigned(torch.as_tensor(batch["speaker"]))}
+            own = torch.as_tensor(batch["speaker"]).to(self.base_ids.device)
+            singers = self.reassigned(own)
+            f0 = in_register(torch.as_tensor(batch["f0"]).to(self.base_ids.device), own, singers, self.medians)
+            batch = {**batch, "speaker": singers, "f0": f0}
         return self.model.loss(batch)
 
     def reassigned(self, speaker: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -112,4 +150,4 @@ class WithBaseSingers(Objective):
         return torch.where(chosen, draw_singers(self.base_ids, speaker.numel(), generator), speaker)
 
 
-__all__ = ["AnchoredTeacherLoss", "WithBaseSingers", "base_singer_ids", "draw_singers"]
+__all__ = ["AnchoredTeacherLoss", "WithBaseSingers", "base_singer_ids", "draw_singers", "in_register", "median_f0_by_id"]
