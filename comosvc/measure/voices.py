@@ -82,6 +82,7 @@ class VoicesSettings:
     ratios: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 1.0])
     teacher_steps: int = 40
     student_steps: int = 1
+    key: str = "0"  # of every conversion: semitones, or "auto" (the source moved into the target singer's register)
     griffinlim_iters: int = 32
     overrides: list[str] = field(default_factory=list)
     finetune_overrides: list[str] = field(default_factory=list)  # section.key=value for the fine-tune only
@@ -311,7 +312,8 @@ def convert_and_score(pipe, scorer: Scorer, pairs, settings: VoicesSettings, rat
         for name, (sampler, steps) in systems(settings).items():
             for ratio in ratios:
                 for target in targets:
-                    requests.append(pipe.request(target, sampler=sampler, steps=steps, seed=settings.seed, index_ratio=ratio))
+                    requests.append(pipe.request(target, sampler=sampler, steps=steps, seed=settings.seed, index_ratio=ratio,
+                                                 key=settings.key))
                     keys.append((name, ratio, target))
         for (name, ratio, target), result in zip(keys, pipe.convert_many(clip.wav, requests)):
             scores.setdefault((name, ratio), []).append(scorer.score(result.audio, clip, target))
@@ -655,6 +657,7 @@ def summary(report: dict[str, Any]) -> str:
                  f"{'-'.join(map(str, sizes))} vectors per singer ({'+'.join(f'{k} {d}' for k, d in i['dims'].items())} dims), "
                  f"{i['file_bytes']} bytes, built in {t['index_build_seconds']} s; ")
     floor = report["ground_truth_griffinlim"]
+    text += f"conversions at key {report['settings'].get('key', '0')}; "
     text += (f"held-out {c['test_clips']} clips ({c['test_seconds']} s), their own mel through Griffin-Lim: nearest = "
              f"own singer {_cell(floor['nearest_is_target'], '.2f')}, F0 corr {_cell(floor['f0_corr'], '.3f')}; ")
     return text + f"total {report['seconds']} s"
@@ -690,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a setting of the fine-tune only, e.g. finetune.train_parts=[speaker]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--key", help=f"key of every conversion: semitones or auto (default {d.key})")
     parser.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
     parser.add_argument("--work", type=Path, metavar="DIR",
                         help="keep the corpora, data and models here; a later own-voice run with the same base settings "
@@ -711,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_singers": args.singers, "teacher_train_steps": args.teacher_train_steps, "distill_steps": args.distill_steps,
         "finetune_teacher_steps": args.finetune_teacher_steps, "finetune_distill_steps": args.finetune_distill_steps,
         "finetune_lr": args.finetune_lr, "new_voice_seconds": args.new_voice_seconds,
-        "start_embeddings": args.start_embedding, "ratios": args.ratios, "threads": args.threads,
+        "start_embeddings": args.start_embedding, "ratios": args.ratios, "threads": args.threads, "key": args.key,
     }.items() if v is not None}
     changes.update(overrides=args.overrides, finetune_overrides=args.finetune_overrides, seed=args.seed)
     settings = VoicesSettings.quick(**changes) if args.quick else VoicesSettings(**changes)
