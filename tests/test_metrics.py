@@ -53,6 +53,17 @@ def test_cents_rmse_hand_computed_after_median_subtraction():
     assert M.f0_rmse_cents(ref, conv, subtract_median=False) == pytest.approx(math.sqrt(1200**2 / 3))
 
 
+def test_octave_jumps_count_only_frames_off_the_transposed_melody():
+    ref = np.array([200.0, 220.0, 240.0, 260.0, 0.0, 280.0, 300.0, 320.0, 340.0])
+    conv = ref * 2 ** (5 / 12)  # a fifth up: a transposition, no jump
+    assert M.f0_octave_jumps(ref, conv) == 0.0
+    conv[[1, 6]] *= 2  # two of the 8 voiced frames an octave up
+    conv[3] = 0.0  # unvoiced in the conversion: not counted
+    assert M.f0_octave_jumps(ref, conv) == pytest.approx(2 / 7)
+    assert M.f0_pearson_correlation(ref, conv) < 0.5  # what the jumps do to the correlation
+    assert math.isnan(M.f0_octave_jumps(ref, np.zeros_like(ref)))
+
+
 def test_vuv_f1_hand_computed():
     ref = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=float) * 200
     conv = np.array([1, 1, 1, 0, 1, 1, 0, 0, 0, 0], dtype=float) * 300

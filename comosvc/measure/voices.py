@@ -30,7 +30,11 @@ Scores of a set of conversions (source clip, target singer), on held-out clips o
   singer's held-out ground-truth clips (every singer of the corpus, the new one included);
 - margin: the mean of cos(conversion, target centroid) - cos(conversion, source centroid);
 - F0 corr: the mean :func:`~comosvc.metrics.f0_pearson_correlation` of the source's and the
-  conversion's F0 (both extracted with the model's ``f0`` settings).
+  conversion's F0 (both extracted with the model's ``f0`` settings), and its median over the
+  conversions (own-voice);
+- octave jumps (own-voice): the mean :func:`~comosvc.metrics.f0_octave_jumps`, the share of
+  frames where a conversion leaves the melody by more than half an octave, which is what
+  pulls a mean F0 corr far below its median.
 
     python -m comosvc.measure.voices --out voices.json                 # both protocols, a few minutes each
     python -m comosvc.measure.voices --protocol index --out index.json
@@ -248,15 +252,17 @@ class Scorer:
 
     def score(self, wav: np.ndarray, source_clip, target: str) -> dict[str, float]:
         """One conversion: whether its nearest centroid is the target's, the margin and the F0 correlation."""
-        from comosvc.metrics import cosine_similarity, f0_pearson_correlation
+        from comosvc.metrics import cosine_similarity, f0_octave_jumps, f0_pearson_correlation
 
         emb = self.embed(wav)
         cos = {key: cosine_similarity(emb, c) for key, c in self.centroids.items()}
         source = f"{DATASET}_{source_clip.singer}"
+        f0_source, f0 = self.source_f0(source_clip), self.f0(wav)
         return {
             "nearest_is_target": float(max(cos, key=cos.get) == target),
             "margin": cos[target] - cos[source],
-            "f0_corr": f0_pearson_correlation(self.source_f0(source_clip), self.f0(wav)),
+            "f0_corr": f0_pearson_correlation(f0_source, f0),
+            "f0_octave_jumps": f0_octave_jumps(f0_source, f0),
         }
 
 
@@ -277,12 +283,13 @@ def ground_truth_floor(pipe, scorer: Scorer, clips) -> dict[str, float | int | N
 
 def summarise(scores: list[dict[str, float]]) -> dict[str, float | int | None]:
     """The mean of each score over conversions (F0 corr over those where it is defined)."""
-    def mean(key):
+    def mean(key, average=np.mean):
         values = [s[key] for s in scores if s[key] is not None and np.isfinite(s[key])]
-        return round(float(np.mean(values)), 4) if values else None
+        return round(float(average(values)), 4) if values else None
 
     return {"conversions": len(scores), "nearest_is_target": mean("nearest_is_target"), "margin": mean("margin"),
-            "f0_corr": mean("f0_corr")}
+            "f0_corr": mean("f0_corr"), "f0_corr_median": mean("f0_corr", np.median),
+            "f0_octave_jumps": mean("f0_octave_jumps")}
 
 
 def load_pipeline(student_dir: Path, settings: VoicesSettings):
@@ -618,11 +625,13 @@ def _cell(value, fmt: str) -> str:
 def own_voice_table(report: dict[str, Any]) -> str:
     from comosvc.measure import tables
 
-    headers = ["system", "start embedding", "conversions into", "n", "nearest = target", "margin", "F0 corr"]
+    headers = ["system", "start embedding", "conversions into", "n", "nearest = target", "margin", "F0 corr",
+               "F0 corr, median", "octave jumps"]
     rows = [[r["system"], r["start_embedding"] or "(base model)", r["conversions_into"], str(r["conversions"]),
-             _cell(r["nearest_is_target"], ".2f"), _cell(r["margin"], "+.3f"), _cell(r["f0_corr"], ".3f")]
+             _cell(r["nearest_is_target"], ".2f"), _cell(r["margin"], "+.3f"), _cell(r["f0_corr"], ".3f"),
+             _cell(r.get("f0_corr_median"), ".3f"), _cell(r.get("f0_octave_jumps"), ".3f")]
             for r in report["rows"]]
-    return tables.markdown_table(headers, rows, align="lllrrrr")
+    return tables.markdown_table(headers, rows, align="lllrrrrrr")
 
 
 def index_table(report: dict[str, Any]) -> str:
