@@ -44,6 +44,7 @@ Scores of a set of conversions (source clip, target singer), on held-out clips o
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -78,15 +79,17 @@ class VoicesSettings:
     crop_frames: int = 96
     teacher_lr: float | None = 2e-3
     distill_lr: float | None = 1e-3
-    finetune_teacher_steps: int = 200
-    finetune_distill_steps: int = 100
+    finetune_teacher_steps: int = 400
+    finetune_distill_steps: int = 200
     # the fine-tune's lr (finetune.lr); None: the config's 1e-4, which suits the default model, not the tiny one
     finetune_lr: float | None = 3e-4
     start_embeddings: list[str] = field(default_factory=lambda: ["nearest_f0", "mean"])
     ratios: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 1.0])
     teacher_steps: int = 40
     student_steps: int = 1
-    key: str = "0"  # of every conversion: semitones, or "auto" (the source moved into the target singer's register)
+    # of every conversion: semitones, or "auto": the source moved into the target singer's register, as a user
+    # converting between singers of different ranges does (at "0" a base model's F0 corr is 0.58, at "auto" 0.94)
+    key: str = "auto"
     griffinlim_iters: int = 32
     overrides: list[str] = field(default_factory=list)
     finetune_overrides: list[str] = field(default_factory=list)  # section.key=value for the fine-tune only
@@ -519,8 +522,9 @@ def finetune_step_flops(config_path: str | Path | None = None, batch_size: int |
     """Floating-point operations of one fine-tune step of each phase at a config's size (default
     configs/comosvc.yaml, ``finetune.batch_size`` x ``train.crop_frames`` / ``distill.crop_frames``),
     counted by :func:`comosvc.measure.peak.count_flops` on a batch of one (the count is
-    linear in the batch) of random features: the teacher's loss forward and backward with the
-    default ``finetune.train_parts`` trainable, the distiller's loss forward and backward. Matrix
+    linear in the batch) of random features: the teacher's loss with the base singers' anchor
+    (``finetune.base_anchor``) forward and backward with the default ``finetune.train_parts``
+    trainable, the distiller's loss forward and backward. Matrix
     products and convolutions only (what the counter knows); the steps' totals with the
     ``finetune.*_steps`` of the config."""
     from comosvc.config import load_config
@@ -528,6 +532,7 @@ def finetune_step_flops(config_path: str | Path | None = None, batch_size: int |
     from comosvc.measure.quality import REPO_CONFIG
     from comosvc.models.comosvc import ComoSVC
     from comosvc.models.consistency import ConsistencyDistiller
+    from comosvc.training.base_singers import AnchoredTeacherLoss, WithBaseSingers
     from comosvc.training.finetune import select_parts
 
     config = load_config(config_path or REPO_CONFIG.parent / "comosvc.yaml")
@@ -548,12 +553,13 @@ def finetune_step_flops(config_path: str | Path | None = None, batch_size: int |
     def count(objective, frames: int) -> float:
         return float(count_flops(lambda: objective(batch(frames))["loss"].backward()).total)
 
+    frozen = copy.deepcopy(model)
     model.train()
-    select_parts(model, ft.train_parts)
-    teacher = count(model.teacher_loss, crops["teacher"]) * batch_size
+    select_parts(model, ft.train_parts, rows=[1])
+    teacher = count(AnchoredTeacherLoss(model, frozen, [0], ft.base_anchor).train(), crops["teacher"]) * batch_size
     model.requires_grad_(False).eval()
     distiller = ConsistencyDistiller(model).train()
-    student = count(distiller.loss, crops["student"]) * batch_size
+    student = count(WithBaseSingers(distiller, [0], ft.base_share).train(), crops["student"]) * batch_size
     out["flops_per_step"] = {"teacher": teacher, "student": student}
     out["steps"] = {"teacher": ft.teacher_steps, "student": ft.distill_steps}
     out["total_flops"] = teacher * ft.teacher_steps + student * ft.distill_steps
