@@ -243,9 +243,9 @@ class FinetuneConfig:
     # what the teacher fine-tunes: "speaker" (the rows of the singers in the new data only),
     # "condition" (the content, F0 and energy inputs), "prior", "denoiser"
     train_parts: tuple[Literal["speaker", "condition", "prior", "denoiser"], ...] = ("speaker", "prior", "denoiser")
-    # a new singer's embedding row starts as the row of the base singer nearest in F0 median
-    # ("nearest_f0"; "mean" when no F0 median is known) or as the mean of the base singers' rows ("mean")
-    start_embedding: Literal["nearest_f0", "mean"] = "nearest_f0"
+    # a new singer's embedding row starts as the mean of the base singers' rows ("mean"), or as the
+    # row of the base singer nearest in F0 median ("nearest_f0"; "mean" when no F0 median is known)
+    start_embedding: Literal["nearest_f0", "mean"] = "mean"
     min_seconds: float = 30.0  # usable audio each new singer needs at least
     # keeping the base singers (comosvc/training/base_singers.py): the weight of the teacher's
     # anchor to the base model's answers for base singers on the new content (0: off), and the

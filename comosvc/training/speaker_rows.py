@@ -3,13 +3,14 @@
 A base singer's audio is not at hand when a new voice is fine-tuned, so a new singer's
 row starts from what the base model itself carries (``finetune.start_embedding``):
 
+- ``"mean"`` (the default): the mean of the base singers' rows, an average trained voice,
+  near no one base singer, so that moving it moves none of them;
 - ``"nearest_f0"``: the row of the base singer whose F0 median (stats.json) is nearest
   in semitones to the new singer's: a trained voice of the same register, so the first
-  samples already sound like a singer of that range; ``"mean"`` where a median is missing;
-- ``"mean"``: the mean of the base singers' rows, an average trained voice.
+  samples already sound like a singer of that range; ``"mean"`` where a median is missing.
 
-Only the rows of the singers in the new data receive gradients; weight decay still
-shrinks the others a little, so the exported model gets every other row back from the
+Only the rows of the singers in the new data receive gradients
+(:func:`~comosvc.training.finetune.select_parts`); weight decay still shrinks the others a little, so the exported model gets every other row back from the
 base model (:func:`keep_rows`): the base singers sound as they did.
 """
 
