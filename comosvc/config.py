@@ -250,7 +250,7 @@ class FinetuneConfig:
     # keeping the base singers (comosvc/training/base_singers.py): the weight of the teacher's
     # anchor to the base model's answers for base singers on the new content (0: off), and the
     # share of each distillation batch sung by base singers (0: none)
-    base_anchor: float = 1.0
+    base_anchor: float = 4.0
     base_share: float = 0.5
 
 

@@ -10,7 +10,11 @@ given a base singer's id, the fine-tuned model is asked to answer as the base mo
 - :class:`AnchoredTeacherLoss` (the teacher phase): the teacher loss on the new audio plus
   ``finetune.base_anchor`` times the anchor: for each clip a random base singer, then the
   prior's ``mu`` held to the base's (the prior loss's scale) and the denoised estimate at a
-  training noise level held to the base's (the EDM loss's weighting), at the same noisy input;
+  training noise level held to the base's (the EDM loss's weighting), at the same noisy input.
+  That input is noise around the new clip's mel for half the clips (a real mel's detail: it
+  keeps the base singers' voice best) and around the base's ``mu`` for the others (the base
+  singer's coarse mel at its own pitch: it keeps their melody best); measured in
+  docs/benchmarks.md "Your own voice";
 - :class:`WithBaseSingers` (the student phase): a share ``finetune.base_share`` of each
   distillation batch sung by random base singers, whose targets come from the (anchored)
   fine-tuned teacher like every other clip's.
@@ -112,7 +116,8 @@ class AnchoredTeacherLoss(Objective):
         with torch.no_grad():
             mu_base = self.frozen.encode(batch)
             sigma = edm.draw_training_sigma(mel, generator)
-            noisy = mel + sigma * edm.draw_noise(mu_base, generator)
+            around_mel = torch.rand(mel.shape[0], 1, 1, generator=generator, device=mel.device) < 0.5
+            noisy = torch.where(around_mel, mel, mu_base) + sigma * edm.draw_noise(mu_base, generator)
             denoised_base = edm.denoised(self.frozen.denoiser, noisy, sigma, mu_base, mask)
         mu = model.encode(batch)
         prior = masked_mean(0.5 * (mu - mu_base) ** 2, mask) / mel.shape[-1]
