@@ -92,6 +92,16 @@ def save_tiny_models(folder: Path, config) -> tuple[Path, Path]:
 
 
 @pytest.fixture()
+def fresh_accelerate():
+    """Each training run builds its own Accelerators: start and leave the test without accelerate state."""
+    from comosvc.training.setup import reset_accelerate_state
+
+    reset_accelerate_state()
+    yield
+    reset_accelerate_state()
+
+
+@pytest.fixture()
 def one_thread():
     """Tiny tensors: one thread avoids OpenMP oversubscription on a shared 2-core box.
 

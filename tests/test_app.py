@@ -289,13 +289,12 @@ def test_add_singer_tab_says_what_it_needs_without_a_gpu_of_its_own(tiny_model_d
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_add_singer_handler_fine_tunes_and_serves_the_new_singer(tiny_model_dir, tmp_path, monkeypatch):
+def test_add_singer_handler_fine_tunes_and_serves_the_new_singer(tiny_model_dir, tmp_path, monkeypatch, fresh_accelerate):
     """The button's handler: recordings and a name in; the banner and the three singer dropdowns name the new
     singer, and the Convert and Live handlers convert to it (the served model was swapped, no restart)."""
     import functools
 
     import gradio as gr
-    from accelerate.state import AcceleratorState, GradientState
 
     import app
     from comosvc.serving.settings import ServingSettings
@@ -312,13 +311,7 @@ def test_add_singer_handler_fine_tunes_and_serves_the_new_singer(tiny_model_dir,
     with pytest.raises(gr.Error, match="cannot name a singer"):
         add([], "no name", progress)
     clips = [str(write_clip(tmp_path / f"take{i}.wav", seconds=2.0, seed=i)) for i in range(4)]
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    try:
-        status, singer, mix, live_singer, report = add(clips, "alice", progress)
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
+    status, singer, mix, live_singer, report = add(clips, "alice", progress)
     assert "**3 singer(s)**" in status and str(tmp_path / "runs" / "alice" / "student" / "model") in status
     assert singer.value == live_singer.value == "added_alice" and mix.value is None
     assert singer.choices == mix.choices == [(name, name) for name in [*SINGERS, "added_alice"]]

@@ -19,24 +19,12 @@ import torch
 from comosvc.training.finetune_checks import FinetuneError
 from tests.conftest import F0_MEDIANS, SINGERS, save_tiny_models
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 
 FAST = [  # few and small steps: the tests check plumbing, not learning
     "finetune.min_seconds=2", "finetune.batch_size=2", "inference.teacher_steps=2", "train.num_workers=0",
     "distill.num_workers=0", "train.log_with=none", "distill.log_with=none",
 ]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate():
-    """Each fine-tune builds its own Accelerators; start and leave the process without one."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(scope="module")
@@ -237,10 +225,9 @@ def test_refuses_an_output_folder_that_holds_something(base, tmp_path):
 
 @pytest.fixture(scope="module")
 def finetuned(base, tmp_path_factory) -> dict:
-    from accelerate.state import AcceleratorState, GradientState
+    from comosvc.training.setup import reset_accelerate_state
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     out = tmp_path_factory.mktemp("runs") / "alice"
     base_files = {p: p.read_bytes() for folder in (base["teacher"], base["student"]) for p in folder.iterdir()}
     threads = torch.get_num_threads()

@@ -268,18 +268,6 @@ def test_singer_names_and_where_the_tab_can_run():
     assert ServingSettings().allow_cpu_finetune is False
 
 
-@pytest.fixture()
-def fresh_accelerate():
-    """A fine-tune builds its own Accelerators; start and leave the process without one."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 FAST_FINETUNE = [  # few and small steps: plumbing, not learning (as tests/test_finetune.py)
     "finetune.min_seconds=2", "finetune.batch_size=2", "inference.teacher_steps=2", "train.num_workers=0",
     "distill.num_workers=0", "train.log_with=none", "distill.log_with=none",

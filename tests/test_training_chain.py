@@ -85,17 +85,15 @@ def resumed_optimizer_state(out: Path, processed: Path, checkpoint: Path) -> dic
     """
     import dataclasses
 
-    from accelerate.state import AcceleratorState, GradientState
-
     from comosvc.config import load_config
     from comosvc.models import ComoSVC
     from comosvc.training import Objective, prepare_training
     from comosvc.training.data import load_training_data
+    from comosvc.training.setup import reset_accelerate_state
 
     cfg = load_config(out / "config.yaml")
     tc = dataclasses.replace(cfg.train, log_with="none")
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     try:
         data = load_training_data(processed, tc)
         model = ComoSVC(cfg, singers=data.singers, stats=data.stats)
@@ -108,8 +106,7 @@ def resumed_optimizer_state(out: Path, processed: Path, checkpoint: Path) -> dic
             "saved": torch.load(checkpoint / "optimizer.bin", weights_only=True)["state"],
         }
     finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
+        reset_accelerate_state()
 
 
 def test_sigkill_then_resume_continues_from_the_last_complete_checkpoint(teacher_run):

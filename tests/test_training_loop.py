@@ -12,7 +12,6 @@ import logging
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from torch import nn
 
 from comosvc.config import TrainConfig
@@ -24,6 +23,7 @@ from comosvc.training import (
     prepare_training,
 )
 from comosvc.training.checkpoint import STATE_FILE, read_trainer_state
+from comosvc.training.setup import reset_accelerate_state
 
 
 class ToyObjective(nn.Module):
@@ -62,13 +62,7 @@ def toy_config(**changes) -> TrainConfig:
     return dataclasses.replace(TrainConfig(), **base)
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")  # every test starts and ends without accelerate state
 
 
 def setup_run(tc, out, resume=False, nan_calls=()):
@@ -101,8 +95,7 @@ def test_resume_restores_step_optimizer_and_scheduler(tmp_path):
     saved_optimizer = optimizer_a.state_dict()
     saved_plateau = plateau_a.state_dict()
     saved_weights = {k: v.clone() for k, v in model_a.state_dict().items()}
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
     # Half-written later checkpoint, as a SIGKILL during save_state would leave it.
     (tmp_path / "checkpoints" / "step-00000008.tmp").mkdir()

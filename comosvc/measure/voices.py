@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from comosvc.measure.timer import Timer
+from comosvc.training.setup import reset_accelerate_state
 
 DATASET = "synthetic"  # the dataset name of the corpus folders: singer keys are "synthetic_singer<k>"
 PROTOCOLS = ("own-voice", "index")
@@ -391,7 +392,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
             for (name, _), scores in before.items()]
     finetunes = []
     for start in settings.start_embeddings:
-        _fresh_accelerate()
+        reset_accelerate_state()
         overrides = [
             f"finetune.start_embedding={start}", f"finetune.min_seconds={min(30.0, settings.new_voice_seconds / 2)}",
             "train.log_with=none", "distill.log_with=none", "train.num_workers=0", "distill.num_workers=0",
@@ -405,7 +406,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
                 overrides=overrides, device="cpu",
             )
         clock.stop()
-        _fresh_accelerate()
+        reset_accelerate_state()
         finetunes.append({"start_embedding": start, "started_from": result.started_from, "minutes": round(result.minutes, 2),
                           "wall_seconds": round(clock.wall, 1), "cpu_seconds": round(clock.cpu, 1)})
         pipe = load_pipeline(result.student, settings)
@@ -577,7 +578,7 @@ def run_voices(settings: VoicesSettings, protocols=PROTOCOLS, work_dir: str | Pa
     threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    _fresh_accelerate()
+    reset_accelerate_state()
     try:
         with tempfile.TemporaryDirectory(prefix="comosvc-voices-") as tmp:
             work = Path(work_dir) if work_dir is not None else Path(tmp)
@@ -585,16 +586,8 @@ def run_voices(settings: VoicesSettings, protocols=PROTOCOLS, work_dir: str | Pa
             runs = {"own-voice": run_own_voice, "index": run_index}
             return {name: runs[name](settings, work / name, encoders) for name in protocols}
     finally:
-        _fresh_accelerate()
+        reset_accelerate_state()
         torch.set_num_threads(threads)
-
-
-def _fresh_accelerate() -> None:
-    """Each fine-tune builds its own Accelerators: start it without the state an earlier run left."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 class _quiet:

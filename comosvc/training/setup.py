@@ -210,4 +210,13 @@ def _build_plateau(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.o
     )
 
 
-__all__ = ["TrainingRun", "checkpoint_to_resume", "prepare_training"]
+def reset_accelerate_state() -> None:
+    """Forget the accelerate state (process and gradient) an earlier run left in this process, so that
+    the next :func:`prepare_training` starts as in a fresh one (measurements and tests run several)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+__all__ = ["TrainingRun", "checkpoint_to_resume", "prepare_training", "reset_accelerate_state"]
