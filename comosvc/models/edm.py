@@ -138,10 +138,15 @@ class EDM:
         at the end of every trajectory.
         """
         sigma = _per_example(sigma, y)
-        weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         noisy = y + sigma * self.draw_noise(mu, generator)
-        denoised = self.denoised(network, noisy, sigma, mu, mask)
-        return masked_mean(weight * (denoised - y) ** 2, mask)
+        return self.weighted_distance(self.denoised(network, noisy, sigma, mu, mask), y, sigma, mask)
+
+    def weighted_distance(self, denoised: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor,
+                          mask: torch.Tensor) -> torch.Tensor:
+        """Masked mean of ``weight * (denoised - target)^2``, the EDM weight ``(s^2 + sd^2) / (s sd)^2``
+        of ``sigma`` ``(B, 1, 1)``: the loss of :meth:`loss_at`, against any target."""
+        weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+        return masked_mean(weight * (denoised - target) ** 2, mask)
 
     # ------------------------------------------------------------------ ODE steps
 
