@@ -59,6 +59,15 @@ def median_f0_by_id(singers: dict[str, int], stats: dict, n_speakers: int) -> to
     return medians
 
 
+def _keep_base_singers(module: torch.nn.Module, base_ids: Sequence[int], medians: torch.Tensor | None, model) -> None:
+    """Register ``module``'s ``base_ids`` ``(K,)`` and ``medians`` ``(n_speakers,)`` buffers (not saved);
+    ``medians`` default: :func:`median_f0_by_id` of ``model``'s singers and stats."""
+    if medians is None:
+        medians = median_f0_by_id(model.singers, model.stats, model.config.model.n_speakers)
+    module.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
+    module.register_buffer("medians", medians.float(), persistent=False)
+
+
 def in_register(f0: torch.Tensor, own: torch.Tensor, new: torch.Tensor, medians: torch.Tensor) -> torch.Tensor:
     """``f0`` ``(B, T)`` Hz of clips sung by ``own`` ``(B,)``, moved for singers ``new`` ``(B,)``: times
     ``medians[new] / medians[own]`` (unvoiced 0 stays 0; unchanged where either median is unknown)."""
@@ -85,10 +94,7 @@ class AnchoredTeacherLoss(Objective):
         super().__init__(model, "teacher_loss")
         self.frozen = frozen.requires_grad_(False).eval()
         self.weight = float(weight)
-        self.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
-        if medians is None:
-            medians = median_f0_by_id(model.singers, model.stats, model.config.model.n_speakers)
-        self.register_buffer("medians", medians.float(), persistent=False)
+        _keep_base_singers(self, base_ids, medians, model)
 
     def train(self, mode: bool = True) -> "AnchoredTeacherLoss":
         super().train(mode)
@@ -121,9 +127,8 @@ class AnchoredTeacherLoss(Objective):
             denoised_base = edm.denoised(self.frozen.denoiser, noisy, sigma, mu_base, mask)
         mu = model.encode(batch)
         prior = masked_mean(0.5 * (mu - mu_base) ** 2, mask) / mel.shape[-1]
-        weight = (sigma**2 + edm.sigma_data**2) / (sigma * edm.sigma_data) ** 2
         denoised = edm.denoised(model.denoiser, noisy, sigma, mu, mask)
-        return prior, masked_mean(weight * (denoised - denoised_base) ** 2, mask)
+        return prior, edm.weighted_distance(denoised, denoised_base, sigma, mask)
 
 
 class WithBaseSingers(Objective):
@@ -134,11 +139,7 @@ class WithBaseSingers(Objective):
     def __init__(self, distiller, base_ids: Sequence[int], share: float, medians: torch.Tensor | None = None):
         super().__init__(distiller, "loss")
         self.share = float(share)
-        self.register_buffer("base_ids", torch.tensor(list(base_ids), dtype=torch.long), persistent=False)
-        if medians is None:
-            teacher = distiller.teacher
-            medians = median_f0_by_id(teacher.singers, teacher.stats, teacher.config.model.n_speakers)
-        self.register_buffer("medians", medians.float(), persistent=False)
+        _keep_base_singers(self, base_ids, medians, distiller.teacher)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.share > 0 and self.base_ids.numel():

@@ -366,9 +366,11 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, trained, run_dir, 
     if base_student is not None:  # student and EMA target start from the base student's denoiser
         distiller.student.load_state_dict(base_student.denoiser.state_dict())
         distiller.target.load_state_dict(base_student.denoiser.state_dict())
-    trained_ids = [teacher.singers[key] for key in trained]
+    objective = WithBaseSingers(
+        distiller, base_singer_ids(teacher.singers, [teacher.singers[key] for key in trained]), cfg.finetune.base_share
+    )
     run = prepare_training(
-        WithBaseSingers(distiller, base_singer_ids(teacher.singers, trained_ids), cfg.finetune.base_share), dc, run_dir, data.train_loader, data.val_loader,
+        objective, dc, run_dir, data.train_loader, data.val_loader,
         parameters=distiller.trainable_parameters(), resume=resume, project="finetune-distill", run_config=run_cfg,
     )
     if run.is_main_process:

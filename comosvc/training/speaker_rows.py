@@ -10,8 +10,9 @@ row starts from what the base model itself carries (``finetune.start_embedding``
   samples already sound like a singer of that range; ``"mean"`` where a median is missing.
 
 Only the rows of the singers in the new data receive gradients
-(:func:`~comosvc.training.finetune.select_parts`); weight decay still shrinks the others a little, so the exported model gets every other row back from the
-base model (:func:`keep_rows`): the base singers sound as they did.
+(:func:`~comosvc.training.finetune.select_parts`); weight decay still shrinks the others
+a little, so the exported model gets every other row back from the base model
+(:func:`keep_rows`): the base singers sound as they did.
 """
 
 from __future__ import annotations
