@@ -340,6 +340,11 @@ BASE_SETTINGS = ("n_singers", "train_clips_per_singer", "test_clips_per_singer",
 BASE_RECORD = "base.json"  # under the protocol's work folder: the settings the kept base was trained with
 
 
+def _base_settings(settings: VoicesSettings) -> dict[str, Any]:
+    """The :data:`BASE_SETTINGS` of ``settings``, as :data:`BASE_RECORD` holds them."""
+    return _jsonable({key: getattr(settings, key) for key in BASE_SETTINGS})
+
+
 def kept_base(settings: VoicesSettings, work: Path):
     """The base of an earlier run in ``work`` (``--work``) trained with the same :data:`BASE_SETTINGS`:
     ``(teacher_dir, student_dir, info)``, or ``(None, None, None)``."""
@@ -347,17 +352,15 @@ def kept_base(settings: VoicesSettings, work: Path):
     if not record.is_file():
         return None, None, None
     kept = json.loads(record.read_text())
-    wanted = _jsonable({key: getattr(settings, key) for key in BASE_SETTINGS})
-    if kept["settings"] != wanted:
+    if kept["settings"] != _base_settings(settings):
         raise SystemExit(f"{work} holds a base trained with other settings ({record}): give another --work folder.")
     return work / "base" / "teacher", work / "base" / "student", {**kept["training"], "base_reused": True}
 
 
 def keep_base(settings: VoicesSettings, work: Path, info: dict) -> None:
     """Record the base's settings so that another run with ``--work`` reuses it (:func:`kept_base`)."""
-    record = {"settings": _jsonable({key: getattr(settings, key) for key in BASE_SETTINGS}), "training": info}
+    record = {"settings": _base_settings(settings), "training": info}
     (work / BASE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-
 
 
 def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[str, Any]:
