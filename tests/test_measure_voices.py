@@ -68,3 +68,20 @@ def test_markdown_written_beside_the_json(quick_reports):
     out = quick_reports[1]
     text = out.with_suffix(".md").read_text()
     assert "## own-voice" in text and "## index" in text
+
+
+def test_a_second_own_voice_run_in_the_same_work_folder_reuses_the_base(tmp_path):
+    """--work keeps the trained base: a second run fine-tunes again on it (its own earlier fine-tunes
+    replaced), and a run whose base settings differ is refused with one line."""
+    work = tmp_path / "work"
+    reports = []
+    for _ in range(2):
+        out = tmp_path / f"run{len(reports)}.json"
+        assert main(["--quick", "--protocol", "own-voice", "--work", str(work), "--out", str(out)]) == 0
+        reports.append(json.loads(out.read_text())["own-voice"])
+    first, second = reports
+    assert "base_reused" not in first["training"] and second["training"]["base_reused"] is True
+    before = [[row for row in report["rows"] if row["conversions_into"] == "base singers, before"] for report in reports]
+    assert before[0] == before[1]  # the same base models converted the same clips
+    with pytest.raises(SystemExit, match="holds a base trained with other settings"):
+        main(["--quick", "--protocol", "own-voice", "--work", str(work), "--teacher-train-steps", "7"])

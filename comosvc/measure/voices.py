@@ -48,6 +48,7 @@ import copy
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -401,10 +402,12 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
             "train.log_with=none", "distill.log_with=none", "train.num_workers=0", "distill.num_workers=0",
             f"inference.teacher_steps={settings.teacher_steps}",
         ] + ([f"finetune.lr={settings.finetune_lr}"] if settings.finetune_lr is not None else []) + settings.finetune_overrides
+        folder = work / f"finetune-{start}"
+        shutil.rmtree(folder, ignore_errors=True)  # this measurement's own fine-tune of an earlier run in --work
         clock = Timer().start()
         with _quiet():
             result = finetune(
-                teacher_dir, work / f"finetune-{start}", datasets=[f"generic:{DATASET}={voice_root}"], student=student_dir,
+                teacher_dir, folder, datasets=[f"generic:{DATASET}={voice_root}"], student=student_dir,
                 teacher_steps=settings.finetune_teacher_steps, distill_steps=settings.finetune_distill_steps,
                 overrides=overrides, device="cpu",
             )
