@@ -109,3 +109,64 @@ def test_sampler_mixes_singers_in_every_batch():
     assert list(sampler) != order  # a new order each epoch
     sampler.set_epoch(0)
     assert list(sampler) == order  # deterministic per (seed, epoch)
+
+
+def _shifted_copies(split, copies: int = 2):
+    """Content rows for ``copies`` copies of each clip of ``split``: copy ``k`` of clip ``i`` holds the
+    value ``10 * (i + 1) + k`` in every frame (so a swapped-in copy shows which it is)."""
+    from datasets import Array2D, Dataset, Features, Value
+
+    rows = {"dataset": [], "singer": [], "utterance": [], "segment": [], "whisper": [], "contentvec": []}
+    for i, (dataset, singer, n) in enumerate(zip(split["dataset"], split["singer"], split["n"])):
+        for k in range(copies):
+            rows["dataset"].append(dataset)
+            rows["singer"].append(singer)
+            rows["utterance"].append(f"u{i}")
+            rows["segment"].append(0)
+            rows["whisper"].append(np.full((n, DW), 10 * (i + 1) + k, np.float16))
+            rows["contentvec"].append(np.full((n, DC), 10 * (i + 1) + k, np.float16))
+    features = Features({"dataset": Value("string"), "singer": Value("string"), "utterance": Value("string"),
+                         "segment": Value("int32"), "whisper": Array2D((None, DW), "float16"),
+                         "contentvec": Array2D((None, DC), "float16")})
+    return Dataset.from_dict(rows, features=features)
+
+
+def _named_split(lengths, singers):
+    split = _split(lengths, singers)
+    return (split.add_column("utterance", [f"u{i}" for i in range(len(lengths))])
+            .add_column("segment", [0] * len(lengths)).add_column("n", list(lengths)))
+
+
+def test_a_share_of_examples_takes_the_content_of_a_pitch_shifted_copy_in_the_same_window():
+    split = _named_split([100, 40], [("a", "x"), ("b", "z")])
+    shifted = _shifted_copies(split)
+    torch.manual_seed(0)
+    always = FeatureDataset(split, STATS, SINGERS, crop_frames=32, shifted=shifted, shifted_share=1.0)
+    plain = FeatureDataset(split, STATS, SINGERS, crop_frames=32)
+    seen = set()
+    for _ in range(30):
+        item = always[0]
+        start = int(item["f0"][0])
+        value = float(item["whisper"][0, 0])
+        seen.add(value)
+        assert torch.equal(item["whisper"], torch.full((32, DW), value)) and torch.equal(item["contentvec"], torch.full((32, DC), value))
+        # mel, F0 and energy are the clip's own, in the same window
+        assert torch.equal(item["f0"], torch.arange(start, start + 32).float())
+        assert torch.equal(item["mel"], plain._stats["a"].normalize(torch.from_numpy(np.asarray(split[0]["mel"][start : start + 32], np.float32))).float())
+    assert seen == {10.0, 11.0}  # both copies of clip 0, and only clip 0's
+    assert {float(always[1]["whisper"][0, 0]) for _ in range(20)} <= {20.0, 21.0}
+
+    half = FeatureDataset(split, STATS, SINGERS, crop_frames=32, shifted=shifted, shifted_share=0.5)
+    swapped = sum(float(half[1]["whisper"][0, 0]) in (20.0, 21.0) for _ in range(400))
+    assert 150 < swapped < 250
+    never = FeatureDataset(split, STATS, SINGERS, crop_frames=32, shifted=shifted, shifted_share=0.0)
+    assert all(float(never[1]["whisper"][0, 0]) not in (20.0, 21.0) for _ in range(50))
+
+
+def test_pitch_shifted_content_of_other_clips_is_refused():
+    split = _named_split([100, 40], [("a", "x"), ("b", "z")])
+    other = _named_split([100, 40], [("a", "x"), ("a", "y")])
+    with pytest.raises(ValueError, match="other clips than the processed data's train split"):
+        FeatureDataset(split, STATS, SINGERS, shifted=_shifted_copies(other), shifted_share=0.5)
+    with pytest.raises(ValueError, match="3 rows for 2 clips"):
+        FeatureDataset(split, STATS, SINGERS, shifted=_shifted_copies(split).select(range(3)), shifted_share=0.5)
