@@ -252,10 +252,6 @@ class FinetuneConfig:
     # share of each distillation batch sung by base singers (0: none)
     base_anchor: float = 4.0
     base_share: float = 0.5
-    # the share of training clips (both phases) whose content features come from a copy of the clip
-    # pitch-shifted by 2-12 semitones, F0 and mel unchanged, so that the new singer follows the F0
-    # when a conversion's key shift makes content and F0 disagree (comosvc/data/shifted_content.py; 0: off)
-    shifted_content: float = 0.5
 
 
 # inference.dtype: the precision of every network (comosvc/precision.py resolves it for a device)

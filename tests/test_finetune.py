@@ -176,8 +176,6 @@ def test_refuses_settings_that_contradict_the_base_model(base, tmp_path):
 
     refused(base, tmp_path / "out", r"audio.sample_rate 24000 != 44100", overrides=["audio.sample_rate=44100"])
     refused(base, tmp_path / "out", r"content.whisper_mode 'unpadded' != 'padded'", overrides=["content.whisper_mode=padded"])
-    refused(base, tmp_path / "out", r"finetune.shifted_content is a share of the training clips: give a value from 0 to 1, not 1.5",
-            overrides=["finetune.shifted_content=1.5"])
     # a student of other mel settings
     other = dataclasses.replace(base["config"], audio=dataclasses.replace(base["config"].audio, n_mels=80))
     ComoSVC(other, singers=SINGERS, distilled=True, distilled_from=str(base["teacher"])).save_pretrained(tmp_path / "s80")
@@ -281,36 +279,6 @@ def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetune
     clip = load_audio(sorted(base["voice"].rglob("*.wav"))[0])
     converted = pipe(clip, singer="alice_singer0", steps=1, seed=0)
     assert converted.nfe == 1 and converted.audio.shape == clip.shape and np.isfinite(converted.audio).all()
-
-
-def test_the_training_clips_get_content_from_pitch_shifted_copies_built_once(base, finetuned):
-    from comosvc.data.preprocess import load_processed
-    from comosvc.data.shifted_content import COPIES, SEMITONES, shifted_content
-
-    out = finetuned["out"]
-    assert len(list((out / "shifted_content").glob("shifted-*.arrow"))) == 1
-    train = load_processed(out / "data", splits=["train"])["train"]
-    shifted = shifted_content(out / "data", base["config"], out / "shifted_content", seed=base["config"].train.seed,
-                              extractor=NoExtraction())
-    assert len(shifted) == COPIES * len(train) and COPIES == 2
-    assert shifted["utterance"][::COPIES] == train["utterance"] and shifted["utterance"][1::COPIES] == train["utterance"]
-    up, down = np.array(shifted["semitones"][::COPIES]), np.array(shifted["semitones"][1::COPIES])
-    low, high = SEMITONES[0] - 0.1, SEMITONES[1] + 0.1  # the 100 Hz grid of the resampling rate
-    assert ((low <= up) & (up <= high)).all() and ((-high <= down) & (down <= -low)).all()
-    for name in ("whisper", "contentvec"):  # the clip's frames, other content: about as far as another clip's
-        own, other = (np.asarray(train[i][name], np.float32) for i in (0, 1))
-        frames = min(len(own), len(other))
-        apart = np.abs(own[:frames] - other[:frames]).mean()
-        for k in range(COPIES):
-            copy = np.asarray(shifted[k][name], np.float32)
-            assert copy.shape == own.shape and np.abs(copy - own)[:frames].mean() > 0.3 * apart, (name, k)
-
-
-class NoExtraction:
-    """An extractor for a build that must find everything cached."""
-
-    def extract_batch(self, *args, **kwargs):
-        raise AssertionError("the pitch-shifted content was extracted again")
 
 
 def test_continue_singer_fine_tunes_a_base_singer_in_place(base, tmp_path):

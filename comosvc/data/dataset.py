@@ -18,7 +18,6 @@ from comosvc.data.singers import SINGERS_FILE, SingerTable
 
 # (column, feature dims after T) of one example; "mel" is normalised on the way out.
 SEQUENCE_KEYS = ("mel", "whisper", "contentvec", "f0", "energy")
-CONTENT_KEYS = ("whisper", "contentvec")
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -30,10 +29,6 @@ class FeatureDataset(torch.utils.data.Dataset):
     ``crop_frames``: examples longer than this are cut to a window of this many
     frames (random when ``random_crop``, else the first frames); ``None`` keeps whole
     utterances (validation).
-    ``shifted``: content features of pitch-shifted copies of ``split``'s clips
-    (:func:`comosvc.data.shifted_content.shifted_content`); an example takes its
-    ``"whisper"`` and ``"contentvec"`` from a random copy with probability
-    ``shifted_share``, its mel, F0 and energy staying the clip's own.
 
     An example is a dict of tensors: ``"mel"`` ``(T, n_mels)`` in [-1, 1],
     ``"whisper"`` ``(T, Dw)``, ``"contentvec"`` ``(T, Dc)``, ``"f0"`` ``(T,)`` Hz,
@@ -47,10 +42,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         singers: SingerTable | dict[str, int],
         crop_frames: int | None = 512,
         random_crop: bool = True,
-        shifted: Any | None = None,
-        shifted_share: float = 0.0,
     ):
-        from comosvc.data.shifted_content import check_aligned
         from comosvc.features.mel import MelStats
 
         self.data = split.with_format("numpy", columns=list(SEQUENCE_KEYS))
@@ -73,9 +65,6 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise KeyError(f"stats.json has no mel stats for dataset(s) {', '.join(absent)}; rerun preprocessing.")
         self._stats = {name: MelStats.from_dict(mel_stats[name]) for name in set(datasets_col)}
         self._dataset_of = datasets_col
-        self.shifted_share = float(shifted_share) if shifted is not None else 0.0
-        self.copies = check_aligned(shifted, split) if self.shifted_share > 0 else 0
-        self.shifted = shifted.with_format("numpy", columns=list(CONTENT_KEYS)) if self.copies else None
 
     @classmethod
     def from_dir(
@@ -102,9 +91,6 @@ class FeatureDataset(torch.utils.data.Dataset):
                 # torch's RNG: DataLoader workers get distinct seeds, numpy's global RNG would repeat
                 start = int(torch.randint(0, n_frames - self.crop_frames + 1, ()).item())
             stop = start + self.crop_frames
-        if self.shifted is not None and float(torch.rand(())) < self.shifted_share:
-            copy = self.shifted[index * self.copies + int(torch.randint(0, self.copies, ()))]
-            row = {**row, **{key: copy[key] for key in CONTENT_KEYS}}
         item = {key: torch.from_numpy(np.asarray(row[key][start:stop], dtype=np.float32)) for key in SEQUENCE_KEYS}
         item["mel"] = self._stats[self._dataset_of[index]].normalize(item["mel"]).float()
         item["speaker"] = torch.tensor(self.speakers[index], dtype=torch.int64)
@@ -170,4 +156,4 @@ class MixedSingerSampler(torch.utils.data.Sampler[int]):
         return iter(order.tolist())
 
 
-__all__ = ["CONTENT_KEYS", "FeatureDataset", "MixedSingerSampler", "SEQUENCE_KEYS", "collate"]
+__all__ = ["FeatureDataset", "MixedSingerSampler", "SEQUENCE_KEYS", "collate"]

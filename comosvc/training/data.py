@@ -41,22 +41,17 @@ class TrainingData:
     example_datasets: list[str]  # the dataset of each example (to pick its mel stats)
 
 
-def load_training_data(
-    data_dir: str | Path, tc: TrainConfig, num_examples: int = 2, shifted=None, shifted_share: float = 0.0
-) -> TrainingData:
+def load_training_data(data_dir: str | Path, tc: TrainConfig, num_examples: int = 2) -> TrainingData:
     """Loaders of the train and validation splits of a processed folder.
 
-    ``shifted``, ``shifted_share``: content of pitch-shifted copies of the training clips and the
-    share of training examples that take it (:class:`~comosvc.data.dataset.FeatureDataset`);
-    validation always uses the clips' own content. Without a validation split (a tiny corpus), the validation loss is computed on
+    Without a validation split (a tiny corpus), the validation loss is computed on
     the first frames of the training utterances, with a warning.
     """
     data_dir = Path(data_dir)
     splits = load_processed(data_dir)
     stats = load_stats(data_dir)
     singers = SingerTable.load(data_dir / SINGERS_FILE)
-    train = FeatureDataset(splits["train"], stats, singers, crop_frames=tc.crop_frames, random_crop=True,
-                           shifted=shifted, shifted_share=shifted_share)
+    train = FeatureDataset(splits["train"], stats, singers, crop_frames=tc.crop_frames, random_crop=True)
     if len(train) == 0:
         raise ValueError(f"The train split of {data_dir} is empty: preprocess more audio (train/preprocess.py).")
     val_split = splits["validation"]

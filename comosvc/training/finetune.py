@@ -14,9 +14,7 @@
    content encoders, the base's singer table and stats extended
    (:func:`comosvc.data.preprocess.preprocess` with ``base``), or a processed ``data``
    folder checked against the base; then each singer's usable seconds
-   (``finetune.min_seconds``), and the content of pitch-shifted copies of the training
-   clips in ``OUT/shifted_content`` (:mod:`comosvc.data.shifted_content`), which a share
-   ``finetune.shifted_content`` of both phases' training clips take;
+   (``finetune.min_seconds``);
 3. the teacher, loaded from the base weights (the table already has
    ``model.n_speakers`` rows: nothing grows), its new singers' rows started as
    ``finetune.start_embedding`` says (:mod:`~comosvc.training.speaker_rows`), the
@@ -63,7 +61,6 @@ from comosvc.training.finetune_checks import (
 )
 
 DATA, TEACHER, STUDENT, MODEL = "data", "teacher", "student", "model"  # folders under OUT
-SHIFTED = "shifted_content"  # folder under OUT: content of pitch-shifted copies (comosvc/data/shifted_content.py)
 
 
 @dataclass
@@ -124,8 +121,6 @@ def finetune(
     report(0.0, "preparing the audio")
     data_dir, keys = _prepare_data(state, base, cfg, out, datasets, data, continue_singer, device)
     trained, minutes = _singers_to_train(data_dir, keys, cfg)
-    report(0.05, "content of pitch-shifted copies")
-    shifted = _shifted_content(state, cfg, data_dir, out / SHIFTED, device)
     cfg = dataclasses.replace(cfg, finetune=_batch_for_every_process(cfg.finetune, data_dir, state.num_processes))
     mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
 
@@ -133,12 +128,12 @@ def finetune(
     share = 0.9 / max(1, cfg.finetune.teacher_steps + cfg.finetune.distill_steps)
     teacher_end = 0.1 + share * cfg.finetune.teacher_steps
     teacher_dir, started = _finetune_teacher(
-        base, cfg, data_dir, shifted, out / TEACHER, trained, minutes, teacher, mixed_precision, resume,
+        base, cfg, data_dir, out / TEACHER, trained, minutes, teacher, mixed_precision, resume,
         on_step=_phase_progress(report, 0.1, teacher_end, cfg.finetune.teacher_steps, "fine-tuning the teacher"),
     )
     teacher_name = f"{push_to_hub}-{TEACHER}" if push_to_hub else str(teacher_dir)
     student_dir = _distil_student(
-        teacher_dir, base_student, cfg, data_dir, shifted, trained, out / STUDENT, minutes, teacher_name, student or teacher,
+        teacher_dir, base_student, cfg, data_dir, trained, out / STUDENT, minutes, teacher_name, student or teacher,
         mixed_precision, resume,
         on_step=_phase_progress(report, teacher_end, 1.0, cfg.finetune.distill_steps, "distilling the student"),
     )
@@ -168,10 +163,6 @@ def _base_models(
     check_overrides(base.config, cfg, teacher)
     if not cfg.finetune.train_parts:
         raise FinetuneError("finetune.train_parts is empty: name at least one of speaker, condition, prior, denoiser.")
-    for key in ("base_share", "shifted_content"):
-        if not 0.0 <= getattr(cfg.finetune, key) <= 1.0:
-            raise FinetuneError(f"finetune.{key} is a share of the training clips: give a value from 0 to 1, "
-                                f"not {getattr(cfg.finetune, key)}.")
     base_student = None
     if student is not None:
         base_student = ComoSVC.from_pretrained(student)
@@ -206,19 +197,6 @@ def _prepare_data(state, base, cfg: ComoSVCConfig, out: Path, datasets: Sequence
     except CorpusError as err:
         raise FinetuneError(str(err)) from err
     return data_dir, keys
-
-
-def _shifted_content(state, cfg: ComoSVCConfig, data_dir: Path, folder: Path, device: str | None):
-    """The content of pitch-shifted copies of the training clips (``None`` when
-    ``finetune.shifted_content`` is 0), built into ``folder`` by the main process while the others wait."""
-    if cfg.finetune.shifted_content <= 0:
-        return None
-    from comosvc.data.shifted_content import shifted_content
-
-    if state.is_main_process:
-        shifted_content(data_dir, cfg, folder, device=device, seed=cfg.train.seed)
-    state.wait_for_everyone()
-    return shifted_content(data_dir, cfg, folder, device=device, seed=cfg.train.seed)  # built: only read
 
 
 def _singers_to_train(data_dir: Path, keys, cfg: ComoSVCConfig) -> tuple[list[str], float]:
@@ -323,7 +301,7 @@ def _check_data_folder(folder: Path, base, cfg: ComoSVCConfig, continue_singer: 
     return keys
 
 
-def _finetune_teacher(base, cfg, data_dir, shifted, run_dir, trained, minutes, base_name, mixed_precision, resume, on_step=None):
+def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name, mixed_precision, resume, on_step=None):
     """The teacher phase; returns ``(OUT/teacher/model, started_from)``."""
     from comosvc.data.preprocess import extend_stats
     from comosvc.training import prepare_training
@@ -334,7 +312,7 @@ def _finetune_teacher(base, cfg, data_dir, shifted, run_dir, trained, minutes, b
 
     tc = phase_config(cfg.train, cfg.finetune, cfg.finetune.teacher_steps, mixed_precision)
     run_cfg = dataclasses.replace(cfg, train=tc)
-    data = load_training_data(data_dir, tc, shifted=shifted, shifted_share=cfg.finetune.shifted_content)
+    data = load_training_data(data_dir, tc)
     base_singers, base_stats, base_steps = dict(base.singers), base.stats, base.training_steps
     base_table = base.condition_encoder.speaker.weight.detach().clone()
     trained_ids = [data.singers[key] for key in trained]
@@ -371,7 +349,7 @@ def _finetune_teacher(base, cfg, data_dir, shifted, run_dir, trained, minutes, b
     return folder, started
 
 
-def _distil_student(teacher_dir, base_student, cfg, data_dir, shifted, trained, run_dir, minutes, teacher_name, base_name, mixed_precision, resume,
+def _distil_student(teacher_dir, base_student, cfg, data_dir, trained, run_dir, minutes, teacher_name, base_name, mixed_precision, resume,
                     on_step=None):
     """The student phase; returns ``OUT/student/model``."""
     from comosvc.models import ComoSVC, ConsistencyDistiller
@@ -383,7 +361,7 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, shifted, trained, 
     dc = phase_config(cfg.distill, cfg.finetune, cfg.finetune.distill_steps, mixed_precision)
     teacher = ComoSVC.from_pretrained(teacher_dir)
     run_cfg = dataclasses.replace(teacher.config, distill=dc)
-    data = load_training_data(data_dir, dc, shifted=shifted, shifted_share=cfg.finetune.shifted_content)
+    data = load_training_data(data_dir, dc)
     distiller = ConsistencyDistiller(teacher, dc)
     if base_student is not None:  # student and EMA target start from the base student's denoiser
         distiller.student.load_state_dict(base_student.denoiser.state_dict())
