@@ -55,20 +55,28 @@ def f0_pearson_correlation(f0_ref: np.ndarray, f0_conv: np.ndarray) -> float:
     return float((a * b).sum() / denominator)
 
 
-def f0_octave_jumps(f0_ref: np.ndarray, f0_conv: np.ndarray) -> float:
+def f0_octave_jumps(f0_ref: np.ndarray, f0_conv: np.ndarray, among: np.ndarray | None = None) -> float:
     """The share of frames voiced in both tracks where the conversion leaves the source's melody by
     more than half an octave (600 cents), after the conversion's median transposition is taken out.
 
     What drags :func:`f0_pearson_correlation` (on Hz) down when a conversion keeps the melody but
     jumps an octave in places (a weak fundamental read at twice or half the pitch): a few such frames
-    weigh like a lost melody there. ``nan`` when no frame is voiced in both.
+    weigh like a lost melody there. ``among``: a ``(T,)`` bool per frame, to count the share among
+    those frames only (the transposition still taken over all). ``nan`` when no frame counted is
+    voiced in both.
     """
     ref, conv = _common_frames(f0_ref, f0_conv)
     both = (ref > 0) & (conv > 0)
-    if not both.any():
+    if among is not None:  # frames past its end are not counted
+        among = np.asarray(among, bool).reshape(-1)[: len(ref)]
+        both_among = np.zeros_like(both)
+        both_among[: len(among)] = among
+    counted = both if among is None else both & both_among
+    if not counted.any():
         return float("nan")
-    cents = hz_to_cents(conv[both]) - hz_to_cents(ref[both])
-    return float(np.mean(np.abs(cents - np.median(cents)) > 600.0))
+    cents = hz_to_cents(np.where(both, conv, 1.0)) - hz_to_cents(np.where(both, ref, 1.0))
+    jumps = np.abs(cents - np.median(cents[both])) > 600.0
+    return float(np.mean(jumps[counted]))
 
 
 def f0_rmse_cents(f0_ref: np.ndarray, f0_conv: np.ndarray, subtract_median: bool = True) -> float:

@@ -39,6 +39,12 @@ def test_own_voice_report(quick_reports):
     for row in report["rows"]:
         assert set(SCORES) <= set(row) and row["conversions"] > 0
         assert 0.0 <= row["nearest_is_target"] <= 1.0 and -2.0 <= row["margin"] <= 2.0
+        # the notes sung above the base singers' range (the top of their F0 p95s), and the jumps on either side
+        assert 0.0 <= row["above_base_range"] <= 1.0
+        for side in ("above", "below"):
+            value = row[f"f0_octave_jumps_{side}"]
+            assert value is None or 0.0 <= value <= 1.0
+    assert report["corpus"]["base_f0_ceiling_hz"] > 0
     assert own_voice_table(report).count("\n") == len(report["rows"]) + 1
 
 
@@ -85,3 +91,7 @@ def test_a_second_own_voice_run_in_the_same_work_folder_reuses_the_base(tmp_path
     assert before[0] == before[1]  # the same base models converted the same clips
     with pytest.raises(SystemExit, match="holds a base trained with other settings"):
         main(["--quick", "--protocol", "own-voice", "--work", str(work), "--teacher-train-steps", "7"])
+    with pytest.raises(SystemExit, match="holds a base trained with other settings"):
+        main(["--quick", "--protocol", "own-voice", "--work", str(work), "--new-singer", "0"])
+    with pytest.raises(SystemExit, match="--new-singer 3: choose one of the 3 synthetic singers, 0 to 2"):
+        main(["--quick", "--protocol", "own-voice", "--work", str(tmp_path / "other"), "--new-singer", "3"])

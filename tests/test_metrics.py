@@ -62,6 +62,12 @@ def test_octave_jumps_count_only_frames_off_the_transposed_melody():
     assert M.f0_octave_jumps(ref, conv) == pytest.approx(2 / 7)
     assert M.f0_pearson_correlation(ref, conv) < 0.5  # what the jumps do to the correlation
     assert math.isnan(M.f0_octave_jumps(ref, np.zeros_like(ref)))
+    # among chosen frames: the high notes (>= 300 Hz: frames 6, 7, 8) hold one jump of 3, the others one of 4
+    high = ref >= 300
+    assert M.f0_octave_jumps(ref, conv, among=high) == pytest.approx(1 / 3)
+    assert M.f0_octave_jumps(ref, conv, among=~high) == pytest.approx(1 / 4)
+    assert M.f0_octave_jumps(ref, conv, among=high[:7]) == pytest.approx(1 / 1)  # frames past its end not counted
+    assert math.isnan(M.f0_octave_jumps(ref, conv, among=ref > 1000))
 
 
 def test_vuv_f1_hand_computed():

@@ -69,7 +69,8 @@ PROTOCOLS = ("own-voice", "index")
 class VoicesSettings:
     """Size of the corpus, the training runs, the fine-tune and the evaluation."""
 
-    n_singers: int = 5  # own-voice: the last one is the new voice
+    n_singers: int = 5
+    new_singer: int | None = None  # own-voice: the synthetic singer left out of the base, the new voice (None: the last)
     train_clips_per_singer: int = 6
     test_clips_per_singer: int = 2
     clip_seconds: tuple[float, float] = (2.0, 3.5)
@@ -231,9 +232,14 @@ def train_base(config, data_dir: Path, settings: VoicesSettings, work: Path, ind
 
 
 class Scorer:
-    """Speaker embeddings and F0 of audio; the singers' centroids from their held-out ground-truth clips."""
+    """Speaker embeddings and F0 of audio; the singers' centroids from their held-out ground-truth clips.
 
-    def __init__(self, config, test_clips):
+    ``ceiling``: Hz, the top of the base singers' range (the highest of their F0 p95s); conversions
+    scored with their conditioning F0 then also count their octave jumps on the frames asked to sing
+    above it and on the others.
+    """
+
+    def __init__(self, config, test_clips, ceiling: float | None = None):
         from comosvc.metrics import mean_speaker_embedding, speaker_embedding
 
         self.config = config
@@ -243,6 +249,7 @@ class Scorer:
         for clip in test_clips:
             by_singer.setdefault(f"{DATASET}_{clip.singer}", []).append(self.embed(clip.wav))
         self.centroids = {key: mean_speaker_embedding(embs) for key, embs in sorted(by_singer.items())}
+        self.ceiling = ceiling
         self._f0: dict[int, np.ndarray] = {}
 
     def f0(self, wav: np.ndarray) -> np.ndarray:
@@ -255,20 +262,29 @@ class Scorer:
             self._f0[id(clip)] = self.f0(clip.wav)
         return self._f0[id(clip)]
 
-    def score(self, wav: np.ndarray, source_clip, target: str) -> dict[str, float]:
-        """One conversion: whether its nearest centroid is the target's, the margin and the F0 correlation."""
+    def score(self, wav: np.ndarray, source_clip, target: str, sung_f0: np.ndarray | None = None) -> dict[str, float]:
+        """One conversion: whether its nearest centroid is the target's, the margin, the F0 correlation and
+        octave jumps; with ``sung_f0`` ``(T,)`` Hz (its conditioning F0) and a ``ceiling``, also the share of
+        its voiced frames above the ceiling and its octave jumps there and below."""
         from comosvc.metrics import cosine_similarity, f0_octave_jumps, f0_pearson_correlation
 
         emb = self.embed(wav)
         cos = {key: cosine_similarity(emb, c) for key, c in self.centroids.items()}
         source = f"{DATASET}_{source_clip.singer}"
         f0_source, f0 = self.source_f0(source_clip), self.f0(wav)
-        return {
+        scores = {
             "nearest_is_target": float(max(cos, key=cos.get) == target),
             "margin": cos[target] - cos[source],
             "f0_corr": f0_pearson_correlation(f0_source, f0),
             "f0_octave_jumps": f0_octave_jumps(f0_source, f0),
         }
+        if sung_f0 is not None and self.ceiling is not None:
+            sung = np.asarray(sung_f0, np.float64)
+            above = sung > self.ceiling
+            scores["above_base_range"] = float(above.sum() / max(1, (sung > 0).sum()))
+            scores["f0_octave_jumps_above"] = f0_octave_jumps(f0_source, f0, among=above)
+            scores["f0_octave_jumps_below"] = f0_octave_jumps(f0_source, f0, among=(sung > 0) & ~above)
+        return scores
 
 
 def ground_truth_floor(pipe, scorer: Scorer, clips) -> dict[str, float | int | None]:
@@ -289,12 +305,16 @@ def ground_truth_floor(pipe, scorer: Scorer, clips) -> dict[str, float | int | N
 def summarise(scores: list[dict[str, float]]) -> dict[str, float | int | None]:
     """The mean of each score over conversions (F0 corr over those where it is defined)."""
     def mean(key, average=np.mean):
-        values = [s[key] for s in scores if s[key] is not None and np.isfinite(s[key])]
+        values = [s[key] for s in scores if s.get(key) is not None and np.isfinite(s[key])]
         return round(float(average(values)), 4) if values else None
 
-    return {"conversions": len(scores), "nearest_is_target": mean("nearest_is_target"), "margin": mean("margin"),
-            "f0_corr": mean("f0_corr"), "f0_corr_median": mean("f0_corr", np.median),
-            "f0_octave_jumps": mean("f0_octave_jumps")}
+    summary = {"conversions": len(scores), "nearest_is_target": mean("nearest_is_target"), "margin": mean("margin"),
+               "f0_corr": mean("f0_corr"), "f0_corr_median": mean("f0_corr", np.median),
+               "f0_octave_jumps": mean("f0_octave_jumps")}
+    if any("above_base_range" in s for s in scores):
+        summary.update(above_base_range=mean("above_base_range"), f0_octave_jumps_above=mean("f0_octave_jumps_above"),
+                       f0_octave_jumps_below=mean("f0_octave_jumps_below"))
+    return summary
 
 
 def load_pipeline(student_dir: Path, settings: VoicesSettings):
@@ -328,14 +348,14 @@ def convert_and_score(pipe, scorer: Scorer, pairs, settings: VoicesSettings, rat
                                                  key=settings.key))
                     keys.append((name, ratio, target))
         for (name, ratio, target), result in zip(keys, pipe.convert_many(clip.wav, requests)):
-            scores.setdefault((name, ratio), []).append(scorer.score(result.audio, clip, target))
+            scores.setdefault((name, ratio), []).append(scorer.score(result.audio, clip, target, result.f0))
             results[(name, ratio, id(clip), target)] = result
     return scores, results
 
 
 # --------------------------------------------------------------------------- own voice (issue 21)
 
-BASE_SETTINGS = ("n_singers", "train_clips_per_singer", "test_clips_per_singer", "clip_seconds", "denoiser_channels",
+BASE_SETTINGS = ("n_singers", "new_singer", "train_clips_per_singer", "test_clips_per_singer", "clip_seconds", "denoiser_channels",
                  "teacher_train_steps", "distill_steps", "batch_size", "crop_frames", "teacher_lr", "distill_lr",
                  "overrides", "seed")  # what the base models depend on
 BASE_RECORD = "base.json"  # under the protocol's work folder: the settings the kept base was trained with
@@ -372,7 +392,9 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
     timer = Timer().start()
     config = voices_config(settings, encoders)
     rate = config.audio.sample_rate
-    new = settings.n_singers - 1
+    new = settings.n_singers - 1 if settings.new_singer is None else settings.new_singer
+    if not 0 <= new < settings.n_singers:
+        raise SystemExit(f"--new-singer {new}: choose one of the {settings.n_singers} synthetic singers, 0 to {settings.n_singers - 1}.")
     clips = synthetic_corpus(settings.quality_settings([]), rate)
     base_train = [c for c in clips if c.split == "train" and c.singer != f"singer{new}"]
     test = [c for c in clips if c.split == "test"]
@@ -384,8 +406,10 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
         keep_base(settings, work, info)
     voice_root = write_clips(voice, work / "corpus" / "new", rate)
 
-    scorer = Scorer(config, test)
-    base_keys = [singer_key(s) for s in range(new)]
+    base_stats = json.loads((teacher_dir / "stats.json").read_text())
+    ceiling = max(base_stats["f0"][key]["p95"] for key in base_stats["f0"] if base_stats["f0"][key]["p95"])
+    scorer = Scorer(config, test, ceiling=ceiling)
+    base_keys = [singer_key(s) for s in range(settings.n_singers) if s != new]
     new_key = singer_key(new)
     into_base = [(c, [k for k in base_keys if k != f"{DATASET}_{c.singer}"]) for c in test]
     into_new = [(c, [new_key]) for c in test if c.singer != f"singer{new}"]
@@ -424,7 +448,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
         "protocol": "own-voice",
         "ground_truth_griffinlim": floor,
         "settings": _jsonable(asdict(settings)),
-        "corpus": {"base_singers": new, "new_singer": new_key,
+        "corpus": {"base_singers": len(base_keys), "new_singer": new_key, "base_f0_ceiling_hz": round(ceiling, 1),
                    "base_train_seconds": round(sum(len(c.wav) for c in base_train) / rate, 1),
                    "new_voice_seconds": round(sum(len(c.wav) for c in voice) / rate, 1),
                    "test_clips": len(test), "test_seconds": round(sum(len(c.wav) for c in test) / rate, 1)},
@@ -631,12 +655,14 @@ def own_voice_table(report: dict[str, Any]) -> str:
     from comosvc.measure import tables
 
     headers = ["system", "start embedding", "conversions into", "n", "nearest = target", "margin", "F0 corr",
-               "F0 corr, median", "octave jumps"]
+               "F0 corr, median", "octave jumps", "notes above the base's range", "octave jumps there", "octave jumps below"]
     rows = [[r["system"], r["start_embedding"] or "(base model)", r["conversions_into"], str(r["conversions"]),
              _cell(r["nearest_is_target"], ".2f"), _cell(r["margin"], "+.3f"), _cell(r["f0_corr"], ".3f"),
-             _cell(r.get("f0_corr_median"), ".3f"), _cell(r.get("f0_octave_jumps"), ".3f")]
+             _cell(r.get("f0_corr_median"), ".3f"), _cell(r.get("f0_octave_jumps"), ".3f"),
+             _cell(r.get("above_base_range"), ".3f"), _cell(r.get("f0_octave_jumps_above"), ".3f"),
+             _cell(r.get("f0_octave_jumps_below"), ".3f")]
             for r in report["rows"]]
-    return tables.markdown_table(headers, rows, align="lllrrrrrr")
+    return tables.markdown_table(headers, rows, align="lllrrrrrrrrr")
 
 
 def index_table(report: dict[str, Any]) -> str:
@@ -659,8 +685,9 @@ def summary(report: dict[str, Any]) -> str:
     text = (f"teacher {t['teacher_train_steps']} steps ({t['teacher_train_seconds']} s), student "
             f"{t['distill_steps']} steps ({t['distill_seconds']} s); ")
     if report["protocol"] == "own-voice":
-        text += (f"{c['base_singers']} base singers ({c['base_train_seconds']} s of training audio), new singer "
-                 f"{c['new_singer']} ({c['new_voice_seconds']} s); ")
+        text += (f"{c['base_singers']} base singers ({c['base_train_seconds']} s of training audio, F0 p95 at most "
+                 f"{c.get('base_f0_ceiling_hz')} Hz: the top of the base's range), new singer {c['new_singer']} "
+                 f"({c['new_voice_seconds']} s); ")
         for f in report["finetunes"]:
             text += (f"fine-tune ({f['start_embedding']}, row from {', '.join(f['started_from'].values()) or '-'}) "
                      f"{f['wall_seconds']} s wall, {f['cpu_seconds']} s CPU; ")
@@ -695,6 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="both")
     parser.add_argument("--quick", action="store_true", help="the test's size (numbers mean nothing)")
     parser.add_argument("--singers", type=int, help=f"synthetic singers (default {d.n_singers})")
+    parser.add_argument("--new-singer", type=int, help="own-voice: the synthetic singer left out of the base (default: the last)")
     parser.add_argument("--teacher-train-steps", type=int, help=f"default {d.teacher_train_steps}")
     parser.add_argument("--distill-steps", type=int, help=f"default {d.distill_steps}")
     parser.add_argument("--finetune-teacher-steps", type=int, help=f"default {d.finetune_teacher_steps}")
@@ -726,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(finetune_step_flops(args.flops), indent=2))
         return 0
     changes = {k: v for k, v in {
-        "n_singers": args.singers, "teacher_train_steps": args.teacher_train_steps, "distill_steps": args.distill_steps,
+        "n_singers": args.singers, "new_singer": args.new_singer, "teacher_train_steps": args.teacher_train_steps, "distill_steps": args.distill_steps,
         "finetune_teacher_steps": args.finetune_teacher_steps, "finetune_distill_steps": args.finetune_distill_steps,
         "finetune_lr": args.finetune_lr, "new_voice_seconds": args.new_voice_seconds,
         "start_embeddings": args.start_embedding, "ratios": args.ratios, "threads": args.threads, "key": args.key,
