@@ -118,6 +118,16 @@ def test_unknown_or_ambiguous_singer_lists_the_valid_ones(pipe, phrase):
     assert pipe.resolve_singer("bass") == "synth_bass"
 
 
+def test_notes_past_every_singers_range_are_converted_with_a_warning(pipe, phrase):
+    # the tiny stats span 77-462 Hz; the phrase (220 and 262 Hz) an octave up puts its second note past it
+    assert pipe(phrase, "synth_alto", seed=0, key=0).warnings == []
+    up = pipe(phrase, "synth_alto", seed=0, key=12)
+    assert len(up.warnings) == 1 and "above 462 Hz" in up.warnings[0] and "lower the key by about 3 semitones" in up.warnings[0]
+    assert np.isfinite(up.audio).all()
+    down = pipe(phrase, "synth_alto", seed=0, key=-24)
+    assert len(down.warnings) == 1 and "below 77 Hz" in down.warnings[0]
+
+
 def test_silent_input_gives_silence_and_a_warning(pipe):
     result = pipe(np.zeros(30000, dtype=np.float32), "synth_alto")
     assert result.audio.shape == (30000,) and not result.audio.any()

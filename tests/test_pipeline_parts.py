@@ -14,7 +14,7 @@ from comosvc.pipeline.chunks import (
     split_at,
 )
 from comosvc.pipeline.loudness import frame_rms, match_loudness, peak_normalise
-from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0, voiced_median
+from comosvc.pipeline.pitch import auto_key, notes_beyond_range, parse_key, shift_f0, trained_range, voiced_median
 from comosvc.pipeline.singers import UnknownSingerError, resolve_singer, singer_dataset, singer_f0_median
 
 HOP = 256
@@ -87,6 +87,22 @@ def test_key_shift_scales_voiced_frames_only():
     assert parse_key("auto") == "auto" and parse_key("+12") == 12.0 and parse_key(-2.5) == -2.5
     with pytest.raises(ValueError, match="semitones"):
         parse_key("up")
+
+
+def test_notes_beyond_every_singers_range_earn_one_line_with_the_key_to_move_by():
+    stats = {"a": {"median": 200.0, "p5": 150.0, "p95": 300.0}, "b": {"median": 400.0, "p5": 250.0, "p95": 500.0},
+             "c": {"median": None, "p5": None, "p95": None}}
+    assert trained_range(stats) == (150.0, 500.0) and trained_range({}) is None
+    inside = np.concatenate([np.zeros(10), np.full(90, 480.0), np.full(10, 520.0)])  # 520 Hz: within a semitone
+    assert notes_beyond_range(inside, stats) is None
+    high = np.concatenate([np.zeros(10), np.full(80, 400.0), np.full(20, 800.0)])  # a fifth of the notes at 800 Hz
+    warning = notes_beyond_range(high, stats)
+    assert "20% of the notes asked lie above 500 Hz" in warning and "lower the key by about 9 semitones" in warning
+    assert "\n" not in warning
+    low = np.concatenate([np.full(80, 200.0), np.full(20, 100.0)])
+    assert "lie below 150 Hz" in notes_beyond_range(low, stats) and "raise the key by about 8 semitones" in notes_beyond_range(low, stats)
+    assert notes_beyond_range(np.full(100, 100.0)[:4].tolist() + [200.0] * 96, stats) is None  # 4 %: not enough
+    assert notes_beyond_range(np.zeros(5), stats) is None and notes_beyond_range(high, {}) is None
 
 
 def test_loudness_matching_follows_the_source_envelope():

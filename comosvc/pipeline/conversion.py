@@ -64,7 +64,7 @@ from comosvc.pipeline import chunks as chunking
 from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
 from comosvc.pipeline.loudness import PEAK, finish_loudness
 from comosvc.pipeline.mix import SingerMix, SingerSpec, blend_mel_stats, mix_datasets, mix_f0_median, parse_mix
-from comosvc.pipeline.pitch import auto_key, parse_key, shift_f0
+from comosvc.pipeline.pitch import auto_key, notes_beyond_range, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer
 from comosvc.cpu_plan import CpuPlan
 from comosvc.precision import cast_module, resolve_dtype
@@ -674,6 +674,9 @@ class ConversionPipeline:
         with clock("f0"):
             source_f0 = self.song_f0(padded, chunks)
         shifted = [self.key_shift(source_f0, request.singer, request.key) for request in requests]
+        for f0, _, warnings in shifted:  # notes no singer of the model was trained on
+            beyond = notes_beyond_range(f0, self.model.stats.get("f0", {}))
+            warnings.extend([beyond] if beyond else [])
         f0s = [f0 for f0, _, _ in shifted]
         # 4. per batch of chunks: content once, then each request's acoustic model and vocoder, joined with crossfades
         songs, nfes = self._convert_chunks(padded, len(wav), chunks, f0s, requests, clock, report)

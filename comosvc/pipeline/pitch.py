@@ -40,6 +40,45 @@ def auto_key(source_f0: np.ndarray, target_median_hz: float) -> float | None:
     return 12.0 * math.log2(target_median_hz / source_median)
 
 
+def trained_range(f0_stats: dict) -> tuple[float, float] | None:
+    """``(lowest p5, highest p95)`` Hz over the singers of ``stats.json``'s ``"f0"`` entries: the notes a
+    model was trained on (F0 reaches it only through the embedding of coarse bins, and a bin learns only
+    from frames sung there); ``None`` when no singer records them."""
+    lows = [v["p5"] for v in f0_stats.values() if v.get("p5")]
+    highs = [v["p95"] for v in f0_stats.values() if v.get("p95")]
+    return (min(lows), max(highs)) if lows and highs else None
+
+
+BEYOND_SHARE = 0.05  # the share of voiced frames beyond the trained range that earns a warning
+BEYOND_SEMITONES = 1.0  # how far past the range a frame must lie to count
+
+
+def notes_beyond_range(f0: np.ndarray, f0_stats: dict) -> str | None:
+    """A one-line warning when more than :data:`BEYOND_SHARE` of the voiced frames of ``f0`` ``(T,)`` Hz
+    (the conditioning F0, after the key shift) lie more than :data:`BEYOND_SEMITONES` above the highest
+    note the model was trained on, or as far below the lowest (:func:`trained_range`); else ``None``.
+
+    A model sings such notes from embeddings no singer trained, often an octave off.
+    """
+    bounds = trained_range(f0_stats)
+    voiced = np.asarray(f0, dtype=np.float64)
+    voiced = voiced[voiced > 0]
+    if bounds is None or voiced.size == 0:
+        return None
+    margin = 2.0 ** (BEYOND_SEMITONES / 12.0)
+    low, high = bounds
+    above, below = np.mean(voiced > high * margin), np.mean(voiced < low / margin)
+    if above > BEYOND_SHARE:
+        lower = math.ceil(12.0 * math.log2(np.percentile(voiced, 95) / high))
+        return (f"{above:.0%} of the notes asked lie above {high:.0f} Hz, the highest this model's singers were "
+                f"trained on; they may come out an octave off: lower the key by about {lower} semitones.")
+    if below > BEYOND_SHARE:
+        higher = math.ceil(12.0 * math.log2(low / np.percentile(voiced, 5)))
+        return (f"{below:.0%} of the notes asked lie below {low:.0f} Hz, the lowest this model's singers were "
+                f"trained on; they may come out an octave off: raise the key by about {higher} semitones.")
+    return None
+
+
 MAX_KEY_SEMITONES = 36
 """The largest key shift :func:`parse_key` accepts, either way: three octaves (F0 times 8 or divided by 8),
 more than the range of any singing voice, so a larger shift is a typing mistake."""
@@ -72,4 +111,4 @@ def parse_key(key: float | int | str) -> float | str:
     return value
 
 
-__all__ = ["MAX_KEY_SEMITONES", "auto_key", "parse_key", "shift_f0", "voiced_median"]
+__all__ = ["MAX_KEY_SEMITONES", "auto_key", "notes_beyond_range", "parse_key", "shift_f0", "trained_range", "voiced_median"]
