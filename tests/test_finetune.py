@@ -134,6 +134,19 @@ def test_new_rows_start_as_chosen_and_the_other_rows_go_back_to_the_base(tiny_co
     torch.testing.assert_close(torch.cat([table[:3], table[4:]]), torch.cat([base_table[:3], base_table[4:]]), rtol=0, atol=0)
 
 
+def test_a_new_voice_past_every_base_singers_notes_is_warned_of():
+    from comosvc.training.finetune import range_warnings
+
+    base = {"f0": {"a_x": {"median": 200.0, "p5": 150.0, "p95": 300.0}, "a_y": {"median": 300.0, "p5": 220.0, "p95": 420.0}}}
+    data = {"f0": {"n_hi": {"median": 360.0, "p5": 260.0, "p95": 500.0}, "n_mid": {"median": 250.0, "p5": 180.0, "p95": 430.0},
+                   "n_lo": {"median": 110.0, "p5": 80.0, "p95": 160.0}, "n_none": {"median": None, "p5": None, "p95": None}}}
+    high, low = range_warnings(data, base, ["n_hi", "n_mid", "n_lo", "n_none"])
+    assert high.startswith("n_hi sings up to 500 Hz (its F0 p95), above every base singer (up to 420 Hz)")
+    assert "an octave low" in high and "lower key" in high
+    assert low.startswith("n_lo sings down to 80 Hz (its F0 p5), below every base singer (down to 150 Hz)")
+    assert range_warnings(data, {"f0": {}}, ["n_hi"]) == []
+
+
 def test_only_the_chosen_parts_train(tiny_config):
     from comosvc.models import ComoSVC
     from comosvc.training.finetune import select_parts
@@ -250,6 +263,7 @@ def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetune
     assert result.teacher == out / "teacher" / "model" and result.student == out / "student" / "model"
     assert result.singers == ["alice_singer0"] and result.minutes == pytest.approx(8 / 60, abs=0.01)
     assert result.started_from["alice_singer0"] == MEAN  # finetune.start_embedding: mean
+    assert result.warnings == []  # the new voice sings within the base singers' notes
     base_teacher = ComoSVC.from_pretrained(base["teacher"])
     teacher, student = ComoSVC.from_pretrained(result.teacher), ComoSVC.from_pretrained(result.student)
     for model in (teacher, student):

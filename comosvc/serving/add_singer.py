@@ -202,7 +202,7 @@ def add_singer(
         f"Added **{key}**: {clips} recording(s), {result.minutes:.1f} min of usable audio. The app now serves "
         f"`{result.student}` (teacher `{result.teacher}`); to serve it again later: "
         f"`python app.py --model {result.student}`."
-    )
+    ) + "".join(f"\n\n⚠️ {warning}" for warning in result.warnings)
     return AddedSinger(key, out, Path(result.teacher), Path(result.student), clips, result.minutes, summary)
 
 

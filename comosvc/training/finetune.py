@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -60,6 +61,8 @@ from comosvc.training.finetune_checks import (
     check_teacher,
 )
 
+logger = logging.getLogger(__name__)
+
 DATA, TEACHER, STUDENT, MODEL = "data", "teacher", "student", "model"  # folders under OUT
 
 
@@ -72,6 +75,7 @@ class FinetuneResult:
     singers: list[str]  # the singers fine-tuned ("<dataset>_<singer>")
     minutes: float  # of their usable audio
     started_from: dict[str, str]  # new singer -> what its embedding row started as
+    warnings: list[str] = dataclasses.field(default_factory=list)  # new voices past the base's notes (range_warnings)
 
 
 def finetune(
@@ -104,6 +108,8 @@ def finetune(
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
+    from comosvc.data.preprocess import load_stats
+
     teacher, out = str(teacher), Path(out).expanduser()
     student = None if student is None else str(student)
     # 1. the refusals that need no audio read, before anything is written
@@ -121,6 +127,9 @@ def finetune(
     report(0.0, "preparing the audio")
     data_dir, keys = _prepare_data(state, base, cfg, out, datasets, data, continue_singer, device)
     trained, minutes = _singers_to_train(data_dir, keys, cfg)
+    warnings = range_warnings(load_stats(data_dir), base.stats, [key for key in trained if key not in base.singers])
+    for warning in warnings if state.is_main_process else ():
+        logger.warning(warning)
     cfg = dataclasses.replace(cfg, finetune=_batch_for_every_process(cfg.finetune, data_dir, state.num_processes))
     mixed_precision = resolve_mixed_precision(mixed_precision, cfg.train)  # accelerate launch's, else the config's
 
@@ -142,7 +151,7 @@ def finetune(
         _push_to_hub(push_to_hub, teacher_dir, student_dir)
     state.wait_for_everyone()
     state.destroy_process_group()  # what run.end() does after one phase (nothing on one process)
-    return FinetuneResult(teacher_dir, student_dir, trained, minutes, started)
+    return FinetuneResult(teacher_dir, student_dir, trained, minutes, started, warnings)
 
 
 def _base_models(
@@ -209,6 +218,31 @@ def _singers_to_train(data_dir: Path, keys, cfg: ComoSVCConfig) -> tuple[list[st
     trained = sorted(key for key in seconds if seconds[key] > 0)
     minutes = sum(seconds[key] for key in trained) / 60
     return trained, minutes
+
+
+def range_warnings(data_stats: dict, base_stats: dict, new_singers: Sequence[str]) -> list[str]:
+    """One line per new singer whose recordings reach a semitone past every base singer's notes
+    (their F0 p95 above the base's highest p95, or their p5 below its lowest p5;
+    :func:`comosvc.pipeline.pitch.trained_range`): the base never learned those notes, so the
+    fine-tune learns them from these recordings alone, and conversions there may come out an
+    octave off (docs/benchmarks.md "Your own voice")."""
+    from comosvc.pipeline.pitch import BEYOND_SEMITONES, trained_range
+
+    bounds = trained_range(base_stats.get("f0", {}))
+    if bounds is None:
+        return []
+    margin, (low, high), out = 2.0 ** (BEYOND_SEMITONES / 12.0), bounds, []
+    for key in new_singers:
+        own = data_stats.get("f0", {}).get(key, {})
+        if (own.get("p95") or 0.0) > high * margin:
+            out.append(f"{key} sings up to {own['p95']:.0f} Hz (its F0 p95), above every base singer (up to {high:.0f} Hz): "
+                       "the base never learned those notes and this fine-tune learns them from these recordings alone, so "
+                       "conversions there may come out an octave low; add recordings of those notes, or convert with a lower key.")
+        elif 0.0 < (own.get("p5") or 0.0) < low / margin:
+            out.append(f"{key} sings down to {own['p5']:.0f} Hz (its F0 p5), below every base singer (down to {low:.0f} Hz): "
+                       "the base never learned those notes and this fine-tune learns them from these recordings alone, so "
+                       "conversions there may come out an octave high; add recordings of those notes, or convert with a higher key.")
+    return out
 
 
 def _push_to_hub(repo: str, teacher_dir: Path, student_dir: Path) -> None:
