@@ -240,9 +240,9 @@ class FinetuneConfig:
     distill_steps: int = 1000  # distillation steps of the student
     lr: float = 1e-4  # both phases
     batch_size: int = 16  # both phases; lowered until every process gets a batch of the training utterances
-    # what the teacher fine-tunes: "speaker" (the rows of the singers in the new data only),
-    # "condition" (the content, F0 and energy inputs), "prior", "denoiser"
-    train_parts: tuple[Literal["speaker", "condition", "prior", "denoiser"], ...] = ("speaker", "prior", "denoiser")
+    # what the teacher fine-tunes: "speaker" (the rows of the singers in the new data only), "f0" (the
+    # embedding of the F0 bins), "condition" (the content, F0 and energy inputs), "prior", "denoiser"
+    train_parts: tuple[Literal["speaker", "f0", "condition", "prior", "denoiser"], ...] = ("speaker", "f0", "prior", "denoiser")
     # a new singer's embedding row starts as the mean of the base singers' rows ("mean"), or as the
     # row of the base singer nearest in F0 median ("nearest_f0"; "mean" when no F0 median is known)
     start_embedding: Literal["nearest_f0", "mean"] = "mean"

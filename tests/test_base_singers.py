@@ -98,7 +98,7 @@ def test_anchor_gradient_reaches_the_networks_but_no_base_row(base_model):
     assert table.grad is not None and table.grad[[0, 1, 2]].abs().sum() == 0  # base rows never move
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in base_model.denoiser.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in base_model.prior.parameters())
-    assert all(p.requires_grad for p in parameters)
+    assert all(p.requires_grad for group in parameters for p in group["params"])
     assert not any(p.requires_grad for p in frozen.parameters())
 
 

@@ -161,6 +161,40 @@ def test_only_the_chosen_parts_train(tiny_config):
     assert trainable() == {"condition_encoder.speaker", "prior", "denoiser"}
     select_parts(model, ["condition"])
     assert trainable() == {"condition_encoder." + name for name in ("whisper", "contentvec", "f0", "voiced", "energy")}
+    select_parts(model, ["speaker", "f0", "prior", "denoiser"])
+    assert trainable() == {"condition_encoder.speaker", "condition_encoder.f0", "prior", "denoiser"}
+
+
+def test_embedding_tables_train_faster_than_the_networks_and_without_weight_decay(tiny_config):
+    from comosvc.models import ComoSVC
+    from comosvc.training.finetune import EMBEDDING_LR_SCALE, select_parts
+    from comosvc.training.setup import _build_optimizer
+
+    model = ComoSVC(tiny_config, singers=SINGERS)
+    encoder = model.condition_encoder
+    dense, speaker, f0 = select_parts(model, ["speaker", "f0", "prior", "denoiser"], rows=[3])
+    assert speaker["params"] == [encoder.speaker.weight] and f0["params"] == [encoder.f0.weight]
+    assert all(p is not encoder.speaker.weight and p is not encoder.f0.weight for p in dense["params"])
+    tc = dataclasses.replace(tiny_config.train, lr=1e-4, weight_decay=0.01)
+    optimizer = _build_optimizer([dense, speaker, f0], tc)
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    assert lrs == pytest.approx([1e-4, 1e-4 * EMBEDDING_LR_SCALE["speaker"], 1e-4 * EMBEDDING_LR_SCALE["f0"]])
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.01, 0.0, 0.0]
+    assert EMBEDDING_LR_SCALE["speaker"] > 1 and EMBEDDING_LR_SCALE["f0"] > 1
+    # one step moves the new singer's row and the F0 bins used, and leaves every base row as it was
+    base_rows = encoder.speaker.weight[:3].detach().clone()
+    before = encoder.f0.weight.detach().clone()
+    batch = {"mel": torch.rand(2, 40, tiny_config.audio.n_mels) * 2 - 1, "f0": torch.full((2, 40), 220.0),
+             "whisper": torch.randn(2, 40, tiny_config.content.whisper_dim), "energy": torch.rand(2, 40),
+             "contentvec": torch.randn(2, 40, tiny_config.content.contentvec_dim), "speaker": torch.tensor([3, 3]),
+             "mask": torch.ones(2, 40, dtype=torch.bool)}
+    model.teacher_loss(batch)["loss"].backward()
+    optimizer.step()
+    torch.testing.assert_close(encoder.speaker.weight[:3], base_rows, rtol=0, atol=0)
+    moved = (encoder.f0.weight - before).abs().sum(1) > 0
+    assert moved.sum() == 1  # the bin of 220 Hz only (unvoiced frames: none here)
+    # a plain list of parameters is one group at the config's lr
+    assert [g["lr"] for g in _build_optimizer(list(model.prior.parameters()), tc).param_groups] == [1e-4]
 
 
 # --------------------------------------------------------------------------- refusals, before any training

@@ -18,7 +18,10 @@
 3. the teacher, loaded from the base weights (the table already has
    ``model.n_speakers`` rows: nothing grows), its new singers' rows started as
    ``finetune.start_embedding`` says (:mod:`~comosvc.training.speaker_rows`), the
-   ``finetune.train_parts`` trained for ``finetune.teacher_steps`` in ``OUT/teacher``;
+   ``finetune.train_parts`` trained for ``finetune.teacher_steps`` in ``OUT/teacher`` (the
+   embedding tables at :data:`EMBEDDING_LR_SCALE` times ``finetune.lr``), the base
+   singers kept by :mod:`~comosvc.training.base_singers`; a new voice past the base's notes
+   is warned of (:func:`range_warnings`);
 4. the student, distilled from the fine-tuned teacher for ``finetune.distill_steps`` in
    ``OUT/student``, starting (student and EMA target) from the base student's denoiser,
    or from the teacher's without a base student, as ``train/distill.py`` starts;
@@ -171,7 +174,7 @@ def _base_models(
     cfg = with_overrides(base.config, [*overrides, *steps])
     check_overrides(base.config, cfg, teacher)
     if not cfg.finetune.train_parts:
-        raise FinetuneError("finetune.train_parts is empty: name at least one of speaker, condition, prior, denoiser.")
+        raise FinetuneError("finetune.train_parts is empty: name at least one of speaker, f0, condition, prior, denoiser.")
     base_student = None
     if student is not None:
         base_student = ComoSVC.from_pretrained(student)
@@ -270,17 +273,30 @@ def phase_config(tc: TrainConfig, ft: FinetuneConfig, steps: int, mixed_precisio
     )
 
 
-def select_parts(model, parts: Sequence[str], rows: Sequence[int] | None = None) -> list:
-    """Freeze ``model`` but ``parts`` (speaker, condition, prior, denoiser); returns the trainable parameters.
+# An embedding row moves only on the frames that use it, by about the learning rate per step
+# under Adam; at finetune.lr a new singer's row and the F0 bins of notes the base never trained
+# would end a fine-tune near where they started (docs/benchmarks.md "Your own voice"). They train
+# at these multiples of it, without weight decay (which would also shrink the frozen base rows).
+EMBEDDING_LR_SCALE = {"speaker": 30.0, "f0": 100.0}
 
-    ``rows``: with "speaker", the only rows of the singer table that train (the others get no gradient,
-    whatever reaches them); None: every row.
+
+def select_parts(model, parts: Sequence[str], rows: Sequence[int] | None = None) -> list[dict]:
+    """Freeze ``model`` but ``parts`` (speaker, f0, condition, prior, denoiser); returns the optimizer's
+    parameter groups: the dense parameters, then each trained embedding table with its ``lr_scale``
+    (:data:`EMBEDDING_LR_SCALE`, times the phase's lr) and no weight decay
+    (:func:`comosvc.training.setup.prepare_training` takes them).
+
+    ``"f0"``: the embedding of the F0 bins (also part of ``"condition"``). ``rows``: with "speaker",
+    the only rows of the singer table that train (the others get no gradient, whatever reaches them);
+    None: every row.
     """
     model.requires_grad_(False)
     encoder = model.condition_encoder
     if "condition" in parts:
         for name, module in encoder.named_children():
             module.requires_grad_(name != "speaker")
+    if "f0" in parts:
+        encoder.f0.requires_grad_(True)
     if "speaker" in parts:
         table = encoder.speaker.weight.requires_grad_(True)
         if rows is not None:
@@ -290,7 +306,11 @@ def select_parts(model, parts: Sequence[str], rows: Sequence[int] | None = None)
     for part in ("prior", "denoiser"):
         if part in parts:
             getattr(model, part).requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
+    tables = {name: getattr(encoder, name).weight for name in EMBEDDING_LR_SCALE}
+    dense = [p for p in model.parameters() if p.requires_grad and all(p is not t for t in tables.values())]
+    groups = [{"params": dense}] if dense else []
+    return groups + [{"params": [table], "lr_scale": EMBEDDING_LR_SCALE[name], "weight_decay": 0.0}
+                     for name, table in tables.items() if table.requires_grad]
 
 
 def seconds_per_singer(data_dir: Path, sample_rate: int) -> dict[str, float]:

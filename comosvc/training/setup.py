@@ -118,7 +118,7 @@ def prepare_training(
     train_loader,
     val_loader=None,
     *,
-    parameters: Iterable[nn.Parameter] | None = None,
+    parameters: Iterable[nn.Parameter | dict] | None = None,
     resume: bool = False,
     project: str | None = None,
     run_config: ComoSVCConfig | None = None,
@@ -128,7 +128,8 @@ def prepare_training(
     ``objective`` is a module whose ``forward(batch)`` returns a dict of scalar tensors
     with a ``"loss"`` entry (e.g. ``Objective(model, "teacher_loss")``); ``parameters``
     are the ones to optimise (default: all of ``objective``; those with
-    ``requires_grad=False`` are dropped). ``val_loader=None``: no validation.
+    ``requires_grad=False`` are dropped), or parameter groups (``_build_optimizer``).
+    ``val_loader=None``: no validation.
     ``project`` names the tracker run (``OUT/logs/<project>``); ``run_config`` is
     written to ``OUT/config.yaml`` and given to the trackers. See the module docstring
     for the order of the steps. Raises FileExistsError when ``OUT`` holds checkpoints
@@ -195,12 +196,21 @@ def _make_accelerator(tc: TrainConfig, out: Path) -> Accelerator:
     )
 
 
-def _build_optimizer(parameters: Iterable[nn.Parameter], tc: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the learning rate, betas and weight decay of the config."""
-    params = [p for p in parameters if p.requires_grad]
-    if not params:
+def _build_optimizer(parameters: Iterable[nn.Parameter | dict], tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the learning rate, betas and weight decay of the config; ``parameters`` are
+    parameters or parameter groups (dicts with ``"params"``, and optionally ``"lr_scale"``: the
+    group's lr is ``tc.lr`` times it, and ``"weight_decay"``)."""
+    items = list(parameters)
+    groups = items if items and all(isinstance(item, dict) for item in items) else [{"params": items}]
+    groups = [
+        {**{k: v for k, v in group.items() if k != "lr_scale"}, "lr": tc.lr * group.get("lr_scale", 1.0),
+         "params": [p for p in group["params"] if p.requires_grad]}
+        for group in groups
+    ]
+    groups = [group for group in groups if group["params"]]
+    if not groups:
         raise ValueError("Nothing to train: every parameter has requires_grad=False.")
-    return torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay)
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay)
 
 
 def _build_plateau(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:

@@ -9,10 +9,10 @@ row starts from what the base model itself carries (``finetune.start_embedding``
   in semitones to the new singer's: a trained voice of the same register, so the first
   samples already sound like a singer of that range; ``"mean"`` where a median is missing.
 
-Only the rows of the singers in the new data receive gradients
-(:func:`~comosvc.training.finetune.select_parts`); weight decay still shrinks the others
-a little, so the exported model gets every other row back from the base model
-(:func:`keep_rows`): the base singers sound as they did.
+Only the rows of the singers in the new data receive gradients, and the table trains
+without weight decay (:func:`~comosvc.training.finetune.select_parts`); the exported model
+still gets every other row back from the base model (:func:`keep_rows`), whatever an
+optimizer did to them: the base singers sound as they did.
 """
 
 from __future__ import annotations
