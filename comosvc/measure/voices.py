@@ -386,7 +386,9 @@ def keep_base(settings: VoicesSettings, work: Path, info: dict) -> None:
 
 def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[str, Any]:
     """The issue 21 protocol (see the module docstring); the report dict."""
+    from comosvc.data.preprocess import load_stats
     from comosvc.measure.quality import synthetic_corpus
+    from comosvc.pipeline.pitch import trained_range
     from comosvc.training.finetune import finetune
 
     timer = Timer().start()
@@ -406,8 +408,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
         keep_base(settings, work, info)
     voice_root = write_clips(voice, work / "corpus" / "new", rate)
 
-    base_stats = json.loads((teacher_dir / "stats.json").read_text())
-    ceiling = max(base_stats["f0"][key]["p95"] for key in base_stats["f0"] if base_stats["f0"][key]["p95"])
+    ceiling = trained_range(load_stats(teacher_dir).get("f0", {}))[1]  # the top of the base singers' range
     scorer = Scorer(config, test, ceiling=ceiling)
     base_keys = [singer_key(s) for s in range(settings.n_singers) if s != new]
     new_key = singer_key(new)

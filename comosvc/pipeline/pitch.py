@@ -53,6 +53,14 @@ BEYOND_SHARE = 0.05  # the share of voiced frames beyond the trained range that 
 BEYOND_SEMITONES = 1.0  # how far past the range a frame must lie to count
 
 
+def past_range(hz, bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``(above, below)``: where ``hz`` (Hz, any shape) lies more than :data:`BEYOND_SEMITONES` above
+    ``bounds``' high end, and as far below its low end (``bounds`` from :func:`trained_range`)."""
+    margin = 2.0 ** (BEYOND_SEMITONES / 12.0)
+    hz = np.asarray(hz, dtype=np.float64)
+    return hz > bounds[1] * margin, hz < bounds[0] / margin
+
+
 def notes_beyond_range(f0: np.ndarray, f0_stats: dict) -> str | None:
     """A one-line warning when more than :data:`BEYOND_SHARE` of the voiced frames of ``f0`` ``(T,)`` Hz
     (the conditioning F0, after the key shift) lie more than :data:`BEYOND_SEMITONES` above the highest
@@ -65,9 +73,8 @@ def notes_beyond_range(f0: np.ndarray, f0_stats: dict) -> str | None:
     voiced = voiced[voiced > 0]
     if bounds is None or voiced.size == 0:
         return None
-    margin = 2.0 ** (BEYOND_SEMITONES / 12.0)
     low, high = bounds
-    above, below = np.mean(voiced > high * margin), np.mean(voiced < low / margin)
+    above, below = (np.mean(side) for side in past_range(voiced, bounds))
     if above > BEYOND_SHARE:
         lower = math.ceil(12.0 * math.log2(np.percentile(voiced, 95) / high))
         return (f"{above:.0%} of the notes asked lie above {high:.0f} Hz, the highest this model's singers were "
@@ -111,4 +118,4 @@ def parse_key(key: float | int | str) -> float | str:
     return value
 
 
-__all__ = ["MAX_KEY_SEMITONES", "auto_key", "notes_beyond_range", "parse_key", "shift_f0", "trained_range", "voiced_median"]
+__all__ = ["MAX_KEY_SEMITONES", "auto_key", "notes_beyond_range", "parse_key", "past_range", "shift_f0", "trained_range", "voiced_median"]

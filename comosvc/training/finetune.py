@@ -229,19 +229,19 @@ def range_warnings(data_stats: dict, base_stats: dict, new_singers: Sequence[str
     :func:`comosvc.pipeline.pitch.trained_range`): the base never learned those notes, so the
     fine-tune learns them from these recordings alone, and conversions there may come out an
     octave off (docs/benchmarks.md "Your own voice")."""
-    from comosvc.pipeline.pitch import BEYOND_SEMITONES, trained_range
+    from comosvc.pipeline.pitch import past_range, trained_range
 
     bounds = trained_range(base_stats.get("f0", {}))
     if bounds is None:
         return []
-    margin, (low, high), out = 2.0 ** (BEYOND_SEMITONES / 12.0), bounds, []
+    (low, high), out = bounds, []
     for key in new_singers:
         own = data_stats.get("f0", {}).get(key, {})
-        if (own.get("p95") or 0.0) > high * margin:
+        if own.get("p95") and past_range(own["p95"], bounds)[0]:
             out.append(f"{key} sings up to {own['p95']:.0f} Hz (its F0 p95), above every base singer (up to {high:.0f} Hz): "
                        "the base never learned those notes and this fine-tune learns them from these recordings alone, so "
                        "conversions there may come out an octave low; add recordings of those notes, or convert with a lower key.")
-        elif 0.0 < (own.get("p5") or 0.0) < low / margin:
+        elif own.get("p5") and past_range(own["p5"], bounds)[1]:
             out.append(f"{key} sings down to {own['p5']:.0f} Hz (its F0 p5), below every base singer (down to {low:.0f} Hz): "
                        "the base never learned those notes and this fine-tune learns them from these recordings alone, so "
                        "conversions there may come out an octave high; add recordings of those notes, or convert with a higher key.")
