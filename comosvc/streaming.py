@@ -35,10 +35,11 @@ done live (the loudest moment may come later). The stream applies a fixed
 :func:`comosvc.measure.streaming.compare_with_offline` therefore scales the stream by a least-squares gain
 before comparing.
 
-Key: semitones, or ``"auto"``: the target singer's median voiced F0 over the
-*running* median of the source's voiced F0 so far (the current window included),
-so the shift settles as the song goes on and may differ from the offline
-``"auto"`` (the median of the whole song) in the first blocks.
+Key: semitones, or ``"auto"``: the offline ``"auto"`` shift
+(:func:`~comosvc.pipeline.pitch.auto_key`: median onto the singer's, within the singer's
+range) of the source's voiced F0 *so far* (the current window included), so the shift
+settles as the song goes on and may differ from the offline ``"auto"`` (of the whole
+song) in the first blocks.
 """
 
 from __future__ import annotations

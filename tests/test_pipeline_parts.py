@@ -15,7 +15,7 @@ from comosvc.pipeline.chunks import (
 )
 from comosvc.pipeline.loudness import frame_rms, match_loudness, peak_normalise
 from comosvc.pipeline.pitch import auto_key, notes_beyond_range, parse_key, shift_f0, trained_range, voiced_median
-from comosvc.pipeline.singers import UnknownSingerError, resolve_singer, singer_dataset, singer_f0_median
+from comosvc.pipeline.singers import UnknownSingerError, resolve_singer, singer_dataset, singer_f0
 
 HOP = 256
 
@@ -77,6 +77,34 @@ def test_frame_noise_depends_only_on_the_song_frame():
     assert abs(float(whole.std()) - 1.0) < 0.1
 
 
+def test_auto_key_keeps_the_source_inside_the_target_range():
+    def st(hz):
+        return 12 * np.log2(hz)
+
+    rng = np.random.default_rng(0)
+    # a melody around 200 Hz reaching 7 semitones above its median and 3 below (median-skewed)
+    semis = np.concatenate([rng.uniform(-3, 0, 500), rng.uniform(0, 7, 500)])
+    f0 = np.concatenate([200.0 * 2 ** (semis / 12), np.zeros(50)])
+    voiced = f0[f0 > 0]
+    p5, p95 = np.percentile(voiced, [5, 95])
+    median_shift = auto_key(f0, 300.0)
+    assert median_shift == pytest.approx(st(300.0) - st(np.median(voiced)))
+
+    # the range holds the median-aligned melody: the median shift, unchanged
+    assert auto_key(f0, 300.0, (100.0, 900.0)) == pytest.approx(median_shift, abs=1e-12)
+    # its top would pass the range's: the largest shift that keeps the source's p95 at the top
+    capped = auto_key(f0, 300.0, (150.0, 400.0))
+    assert capped == pytest.approx(st(400.0) - st(p95)) and capped < median_shift
+    assert np.percentile(shift_f0(f0, capped)[f0 > 0], 95) == pytest.approx(400.0, rel=1e-4)
+    # its bottom would fall below: the smallest shift that keeps p5 at the bottom
+    raised = auto_key(f0, 300.0, (290.0, 2000.0))
+    assert raised == pytest.approx(st(290.0) - st(p5)) and raised > median_shift
+    # wider than the range (10 semitones into 5): centred on it, in semitones
+    centred = auto_key(f0, 300.0, (250.0, 250.0 * 2 ** (5 / 12)))
+    assert centred == pytest.approx(st(250.0 * 2 ** (2.5 / 12)) - (st(p5) + st(p95)) / 2)
+    assert auto_key(np.zeros(5), 300.0, (100.0, 900.0)) is None
+
+
 def test_key_shift_scales_voiced_frames_only():
     f0 = np.array([0.0, 110.0, 220.0, 0.0], dtype=np.float32)
     np.testing.assert_allclose(shift_f0(f0, 12), [0.0, 220.0, 440.0, 0.0])
@@ -128,5 +156,6 @@ def test_singer_lookup_accepts_full_and_unambiguous_bare_names():
     with pytest.raises(UnknownSingerError, match="Valid singers: m4singer_Alto-1, my_data_Bob, opensinger_Alto-1"):
         resolve_singer("Carol", singers)
     assert singer_dataset("my_data_Bob", stats) == "my_data"
-    assert singer_f0_median("my_data_Bob", stats) == 180.0
-    assert singer_f0_median("m4singer_Alto-1", stats) is None
+    assert singer_f0("my_data_Bob", stats) == 180.0
+    assert singer_f0("m4singer_Alto-1", stats) is None
+    assert singer_f0("my_data_Bob", stats, "p95") is None  # only the median recorded

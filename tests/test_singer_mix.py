@@ -20,7 +20,7 @@ from comosvc.features.mel import MelStats
 from comosvc.data.songs import sung_phrase
 from comosvc.pipeline import ConversionPipeline, SingerMix, UnknownSingerError, parse_mix
 from comosvc.pipeline.chunks import Chunk
-from comosvc.pipeline.mix import blend_mel_stats, mix_f0_median
+from comosvc.pipeline.mix import blend_mel_stats, mix_f0, mix_f0_range
 from comosvc.pipeline.pitch import voiced_median
 from conftest import F0_MEDIANS, REPO, SINGERS, TINY_CONFIG, fast_vocoder, save_tiny_models, tiny_stats
 
@@ -163,13 +163,24 @@ def test_mixed_datasets_denormalise_with_the_weighted_bounds(pipe):
 def test_auto_key_aims_at_the_weighted_mean_in_semitones(pipe, phrase, monkeypatch):
     mix = parse_mix("synth_alto:0.25,synth_bass:0.75", SINGERS)
     target = 2 ** (0.25 * math.log2(F0_MEDIANS["synth_alto"]) + 0.75 * math.log2(F0_MEDIANS["synth_bass"]))
-    assert mix_f0_median(mix, tiny_stats()) == pytest.approx(target, rel=1e-12)
-    assert mix_f0_median(parse_mix("synth_bass", SINGERS), tiny_stats()) == F0_MEDIANS["synth_bass"]
+    assert mix_f0(mix, tiny_stats()) == pytest.approx(target, rel=1e-12)
+    assert mix_f0(parse_mix("synth_bass", SINGERS), tiny_stats()) == F0_MEDIANS["synth_bass"]
 
     result = pipe(phrase, mix, key="auto", seed=0)
     assert voiced_median(result.f0) == pytest.approx(target, rel=1e-4)
     singles = [pipe(phrase, name, key="auto", seed=0).key for name in ("synth_alto", "synth_bass")]
     assert result.key == pytest.approx(0.25 * singles[0] + 0.75 * singles[1], abs=1e-6)  # the mean of the shifts
+
+    # a melody reaching 350 Hz, 9.7 semitones above its median (200 Hz), would pass the singers' p95
+    # (1.4x their medians, 5.8 semitones above) at the median shift: auto keeps its p95 at the mix's
+    # p95, the weighted geometric mean of theirs
+    wide = np.concatenate([np.full(60, 200.0), np.full(40, 350.0), np.zeros(10)])
+    p95 = 2 ** (0.25 * math.log2(1.4 * F0_MEDIANS["synth_alto"]) + 0.75 * math.log2(1.4 * F0_MEDIANS["synth_bass"]))
+    assert mix_f0_range(mix, tiny_stats()) == pytest.approx((p95 / 2, p95), rel=1e-12)  # p5 is 0.7x: half of 1.4x
+    shifted, semitones, warnings = pipe.key_shift(wide, mix, "auto")
+    assert semitones == pytest.approx(12 * math.log2(p95 / np.percentile(wide[wide > 0], 95)), abs=1e-9)
+    assert semitones < 12 * math.log2(target / 200.0) and not warnings  # less than the median shift
+    assert shifted.max() == pytest.approx(p95, rel=1e-5)
 
     stats = tiny_stats()
     del stats["f0"]["other_alto"]

@@ -63,7 +63,7 @@ from comosvc.pipeline.clock import StageClock, StageHook, sync_device
 from comosvc.pipeline import chunks as chunking
 from comosvc.pipeline.chunks import Chunk, SongJoiner, frame_noise, join_frames, length_batches
 from comosvc.pipeline.loudness import PEAK, finish_loudness
-from comosvc.pipeline.mix import SingerMix, SingerSpec, blend_mel_stats, mix_datasets, mix_f0_median, parse_mix
+from comosvc.pipeline.mix import SingerMix, SingerSpec, blend_mel_stats, mix_datasets, mix_f0, mix_f0_range, parse_mix
 from comosvc.pipeline.pitch import auto_key, notes_beyond_range, parse_key, shift_f0
 from comosvc.pipeline.singers import resolve_singer
 from comosvc.cpu_plan import CpuPlan
@@ -503,18 +503,19 @@ class ConversionPipeline:
         self, source_f0: np.ndarray, singer: SingerSpec, key: float | str
     ) -> tuple[np.ndarray, float, list[str]]:
         """``(shifted F0 (T,) Hz, semitones, warnings)``; ``key="auto"`` moves the source's median
-        voiced F0 onto ``singer``'s (``stats.json``); for a mix, onto the weighted geometric mean of
-        the singers' medians (:func:`~comosvc.pipeline.mix.mix_f0_median`)."""
+        voiced F0 onto ``singer``'s, kept within the singer's 5th..95th percentiles (``stats.json``;
+        :func:`~comosvc.pipeline.pitch.auto_key`); for a mix, the weighted geometric means of the
+        singers' (:func:`~comosvc.pipeline.mix.mix_f0`)."""
         if key != "auto":
             return shift_f0(source_f0, float(key)), float(key), []
         mix = self.resolve_mix(singer)
-        target = mix_f0_median(mix, self.model.stats)
+        target = mix_f0(mix, self.model.stats)
         if target is None:
             raise ValueError(
                 f"key='auto' needs the median F0 of {mix}, which the model's stats.json does not record; "
                 "pass a key in semitones instead."
             )
-        semitones = auto_key(source_f0, target)
+        semitones = auto_key(source_f0, target, mix_f0_range(mix, self.model.stats))
         if semitones is None:
             return shift_f0(source_f0, 0.0), 0.0, ["No voiced frame found in the input: the automatic key shift is 0."]
         return shift_f0(source_f0, semitones), semitones, []

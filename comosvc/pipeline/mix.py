@@ -12,8 +12,9 @@ normalised to sum 1; singers of weight 0 are left out.
 
 Across datasets (docs/design.md, "Mixing singers"): the mel is de-normalised with the
 weighted mean of the datasets' min/max bounds (:func:`blend_mel_stats`), and
-``key="auto"`` aims at the weighted geometric mean of the singers' median F0s
-(:func:`mix_f0_median`, a weighted mean in semitones).
+``key="auto"`` aims at the weighted geometric mean of the singers' median F0s, within the
+weighted geometric means of their 5th and 95th percentiles (:func:`mix_f0`, weighted means in
+semitones).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Union
 import numpy as np
 
 from comosvc.features.mel import MelStats
-from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0_median
+from comosvc.pipeline.singers import resolve_singer, singer_dataset, singer_f0
 
 MIX_SYNTAX = "write a mix as 'alice:0.7,bob:0.3'"
 
@@ -137,15 +138,23 @@ def blend_mel_stats(parts: list[tuple[MelStats, float]]) -> MelStats:
     return MelStats(lo, hi)
 
 
-def mix_f0_median(mix: SingerMix, stats: dict[str, Any]) -> float | None:
-    """Target median F0 (Hz) of a mix: the weighted geometric mean of the singers' medians
-    (a weighted mean in semitones); the median itself for one singer; ``None`` if one is not recorded."""
-    medians = [singer_f0_median(key, stats) for key in mix.keys]
-    if any(median is None for median in medians):
+def mix_f0(mix: SingerMix, stats: dict[str, Any], statistic: str = "median") -> float | None:
+    """A voiced-F0 statistic (Hz; ``"median"``, ``"p5"`` or ``"p95"``) of a mix: the weighted geometric
+    mean of the singers' (a weighted mean in semitones); the singer's own for one singer; ``None``
+    if one singer's is not recorded."""
+    values = [singer_f0(key, stats, statistic) for key in mix.keys]
+    if any(value is None for value in values):
         return None
     if mix.single is not None:
-        return medians[0]
-    return float(2.0 ** math.fsum(weight * math.log2(median) for weight, median in zip(mix.weights, medians)))
+        return values[0]
+    return float(2.0 ** math.fsum(weight * math.log2(value) for weight, value in zip(mix.weights, values)))
 
 
-__all__ = ["MIX_SYNTAX", "SingerMix", "SingerSpec", "blend_mel_stats", "mix_datasets", "mix_f0_median", "parse_mix"]
+def mix_f0_range(mix: SingerMix, stats: dict[str, Any]) -> tuple[float, float] | None:
+    """``(p5, p95)`` Hz of a mix (:func:`mix_f0`), what ``key="auto"`` keeps a song inside; ``None``
+    if a singer's is not recorded."""
+    low, high = mix_f0(mix, stats, "p5"), mix_f0(mix, stats, "p95")
+    return None if low is None or high is None else (low, high)
+
+
+__all__ = ["MIX_SYNTAX", "SingerMix", "SingerSpec", "blend_mel_stats", "mix_datasets", "mix_f0", "mix_f0_range", "parse_mix"]

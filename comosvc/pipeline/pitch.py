@@ -1,4 +1,4 @@
-"""Key shift of the conditioning F0: fixed semitones or "auto" (move the source to the target's range).
+"""Key shift of the conditioning F0: fixed semitones or "auto" (move the source into the target's range).
 
 F0 tracks are in Hz at the mel frame rate with 0 for unvoiced frames; a shift only
 ever scales voiced frames, so unvoiced frames stay exactly 0.
@@ -27,17 +27,32 @@ def voiced_median(f0: np.ndarray) -> float | None:
     return float(np.median(voiced)) if voiced.size else None
 
 
-def auto_key(source_f0: np.ndarray, target_median_hz: float) -> float | None:
-    """Semitones that move the source's voiced median F0 onto ``target_median_hz``.
+def auto_key(source_f0: np.ndarray, target_median_hz: float,
+             target_range_hz: tuple[float, float] | None = None) -> float | None:
+    """Semitones for ``key="auto"``: the source's voiced median F0 onto ``target_median_hz``, kept
+    within the target's range.
 
-    ``12 * log2(target_median / source_median)``: multiplying F0 by the ratio of the
-    medians moves the median exactly (the median commutes with scaling). Returns
-    ``None`` when the source has no voiced frame.
+    ``12 * log2(target_median / source_median)`` moves the median exactly (the median commutes
+    with scaling). With ``target_range_hz`` ``(p5, p95)`` Hz (the target singer's, ``stats.json``),
+    that shift is then clamped to the shifts that keep the source's own 5th..95th percentiles
+    inside the range, so a melody that spans more above its median than the singer sings above
+    theirs is not sent past the singer's top notes (a model sings notes no singer trained an
+    octave off). A source wider than the range is centred on it (its percentiles' geometric
+    midpoint onto the range's). Returns ``None`` when the source has no voiced frame.
     """
-    source_median = voiced_median(source_f0)
-    if source_median is None:
+    source = np.asarray(source_f0, dtype=np.float64)
+    voiced = source[source > 0]
+    if voiced.size == 0:
         return None
-    return 12.0 * math.log2(target_median_hz / source_median)
+    semitones = 12.0 * math.log2(target_median_hz / float(np.median(voiced)))
+    if target_range_hz is None:
+        return semitones
+    low, high = (float(v) for v in np.percentile(voiced, [5, 95]))
+    lowest = 12.0 * math.log2(target_range_hz[0] / low)  # any smaller puts the source's p5 below the range
+    highest = 12.0 * math.log2(target_range_hz[1] / high)  # any larger puts its p95 above
+    if lowest > highest:  # wider than the range: centre it
+        return 0.5 * (lowest + highest)
+    return min(max(semitones, lowest), highest)
 
 
 def trained_range(f0_stats: dict) -> tuple[float, float] | None:

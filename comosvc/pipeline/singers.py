@@ -50,12 +50,13 @@ def singer_dataset(key: str, stats: dict[str, Any]) -> str:
     return max(datasets, key=len)
 
 
-def singer_f0_median(key: str, stats: dict[str, Any]) -> float | None:
-    """The median voiced F0 (Hz) of singer ``key`` from ``stats["f0"]``, or ``None`` if not recorded."""
+def singer_f0(key: str, stats: dict[str, Any], statistic: str = "median") -> float | None:
+    """A voiced-F0 statistic (Hz) of singer ``key`` from ``stats["f0"]``: ``"median"``, ``"p5"`` or
+    ``"p95"``; ``None`` if not recorded."""
     entry = stats.get("f0", {}).get(key)
-    if not entry or entry.get("median") is None:
+    if not entry or not entry.get(statistic):
         return None
-    return float(entry["median"])
+    return float(entry[statistic])
 
 
-__all__ = ["UnknownSingerError", "resolve_singer", "singer_dataset", "singer_f0_median"]
+__all__ = ["UnknownSingerError", "resolve_singer", "singer_dataset", "singer_f0"]
