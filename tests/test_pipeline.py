@@ -110,6 +110,18 @@ def test_key_shift_scales_the_conditioning_f0(pipe, phrase):
     assert np.array_equal(auto.f0 > 0, base.f0 > 0)  # unvoiced frames stay unvoiced
 
 
+def test_auto_key_stops_at_the_top_of_the_singers_range(pipe):
+    # stats.json: each singer's p95 is 1.4 x its median (conftest)
+    melody = np.concatenate([np.full(60, 200.0), np.full(40, 350.0), np.zeros(10)])  # reaches 9.7 st above its median
+    for singer, median in (("synth_alto", 330.0), ("synth_bass", 110.0)):
+        top = pipe.model.stats["f0"][singer]["p95"]
+        shifted, semitones, warnings = pipe.key_shift(melody, singer, "auto")
+        # the median shift would put 350 Hz 3.9 semitones past the singer's p95: held at the p95
+        assert semitones == pytest.approx(12 * math.log2(top / 350.0), abs=1e-9)
+        assert semitones < 12 * math.log2(median / 200.0) and not warnings
+        assert shifted.max() == pytest.approx(top, rel=1e-5)
+
+
 def test_unknown_or_ambiguous_singer_lists_the_valid_ones(pipe, phrase):
     with pytest.raises(UnknownSingerError, match="Valid singers: other_alto, synth_alto, synth_bass"):
         pipe(phrase, "soprano")
