@@ -244,7 +244,7 @@ def build_live_tab(state: ModelState, settings: ServingSettings, singers: list[s
                 with gr.Row():
                     key = gr.Slider(-12, 12, value=0, step=1, label="Key shift (semitones)", elem_id="live-key")
                     auto_key = gr.Checkbox(value=False, label="Auto key",
-                                           info="running median of your pitch so far", elem_id="live-auto-key")
+                                           info="your pitch so far, moved into the singer's range", elem_id="live-auto-key")
             with gr.Column():
                 out = gr.Audio(streaming=True, autoplay=True, interactive=False, label="Converted (live)",
                                elem_id="live-output")
