@@ -277,7 +277,7 @@ def phase_config(tc: TrainConfig, ft: FinetuneConfig, steps: int, mixed_precisio
 # under Adam; at finetune.lr a new singer's row and the F0 bins of notes the base never trained
 # would end a fine-tune near where they started (docs/benchmarks.md "Your own voice"). They train
 # at these multiples of it, without weight decay (which would also shrink the frozen base rows).
-EMBEDDING_LR_SCALE = {"speaker": 30.0, "f0": 100.0}
+EMBEDDING_LR_SCALE = {"speaker": 300.0, "f0": 100.0}
 
 
 def select_parts(model, parts: Sequence[str], rows: Sequence[int] | None = None) -> list[dict]:
