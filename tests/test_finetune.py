@@ -29,16 +29,24 @@ FAST = [  # few and small steps: the tests check plumbing, not learning
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, tiny_overrides) -> dict:
-    """A tiny base teacher and student (3 singers), and 8 s of a new voice (one singer folder)."""
+    """A tiny base teacher and student (3 singers, each with a timbre index), and 8 s of a new voice
+    (one singer folder)."""
     from comosvc.config import load_config
     from comosvc.data.synthetic import write_corpus
+    from comosvc.files import INDEX_FILE
+    from comosvc.index.store import TimbreIndex
     from tests.conftest import TINY_CONFIG
 
     root = tmp_path_factory.mktemp("finetune")
     config = load_config(TINY_CONFIG, overrides=list(tiny_overrides))
     teacher, student = save_tiny_models(root / "base", config)
+    dims = {"whisper": config.content.whisper_dim, "contentvec": config.content.contentvec_dim}
+    generator = torch.Generator().manual_seed(0)
+    index = TimbreIndex({key: {name: torch.randn(4, dim, generator=generator) for name, dim in dims.items()} for key in SINGERS})
+    for folder in (teacher, student):
+        index.save(folder / INDEX_FILE)
     write_corpus("generic", root / "voice", n_singers=1, files_per_singer=4, seconds=2.0, seed=5)
-    return {"root": root, "config": config, "teacher": teacher, "student": student, "voice": root / "voice"}
+    return {"root": root, "config": config, "teacher": teacher, "student": student, "voice": root / "voice", "index": index}
 
 
 def run_finetune(base: dict, out: Path, *, datasets=None, overrides=(), **kwargs):
@@ -320,6 +328,12 @@ def test_finetune_writes_a_teacher_and_a_student_of_the_new_voice(base, finetune
         moved = [not torch.equal(v, getattr(base_teacher, part).state_dict()[k]) for k, v in getattr(teacher, part).state_dict().items()]
         assert any(moved), part
     torch.testing.assert_close(teacher.condition_encoder.whisper.weight, base_teacher.condition_encoder.whisper.weight, rtol=0, atol=0)
+    # the timbre index: the base singers' as they were, the new singer's built from its 8 s
+    for model in (teacher, student):
+        assert model.index.singers == [*SINGERS, "alice_singer0"]
+        for key in SINGERS:
+            assert all(torch.equal(model.index.vectors[key][name], base["index"].vectors[key][name]) for name in ("whisper", "contentvec"))
+        assert model.index.size("alice_singer0") > 0
     # the base models are as they were
     assert {p: p.read_bytes() for p in finetuned["base_files"]} == finetuned["base_files"]
 
@@ -341,6 +355,10 @@ def test_continue_singer_fine_tunes_a_base_singer_in_place(base, tmp_path):
     rows, base_rows = teacher.condition_encoder.speaker.weight, base_teacher.condition_encoder.speaker.weight
     assert not torch.equal(rows[0], base_rows[0])  # its own row trained on
     torch.testing.assert_close(rows[1:], base_rows[1:], rtol=0, atol=0)
+    # its index rebuilt from the new recordings, the others' kept
+    assert teacher.index.singers == list(SINGERS)
+    assert not torch.equal(teacher.index.vectors["synth_alto"]["whisper"], base["index"].vectors["synth_alto"]["whisper"])
+    assert torch.equal(teacher.index.vectors["synth_bass"]["whisper"], base["index"].vectors["synth_bass"]["whisper"])
 
 
 class Interrupted(Exception):

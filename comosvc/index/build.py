@@ -93,17 +93,26 @@ def build_index(
     return TimbreIndex(vectors)
 
 
-def build_index_at_end_of_training(data_dir: str | Path, device: str | torch.device = "cpu") -> TimbreIndex | None:
-    """The index of every singer of the data, or ``None`` with a warning if it cannot be built: a finished
-    training run still saves its model, and the index can be built later with ``python -m comosvc index``."""
+def build_index_at_end_of_training(
+    data_dir: str | Path,
+    device: str | torch.device = "cpu",
+    singers: Sequence[str] | None = None,
+    base: TimbreIndex | None = None,
+) -> TimbreIndex | None:
+    """The index of ``singers`` (default every singer of the data) over ``base``'s (a fine-tune's base
+    model's index: its other singers are kept, a singer trained on again is replaced), or ``base`` with a
+    warning if it cannot be built: a finished training run still saves its model, and the index can be
+    built later with ``python -m comosvc index``."""
     try:
-        return build_index(data_dir, device=device)
+        built = build_index(data_dir, singers=singers, device=device)
     except Exception as err:  # noqa: BLE001 - the trained model matters more than its index
+        which = "" if singers is None else "".join(f" --singer {key}" for key in singers)
         logger.warning(
-            "The timbre index could not be built (%s: %s); the model is saved without one. Build it later with "
-            "`python -m comosvc index --model OUT/model --data %s`.", type(err).__name__, err, data_dir,
+            "The timbre index could not be built (%s: %s); the model is saved without it. Build it later with "
+            "`python -m comosvc index --model OUT/model --data %s%s`.", type(err).__name__, err, data_dir, which,
         )
-        return None
+        return base
+    return built if base is None else base.merged(built)
 
 
 __all__ = ["build_index", "build_index_at_end_of_training", "data_singers", "singer_frames"]

@@ -26,7 +26,8 @@
    ``OUT/student``, starting (student and EMA target) from the base student's denoiser,
    or from the teacher's without a base student, as ``train/distill.py`` starts;
 5. ``OUT/teacher/model`` and ``OUT/student/model``, each with the extended table, the
-   stats and a model card naming the base model and the minutes of new audio; with
+   stats, the timbre index (the base's, if it has one, with the new singers' built from
+   ``OUT/data``) and a model card naming the base model and the minutes of new audio; with
    ``push_to_hub=REPO`` uploaded to ``REPO-teacher`` and ``REPO-student`` (the student
    then names ``REPO-teacher`` as the teacher it was distilled from).
 
@@ -358,6 +359,7 @@ def _check_data_folder(folder: Path, base, cfg: ComoSVCConfig, continue_singer: 
 def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name, mixed_precision, resume, on_step=None):
     """The teacher phase; returns ``(OUT/teacher/model, started_from)``."""
     from comosvc.data.preprocess import extend_stats
+    from comosvc.index.build import build_index_at_end_of_training
     from comosvc.training import prepare_training
     from comosvc.training.base_singers import AnchoredTeacherLoss, base_singer_ids
     from comosvc.training.data import load_training_data
@@ -367,7 +369,7 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
     tc = phase_config(cfg.train, cfg.finetune, cfg.finetune.teacher_steps, mixed_precision)
     run_cfg = dataclasses.replace(cfg, train=tc)
     data = load_training_data(data_dir, tc)
-    base_singers, base_stats, base_steps = dict(base.singers), base.stats, base.training_steps
+    base_singers, base_stats, base_steps, base_index = dict(base.singers), base.stats, base.training_steps, base.index
     base_table = base.condition_encoder.speaker.weight.detach().clone()
     trained_ids = [data.singers[key] for key in trained]
     frozen = copy.deepcopy(base)  # the base singers' teacher (the anchor), as loaded
@@ -395,6 +397,8 @@ def _finetune_teacher(base, cfg, data_dir, run_dir, trained, minutes, base_name,
         final = run.final_model()
         keep_rows(final, base_table, trained_ids)
         final.base_model, final.finetune_minutes = base_name, round(minutes, 2)
+        # the new singers' timbre index, beside the base singers' (their content vectors did not change)
+        final.index = build_index_at_end_of_training(data_dir, run.accelerator.device, singers=trained, base=base_index)
         if base_steps is not None:  # the teacher's steps in all: the base's and the fine-tune's
             final.training_steps = base_steps + summary.state.step
         run.save_model(final)
@@ -448,6 +452,7 @@ def _distil_student(teacher_dir, base_student, cfg, data_dir, trained, run_dir, 
     if run.is_main_process:
         model = run.final_model().export(distilled_from=teacher_name, distillation_steps=summary.state.step)
         model.base_model, model.finetune_minutes = base_name, round(minutes, 2)
+        model.index = teacher.index  # the singers' content vectors do not change with the denoiser
         run.save_model(model)
         print(f"distilled the student {summary.steps_run} steps; saved to {folder}")
     _end_phase(run)
