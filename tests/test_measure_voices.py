@@ -33,9 +33,9 @@ def test_own_voice_report(quick_reports):
         assert list(finetune["started_from"]) == [report["corpus"]["new_singer"]]
     groups = {(row["system"], row["start_embedding"], row["conversions_into"]) for row in report["rows"]}
     expected = {(s, "", "base singers, before") for s in systems}
-    expected |= {(s, start, into) for s in systems for start in settings.start_embeddings
-                 for into in ("new singer", "base singers, after")}
-    assert groups == expected
+    intos = ["new singer", "base singers, after"] + [f"new singer, index {r:g}" for r in settings.ratios if r > 0]
+    expected |= {(s, start, into) for s in systems for start in settings.start_embeddings for into in intos}
+    assert groups == expected  # into the new singer also through the index the fine-tune built
     for row in report["rows"]:
         assert set(SCORES) <= set(row) and row["conversions"] > 0
         assert 0.0 <= row["nearest_is_target"] <= 1.0 and -2.0 <= row["margin"] <= 2.0

@@ -8,8 +8,9 @@ measurement: a tiny model, seconds of audio per singer, a few hundred training s
   (:func:`comosvc.training.finetune.finetune`, default ``finetune.train_parts``) then teaches
   both the held-out singer from about a minute of its audio, once per
   ``finetune.start_embedding`` choice. Scored: conversions INTO the new singer (by the
-  fine-tuned models) and conversions into the BASE singers, by the base models (before) and
-  by the fine-tuned ones (after); plus the fine-tune's wall and CPU time.
+  fine-tuned models; also through the new singer's timbre index, which the fine-tune builds,
+  at each ``--ratios`` ratio) and conversions into the BASE singers, by the base models
+  (before) and by the fine-tuned ones (after); plus the fine-tune's wall and CPU time.
 - ``index`` (issue 23, the timbre index): a base teacher and student on every singer, their
   timbre index built from the training features (:func:`comosvc.index.build_index`), then
   conversions between every pair of singers at each ``index_ratio``. Scored as above, plus a
@@ -420,6 +421,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
     rows = [dict(system=name, start_embedding="", conversions_into="base singers, before", **summarise(scores))
             for (name, _), scores in before.items()]
     finetunes = []
+    index_ratios = [float(r) for r in sorted(set(settings.ratios) | {0.0})]
     for start in settings.start_embeddings:
         reset_accelerate_state()
         overrides = [
@@ -441,10 +443,11 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
         finetunes.append({"start_embedding": start, "started_from": result.started_from, "minutes": round(result.minutes, 2),
                           "wall_seconds": round(clock.wall, 1), "cpu_seconds": round(clock.cpu, 1)})
         pipe = load_pipeline(result.student, settings)
-        for label, pairs in (("new singer", into_new), ("base singers, after", into_base)):
-            after, _ = convert_and_score(pipe, scorer, pairs, settings)
-            rows += [dict(system=name, start_embedding=start, conversions_into=label, **summarise(scores))
-                     for (name, _), scores in after.items()]
+        # into the new singer also through its timbre index (built by the fine-tune) at each ratio
+        for label, pairs, ratios in (("new singer", into_new, index_ratios), ("base singers, after", into_base, (0.0,))):
+            after, _ = convert_and_score(pipe, scorer, pairs, settings, ratios)
+            rows += [dict(system=name, start_embedding=start, conversions_into=label if ratio == 0 else f"{label}, index {ratio:g}",
+                          **summarise(scores)) for (name, ratio), scores in after.items()]
     return {
         "protocol": "own-voice",
         "ground_truth_griffinlim": floor,
@@ -731,7 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-lr", type=float, help=f"default {d.finetune_lr}")
     parser.add_argument("--new-voice-seconds", type=float, help=f"default {d.new_voice_seconds}")
     parser.add_argument("--start-embedding", nargs="+", choices=["nearest_f0", "mean"], help="default: both")
-    parser.add_argument("--ratios", type=float, nargs="+", help="index ratios (default 0 0.5 0.75 1)")
+    parser.add_argument("--ratios", type=float, nargs="+",
+                        help="index ratios (default 0 0.5 0.75 1); own-voice: of the conversions into the new singer")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a setting of the fine-tune only, e.g. finetune.train_parts=[speaker]")
