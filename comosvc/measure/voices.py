@@ -124,6 +124,11 @@ class VoicesSettings:
         base.update(changes)
         return cls(**base)
 
+    @property
+    def index_ratios(self) -> list[float]:
+        """The index ratios converted at, ascending, 0 always among them (the conversions without the index)."""
+        return [float(r) for r in sorted(set(self.ratios) | {0.0})]
+
     def quality_settings(self, overrides: list[str]):
         """The :class:`~comosvc.measure.quality.QualitySettings` of the shared pieces (corpus, config, training)."""
         from comosvc.measure.quality import QualitySettings
@@ -421,7 +426,6 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
     rows = [dict(system=name, start_embedding="", conversions_into="base singers, before", **summarise(scores))
             for (name, _), scores in before.items()]
     finetunes = []
-    index_ratios = [float(r) for r in sorted(set(settings.ratios) | {0.0})]
     for start in settings.start_embeddings:
         reset_accelerate_state()
         overrides = [
@@ -444,7 +448,7 @@ def run_own_voice(settings: VoicesSettings, work: Path, encoders: dict) -> dict[
                           "wall_seconds": round(clock.wall, 1), "cpu_seconds": round(clock.cpu, 1)})
         pipe = load_pipeline(result.student, settings)
         # into the new singer also through its timbre index (built by the fine-tune) at each ratio
-        for label, pairs, ratios in (("new singer", into_new, index_ratios), ("base singers, after", into_base, (0.0,))):
+        for label, pairs, ratios in (("new singer", into_new, settings.index_ratios), ("base singers, after", into_base, (0.0,))):
             after, _ = convert_and_score(pipe, scorer, pairs, settings, ratios)
             rows += [dict(system=name, start_embedding=start, conversions_into=label if ratio == 0 else f"{label}, index {ratio:g}",
                           **summarise(scores)) for (name, ratio), scores in after.items()]
@@ -482,7 +486,7 @@ def run_index(settings: VoicesSettings, work: Path, encoders: dict) -> dict[str,
     pipe = load_pipeline(student_dir, settings)
     index = pipe.model.index
     keys = [singer_key(s) for s in range(settings.n_singers)]
-    ratios = [float(r) for r in sorted(set(settings.ratios) | {0.0})]
+    ratios = settings.index_ratios
 
     scorer = Scorer(config, test)
     pairs = [(c, [k for k in keys if k != f"{DATASET}_{c.singer}"]) for c in test]

@@ -41,13 +41,13 @@ def auto_key(source_f0: np.ndarray, target_median_hz: float,
     midpoint onto the range's). Returns ``None`` when the source has no voiced frame.
     """
     source = np.asarray(source_f0, dtype=np.float64)
-    voiced = source[source > 0]
-    if voiced.size == 0:
+    source_median = voiced_median(source)
+    if source_median is None:
         return None
-    semitones = 12.0 * math.log2(target_median_hz / float(np.median(voiced)))
+    semitones = 12.0 * math.log2(target_median_hz / source_median)
     if target_range_hz is None:
         return semitones
-    low, high = (float(v) for v in np.percentile(voiced, [5, 95]))
+    low, high = (float(v) for v in np.percentile(source[source > 0], [5, 95]))
     lowest = 12.0 * math.log2(target_range_hz[0] / low)  # any smaller puts the source's p5 below the range
     highest = 12.0 * math.log2(target_range_hz[1] / high)  # any larger puts its p95 above
     if lowest > highest:  # wider than the range: centre it
